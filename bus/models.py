@@ -1,0 +1,430 @@
+"""Document models of the bus: the only place document shapes are written down.
+
+Every Firestore document the pipeline reads or writes is one of these pydantic
+models. Field names follow DESIGN.md and the seed schema: snake_case, with
+Interactive Brokers' camelCase names inside contract and order objects
+(``secType``, ``orderId``, ``totalQuantity``, ``lmtPrice``).
+
+Units: amounts are in the account's base currency (USD unless configured),
+quantities in the instrument's units (shares, contracts, coins), rates are
+fractions (0.01 = 1 %) unless a name ends in ``_pct`` or ``_bps``. Times are
+timezone-aware UTC ``datetime`` objects.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+IntentStatus = Literal["success", "error", "skipped"]
+ExecutionStatus = Literal["completed", "failed", "partial_success", "skipped"]
+Action = Literal["BUY", "SELL"]
+
+
+def utc(dt: datetime) -> datetime:
+    """Return ``dt`` as an aware UTC datetime.
+
+    Raises:
+        ValueError: if ``dt`` is naive (a time without a zone is ambiguous).
+    """
+    if dt.tzinfo is None:
+        raise ValueError(f"naive datetime {dt.isoformat()} has no time zone; use UTC")
+    return dt.astimezone(timezone.utc)
+
+
+class Doc(BaseModel):
+    """Base of all documents: unknown fields are refused, times must be aware."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _aware(cls, v: Any) -> Any:
+        if isinstance(v, datetime):
+            return utc(v)
+        return v
+
+    def to_store(self) -> dict[str, Any]:
+        """Dump to a plain dict the store can write (datetimes kept as datetimes)."""
+        return self.model_dump(mode="python", by_alias=True)
+
+
+# --------------------------------------------------------------------------- config
+
+
+class RiskLimits(Doc):
+    """Global risk limits of ``config/trading`` (fractions of NAV unless noted).
+
+    Defaults are the safe values of DESIGN.md; the Commander's risk step reads them.
+    """
+
+    max_gross_leverage: float = Field(1.0, gt=0, description="gross exposure / NAV cap")
+    max_margin_use: float = Field(0.85, gt=0, le=1, description="share of what the account allows")
+    max_symbol_exposure: float = Field(0.5, gt=0, description="|net exposure| per symbol / NAV")
+    max_open_positions: int = Field(10, ge=1)
+    unrealized_loss_halt: float = Field(0.20, gt=0, le=1)
+    daily_loss_halt: float = Field(0.05, gt=0, le=1)
+
+
+class TradingConfig(Doc):
+    """``config/trading``: the kill switch, the mode and the Commander's settings.
+
+    Attributes:
+        tradingEnabled: kill switch; False turns every Commander run into a dry run.
+        mode: ``paper`` or ``live``; selects ``positions/{mode}`` and ``locks/commander-{mode}``.
+        allocation_method: ``custom`` (each strategy's ``capital_allocation``),
+            ``equal`` or ``performance_based``.
+        reserve_fraction: share of NAV never allocated (0.05 = 5 %).
+        conflict_policy: how opposite targets on one symbol are settled.
+        run_time_utc: the daily run time, ``HH:MM`` UTC; ``--as-of DATE`` means this time on DATE.
+        portfolio_max_age_seconds: a snapshot older than this (vs the run's as-of) is refused.
+        default_max_intent_age_seconds: intents older than this are stale unless a
+            strategy sets its own ``max_intent_age_seconds``.
+        min_order_notional: orders below this amount (base currency) are dropped.
+        rebalance_band: an order smaller than this fraction of its symbol's target
+            notional is dropped (it only chases rounding and fee drift); orders that
+            close a position are never dropped by the band.
+    """
+
+    tradingEnabled: bool = True
+    mode: Literal["paper", "live"] = "paper"
+    base_currency: str = "USD"
+    allocation_method: Literal["custom", "equal", "performance_based"] = "custom"
+    reserve_fraction: float = Field(0.05, ge=0, lt=1)
+    conflict_policy: Literal["net", "highest_confidence", "first_come", "cancel"] = "net"
+    priority_order: list[str] = Field(default_factory=list)
+    run_time_utc: str = Field("21:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    portfolio_max_age_seconds: int = Field(3600, gt=0)
+    default_max_intent_age_seconds: int = Field(26 * 3600, gt=0)
+    min_order_notional: float = Field(25.0, ge=0)
+    rebalance_band: float = Field(0.02, ge=0, lt=1)
+    risk: RiskLimits = Field(default_factory=RiskLimits)
+
+
+class StrategyRiskParameters(Doc):
+    """Per-strategy risk parameters (fractions of the strategy's capital)."""
+
+    max_drawdown: float = Field(0.25, gt=0, le=1)
+    max_single_position_exposure: float = Field(1.0, gt=0)
+    max_leverage: float = Field(1.0, gt=0, description="gross exposure / allocated capital cap")
+
+
+class StrategyConfig(Doc):
+    """``strategies/{strategy_id}``: one strategy's configuration.
+
+    ``capital_allocation`` is a fraction (0..1) of allocatable capital under the
+    ``custom`` method. ``params`` go to the strategy code unchanged.
+    """
+
+    strategy_id: str = Field(pattern=r"^[a-z0-9_\-]+$")
+    name: str
+    description: str = ""
+    enabled: bool = True
+    kind: Literal["classic", "llm"] = "classic"
+    author: str = "system"
+    capital_allocation: float = Field(0.0, ge=0, le=1)
+    risk_parameters: StrategyRiskParameters = Field(default_factory=StrategyRiskParameters)
+    params: dict[str, Any] = Field(default_factory=dict)
+    universe: list[str] = Field(default_factory=list)
+    max_intent_age_seconds: int | None = Field(None, gt=0)
+    llm: dict[str, Any] | None = None
+
+
+# --------------------------------------------------------------------------- intents
+
+
+class Instrument(Doc):
+    """An instrument as IB names it: symbol plus ``secType``/``exchange``/``currency``."""
+
+    symbol: str
+    secType: str = "STK"
+    exchange: str = "SMART"
+    currency: str = "USD"
+    contract_details: dict[str, Any] | None = None
+
+
+class TargetPosition(Instrument):
+    """One line of a strategy's whole desired book.
+
+    Exactly one size is given: ``quantity`` (signed units), ``weight`` (signed
+    fraction of the strategy's capital; 1.0 fully long, -0.5 half short) or
+    ``notional`` (signed amount in base currency).
+
+    Raises:
+        pydantic.ValidationError: when zero or several sizes are set.
+    """
+
+    quantity: float | None = None
+    weight: float | None = None
+    notional: float | None = None
+    leverage: float | None = Field(None, gt=0)
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    confidence: float | None = Field(None, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _one_size(self) -> "TargetPosition":
+        given = [n for n in ("quantity", "weight", "notional") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"target {self.symbol}: exactly one of quantity, weight, notional is required, got {given or 'none'}"
+            )
+        return self
+
+
+class IntentMetadata(Doc):
+    """What a strategy saw: ``signal_strength`` (-1..1) and its indicators."""
+
+    signal_strength: float | None = None
+    indicators: dict[str, float | str | None] = Field(default_factory=dict)
+
+
+class IntentSource(Doc):
+    """Where an intent came from: code version, and for LLM traders prompt digest, model, journal."""
+
+    code_version: str = ""
+    prompt_digest: str | None = None
+    model: str | None = None
+    journal_ref: str | None = None
+
+
+class Intent(Doc):
+    """``strategies/{id}/intent/latest`` and its immutable copy ``/intent/{intent_id}``.
+
+    ``updated_at`` is the wall-clock write time; ``as_of`` is the market time the
+    strategy computed at (equal in live runs, historical in backtests). Freshness
+    is judged on ``as_of`` against the run's as-of.
+    """
+
+    intent_id: str
+    strategy_id: str
+    updated_at: datetime
+    as_of: datetime
+    status: IntentStatus
+    error_message: str | None = None
+    metadata: IntentMetadata = Field(default_factory=IntentMetadata)
+    target_positions: list[TargetPosition] = Field(default_factory=list)
+    source: IntentSource = Field(default_factory=IntentSource)
+
+
+# --------------------------------------------------------------------------- instruments
+
+
+class InstrumentSpec(Instrument):
+    """Trading rules of one instrument at its venue.
+
+    ``lot_size`` and ``min_quantity`` in units, ``tick_size`` in price units,
+    ``min_notional`` in base currency, ``multiplier`` units per contract,
+    ``max_leverage`` the venue's cap (1 for a cash equity account).
+    """
+
+    lot_size: float = Field(1.0, gt=0)
+    tick_size: float = Field(0.01, gt=0)
+    min_quantity: float = Field(0.0, ge=0)
+    min_notional: float = Field(0.0, ge=0)
+    multiplier: float = Field(1.0, gt=0)
+    max_leverage: float = Field(1.0, gt=0)
+
+
+# --------------------------------------------------------------------------- portfolio
+
+
+class Holding(Instrument):
+    """A position the broker holds: ``quantity`` signed units, prices in base currency."""
+
+    quantity: float
+    avg_cost: float = 0.0
+    market_price: float
+    market_value: float
+
+
+class OpenOrder(Doc):
+    """A working order at the broker (IB field names)."""
+
+    orderId: str
+    client_order_id: str
+    symbol: str
+    secType: str = "STK"
+    action: Action
+    totalQuantity: float = Field(gt=0)
+    orderType: Literal["MKT", "LMT"] = "MKT"
+    lmtPrice: float | None = None
+    status: str = "Submitted"
+    created_at: datetime
+    order_details: dict[str, Any] | None = None
+
+    @property
+    def signed_quantity(self) -> float:
+        """Remaining quantity, positive for BUY and negative for SELL."""
+        return self.totalQuantity if self.action == "BUY" else -self.totalQuantity
+
+
+class PortfolioSnapshot(Doc):
+    """``positions/{mode}/portfolio/latest`` and ``/portfolio/{snapshot_id}``.
+
+    ``net_liquidation`` (NAV) and ``available_funds`` are in base currency.
+    """
+
+    snapshot_id: str
+    updated_at: datetime
+    as_of: datetime
+    broker: str
+    account: str
+    mode: Literal["paper", "live"]
+    base_currency: str = "USD"
+    net_liquidation: float
+    available_funds: float
+    cash: float
+    holdings: list[Holding] = Field(default_factory=list)
+    open_orders: list[OpenOrder] = Field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- executions
+
+
+class TargetLine(Instrument):
+    """One symbol of an aggregated or final target: ``quantity`` in units,
+    ``contributions`` maps strategy id -> its signed quantity."""
+
+    quantity: float
+    price: float | None = None
+    contributions: dict[str, float] = Field(default_factory=dict)
+
+
+class DiffLine(Doc):
+    """Target vs actual for one symbol, before and after rounding.
+
+    ``raw_quantity`` = target − (holding + pending); ``quantity`` is it rounded
+    to the lot size, 0 when dropped; ``reason`` says why it was dropped.
+    """
+
+    symbol: str
+    target: float
+    holding: float
+    pending: float
+    raw_quantity: float
+    quantity: float
+    price: float | None = None
+    notional: float = 0.0
+    reason: str | None = None
+
+
+class Conflict(Doc):
+    """A disagreement between strategies on one symbol and how it was settled."""
+
+    type: Literal["direction", "duplicate", "resource"]
+    symbol: str
+    strategies: list[str]
+    wanted: dict[str, float]
+    policy: str
+    outcome: float
+    note: str = ""
+
+
+class RiskAdjustment(Doc):
+    """A change the risk step made: ``rule`` applied to a symbol or strategy."""
+
+    rule: str
+    symbol: str | None = None
+    strategy_id: str | None = None
+    before: float
+    after: float
+    note: str = ""
+
+
+class OrderRecord(Doc):
+    """An order the Commander placed (or would place on a dry run), IB field names."""
+
+    orderId: str | None = None
+    client_order_id: str
+    symbol: str
+    secType: str = "STK"
+    exchange: str = "SMART"
+    currency: str = "USD"
+    action: Action
+    totalQuantity: float = Field(gt=0)
+    orderType: Literal["MKT", "LMT"] = "MKT"
+    lmtPrice: float | None = None
+    status: str
+    filled_quantity: float = 0.0
+    fill_price: float | None = None
+    commission: float = 0.0
+    error: str | None = None
+
+
+class Decision(Doc):
+    """The Commander's decision: the whole book before and after risk, and the diff."""
+
+    allocations: dict[str, float] = Field(default_factory=dict)
+    aggregated_target: list[TargetLine] = Field(default_factory=list)
+    final_target: list[TargetLine] = Field(default_factory=list)
+    diff: list[DiffLine] = Field(default_factory=list)
+    conflicts: list[Conflict] = Field(default_factory=list)
+    risk_adjustments: list[RiskAdjustment] = Field(default_factory=list)
+
+
+class ExecutionContext(Doc):
+    """Everything needed to replay: the refs to immutable documents, config and prices used."""
+
+    portfolio_snapshot_ref: str | None = None
+    strategy_intents_refs: dict[str, str] = Field(default_factory=dict)
+    config_used: dict[str, Any] = Field(default_factory=dict)
+    strategy_configs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    books_used: dict[str, dict[str, float]] = Field(default_factory=dict)
+    prices: dict[str, float] = Field(default_factory=dict)
+    specs: dict[str, InstrumentSpec] = Field(default_factory=dict)
+    code_version: str = ""
+
+
+class Execution(Doc):
+    """``executions/{execution_id}``: the audit record of one Commander run."""
+
+    execution_id: str
+    executed_at: datetime
+    as_of: datetime
+    trigger: Literal["scheduled", "manual", "backtest", "replay"] = "manual"
+    dry_run: bool
+    status: ExecutionStatus
+    summary: str = ""
+    reason: str | None = None
+    context: ExecutionContext = Field(default_factory=ExecutionContext)
+    decision: Decision = Field(default_factory=Decision)
+    orders_placed: list[OrderRecord] = Field(default_factory=list)
+    missing_strategies: list[str] = Field(default_factory=list)
+    stale_strategies: list[str] = Field(default_factory=list)
+    errored_strategies: list[str] = Field(default_factory=list)
+    skipped_strategies: list[str] = Field(default_factory=list)
+    unmanaged: list[str] = Field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- books
+
+
+class BookPosition(Doc):
+    """A position in a strategy's virtual sub-account: signed units, average entry price."""
+
+    quantity: float
+    avg_price: float = 0.0
+
+
+class Book(Doc):
+    """``strategies/{id}/book/latest``: the strategy's virtual sub-account.
+
+    ``positions`` maps symbol -> position. Amounts in base currency.
+    """
+
+    strategy_id: str
+    updated_at: datetime
+    execution_id: str | None = None
+    cash: float = 0.0
+    positions: dict[str, BookPosition] = Field(default_factory=dict)
+    realized_pnl: float = 0.0
+    unrealized_pnl: float = 0.0
+    equity: float = 0.0
+    high_water_mark: float = 0.0
+
+    def quantities(self) -> dict[str, float]:
+        """Symbol -> signed quantity, zero positions left out."""
+        return {s: p.quantity for s, p in self.positions.items() if p.quantity != 0}

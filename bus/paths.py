@@ -1,0 +1,45 @@
+"""Document paths of the bus (see the table in DESIGN.md). Pure string helpers."""
+
+from __future__ import annotations
+
+TRADING_CONFIG = "config/trading"
+
+
+def strategy(strategy_id: str) -> str:
+    """``strategies/{id}``: the strategy's configuration."""
+    return f"strategies/{strategy_id}"
+
+
+def intent(strategy_id: str, intent_id: str = "latest") -> str:
+    """``strategies/{id}/intent/{intent_id}``; ``latest`` by default."""
+    return f"strategies/{strategy_id}/intent/{intent_id}"
+
+
+def book(strategy_id: str) -> str:
+    """``strategies/{id}/book/latest``: the strategy's virtual sub-account."""
+    return f"strategies/{strategy_id}/book/latest"
+
+
+def portfolio(mode: str, snapshot_id: str = "latest") -> str:
+    """``positions/{mode}/portfolio/{snapshot_id}``; ``latest`` by default."""
+    return f"positions/{mode}/portfolio/{snapshot_id}"
+
+
+def execution(execution_id: str) -> str:
+    """``executions/{execution_id}``: the audit record of one Commander run."""
+    return f"executions/{execution_id}"
+
+
+def lock(mode: str) -> str:
+    """``locks/commander-{mode}``: the Commander's lease on one account."""
+    return f"locks/commander-{mode}"
+
+
+def sim_account(account: str) -> str:
+    """``sim_accounts/{account}``: the paper broker's persisted account."""
+    return f"sim_accounts/{account}"
+
+
+def sim_order(account: str, client_order_id: str) -> str:
+    """``sim_accounts/{account}/orders/{client_order_id}``: one paper order and its fill."""
+    return f"sim_accounts/{account}/orders/{client_order_id}"

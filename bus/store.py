@@ -1,0 +1,282 @@
+"""The store: where documents live. Firestore (real or emulator) and in memory.
+
+Both stores take and return plain dicts keyed by document path
+(``collection/doc[/collection/doc...]``). Typed access goes through
+:func:`read` / :func:`read_many` with a model from :mod:`bus.models`.
+
+Every store counts its round trips in ``stats`` so benchmarks and tests can
+check that a run reads many documents in one ``get_all``.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from abc import ABC, abstractmethod
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable, TypeVar
+
+from pydantic import BaseModel
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StoreError(RuntimeError):
+    """The store could not be reached or refused an operation."""
+
+
+class Store(ABC):
+    """A document store. Paths have an even number of segments.
+
+    ``stats`` counts round trips by kind: ``get``, ``get_all``, ``set``,
+    ``batch``, ``list``, ``delete``, ``transaction``.
+    """
+
+    def __init__(self) -> None:
+        self.stats: Counter[str] = Counter()
+        self._stats_lock = threading.Lock()
+
+    def _count(self, kind: str) -> None:
+        with self._stats_lock:
+            self.stats[kind] += 1
+
+    @abstractmethod
+    def get(self, path: str) -> dict[str, Any] | None:
+        """One document, or None when it does not exist."""
+
+    @abstractmethod
+    def get_all(self, paths: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        """Many documents in one round trip: path -> data (None when missing)."""
+
+    @abstractmethod
+    def set(self, path: str, data: dict[str, Any]) -> None:
+        """Create or replace one document."""
+
+    @abstractmethod
+    def write_batch(self, writes: list[tuple[str, dict[str, Any]]]) -> None:
+        """Create or replace several documents atomically, in one round trip."""
+
+    @abstractmethod
+    def list_docs(self, collection: str) -> list[tuple[str, dict[str, Any]]]:
+        """All documents of a collection as (id, data), sorted by id."""
+
+    @abstractmethod
+    def delete(self, path: str) -> None:
+        """Delete one document (no error when it does not exist)."""
+
+    @abstractmethod
+    def try_lease(self, path: str, holder: str, ttl_seconds: float) -> tuple[bool, dict[str, Any] | None]:
+        """Take the lease at ``path`` for ``holder`` in a transaction.
+
+        Succeeds when no lease exists, the existing one has expired (wall clock),
+        or ``holder`` already holds it. Returns (taken, the lease document now
+        in force).
+        """
+
+    @abstractmethod
+    def release_lease(self, path: str, holder: str) -> None:
+        """Release the lease if ``holder`` holds it."""
+
+
+def _lease_decision(current: dict[str, Any] | None, holder: str, now: datetime) -> bool:
+    if current is None:
+        return True
+    expires = current.get("expires_at")
+    if current.get("holder") == holder:
+        return True
+    return expires is None or expires <= now
+
+
+class MemoryStore(Store):
+    """In-process store for backtests and unit tests: deep copies in and out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._docs: dict[str, dict[str, Any]] = {}
+        self._lock = threading.RLock()
+
+    def get(self, path: str) -> dict[str, Any] | None:
+        self._count("get")
+        with self._lock:
+            d = self._docs.get(path)
+            return copy.deepcopy(d) if d is not None else None
+
+    def get_all(self, paths: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        self._count("get_all")
+        with self._lock:
+            return {p: copy.deepcopy(self._docs.get(p)) for p in paths}
+
+    def set(self, path: str, data: dict[str, Any]) -> None:
+        self._count("set")
+        with self._lock:
+            self._docs[path] = copy.deepcopy(data)
+
+    def write_batch(self, writes: list[tuple[str, dict[str, Any]]]) -> None:
+        self._count("batch")
+        with self._lock:
+            for path, data in writes:
+                self._docs[path] = copy.deepcopy(data)
+
+    def list_docs(self, collection: str) -> list[tuple[str, dict[str, Any]]]:
+        self._count("list")
+        depth = collection.count("/") + 2
+        prefix = collection + "/"
+        with self._lock:
+            out = [
+                (p[len(prefix):], copy.deepcopy(d))
+                for p, d in self._docs.items()
+                if p.startswith(prefix) and p.count("/") + 1 == depth
+            ]
+        return sorted(out, key=lambda x: x[0])
+
+    def delete(self, path: str) -> None:
+        self._count("delete")
+        with self._lock:
+            self._docs.pop(path, None)
+
+    def try_lease(self, path: str, holder: str, ttl_seconds: float) -> tuple[bool, dict[str, Any] | None]:
+        self._count("transaction")
+        now = datetime.now(timezone.utc)
+        with self._lock:
+            current = self._docs.get(path)
+            if not _lease_decision(current, holder, now):
+                return False, copy.deepcopy(current)
+            doc = {"holder": holder, "taken_at": now, "expires_at": now + timedelta(seconds=ttl_seconds)}
+            self._docs[path] = doc
+            return True, copy.deepcopy(doc)
+
+    def release_lease(self, path: str, holder: str) -> None:
+        self._count("transaction")
+        with self._lock:
+            if (self._docs.get(path) or {}).get("holder") == holder:
+                del self._docs[path]
+
+
+class FirestoreStore(Store):
+    """Store on ``google-cloud-firestore``: the emulator when ``FIRESTORE_EMULATOR_HOST``
+    is set, real Firestore otherwise (credentials from the environment).
+
+    Raises:
+        StoreError: wrapping any client error, with the path involved.
+    """
+
+    def __init__(self, project: str, client: Any | None = None) -> None:
+        super().__init__()
+        from google.cloud import firestore  # heavy import kept at the edge
+
+        self._fs = firestore
+        self.project = project
+        self.client = client or firestore.Client(project=project)
+
+    def _wrap(self, what: str, exc: Exception) -> StoreError:
+        return StoreError(f"firestore {what} failed: {type(exc).__name__}: {exc}")
+
+    def get(self, path: str) -> dict[str, Any] | None:
+        self._count("get")
+        try:
+            snap = self.client.document(path).get()
+        except Exception as exc:  # noqa: BLE001 - re-raised as StoreError
+            raise self._wrap(f"get {path}", exc) from exc
+        return snap.to_dict() if snap.exists else None
+
+    def get_all(self, paths: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        paths = list(dict.fromkeys(paths))
+        out: dict[str, dict[str, Any] | None] = {p: None for p in paths}
+        if not paths:
+            return out
+        self._count("get_all")
+        refs = [self.client.document(p) for p in paths]
+        try:
+            for snap in self.client.get_all(refs):
+                out[snap.reference.path] = snap.to_dict() if snap.exists else None
+        except Exception as exc:  # noqa: BLE001
+            raise self._wrap(f"get_all of {len(paths)} documents", exc) from exc
+        return out
+
+    def set(self, path: str, data: dict[str, Any]) -> None:
+        self._count("set")
+        try:
+            self.client.document(path).set(data)
+        except Exception as exc:  # noqa: BLE001
+            raise self._wrap(f"set {path}", exc) from exc
+
+    def write_batch(self, writes: list[tuple[str, dict[str, Any]]]) -> None:
+        if not writes:
+            return
+        self._count("batch")
+        batch = self.client.batch()
+        for path, data in writes:
+            batch.set(self.client.document(path), data)
+        try:
+            batch.commit()
+        except Exception as exc:  # noqa: BLE001
+            raise self._wrap(f"batch write of {[p for p, _ in writes]}", exc) from exc
+
+    def list_docs(self, collection: str) -> list[tuple[str, dict[str, Any]]]:
+        self._count("list")
+        try:
+            snaps = list(self.client.collection(collection).stream())
+        except Exception as exc:  # noqa: BLE001
+            raise self._wrap(f"list {collection}", exc) from exc
+        return sorted(((s.id, s.to_dict()) for s in snaps), key=lambda x: x[0])
+
+    def delete(self, path: str) -> None:
+        self._count("delete")
+        try:
+            self.client.document(path).delete()
+        except Exception as exc:  # noqa: BLE001
+            raise self._wrap(f"delete {path}", exc) from exc
+
+    def try_lease(self, path: str, holder: str, ttl_seconds: float) -> tuple[bool, dict[str, Any] | None]:
+        self._count("transaction")
+        ref = self.client.document(path)
+        fs = self._fs
+
+        @fs.transactional
+        def take(tx: Any) -> tuple[bool, dict[str, Any] | None]:
+            snap = ref.get(transaction=tx)
+            current = snap.to_dict() if snap.exists else None
+            now = datetime.now(timezone.utc)
+            if not _lease_decision(current, holder, now):
+                return False, current
+            doc = {"holder": holder, "taken_at": now, "expires_at": now + timedelta(seconds=ttl_seconds)}
+            tx.set(ref, doc)
+            return True, doc
+
+        try:
+            return take(self.client.transaction())
+        except Exception as exc:  # noqa: BLE001
+            raise self._wrap(f"lease {path}", exc) from exc
+
+    def release_lease(self, path: str, holder: str) -> None:
+        self._count("transaction")
+        ref = self.client.document(path)
+        fs = self._fs
+
+        @fs.transactional
+        def release(tx: Any) -> None:
+            snap = ref.get(transaction=tx)
+            if snap.exists and (snap.to_dict() or {}).get("holder") == holder:
+                tx.delete(ref)
+
+        try:
+            release(self.client.transaction())
+        except Exception as exc:  # noqa: BLE001
+            raise self._wrap(f"release {path}", exc) from exc
+
+
+def read(store: Store, path: str, model: type[M]) -> M | None:
+    """Read one document as ``model``; None when it does not exist.
+
+    Raises:
+        pydantic.ValidationError: when the stored document does not fit the model.
+    """
+    data = store.get(path)
+    return model.model_validate(data) if data is not None else None
+
+
+def read_many(store: Store, paths: list[str], model: type[M]) -> dict[str, M | None]:
+    """Read many documents as ``model`` in one ``get_all`` round trip."""
+    raw = store.get_all(paths)
+    return {p: (model.model_validate(d) if d is not None else None) for p, d in raw.items()}

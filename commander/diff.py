@@ -1,0 +1,68 @@
+"""Step 7: the diff. Order quantity = final target − (holding + pending open orders).
+
+Rounded to the instrument's lot size (to nearest lot; a full close is exact).
+Dropped, with the reason recorded: orders under the instrument's minimum
+quantity, under the larger of its minimum notional and ``min_order_notional``,
+and (unless the order closes the position) orders smaller than
+``rebalance_band`` × the target's notional, which only chase rounding and fee
+drift. Symbols held but managed by no strategy are left alone (``unmanaged``).
+"""
+
+from __future__ import annotations
+
+from bus.models import DiffLine, InstrumentSpec, OpenOrder, PortfolioSnapshot, TargetLine, TradingConfig
+
+EPS = 1e-9
+
+
+def round_to_lot(quantity: float, lot: float) -> float:
+    """Nearest multiple of ``lot`` (units), cleaned of float noise."""
+    return round(round(quantity / lot) * lot, 10)
+
+
+def pending_by_symbol(open_orders: list[OpenOrder]) -> dict[str, float]:
+    """Signed units still working per symbol (BUY positive)."""
+    out: dict[str, float] = {}
+    for o in open_orders:
+        out[o.symbol] = out.get(o.symbol, 0.0) + o.signed_quantity
+    return out
+
+
+def diff(final: list[TargetLine], snapshot: PortfolioSnapshot, specs: dict[str, InstrumentSpec],
+         prices: dict[str, float], config: TradingConfig) -> tuple[list[DiffLine], list[str]]:
+    """Diff the final target against holdings plus open orders.
+
+    Returns:
+        (one :class:`DiffLine` per managed symbol, sorted unmanaged held symbols).
+    """
+    holdings = {h.symbol: h.quantity for h in snapshot.holdings}
+    pending = pending_by_symbol(snapshot.open_orders)
+    managed = {t.symbol for t in final}
+    lines = []
+    for t in sorted(final, key=lambda x: x.symbol):
+        sym = t.symbol
+        held, pend = holdings.get(sym, 0.0), pending.get(sym, 0.0)
+        raw = t.quantity - held - pend
+        spec = specs.get(sym) or InstrumentSpec(symbol=sym)
+        price = prices.get(sym)
+        closing = abs(t.quantity) < EPS
+        qty = round(raw, 10) if closing else round_to_lot(raw, spec.lot_size)
+        reason = None
+        notional = abs(qty) * price * spec.multiplier if price else 0.0
+        min_notional = max(spec.min_notional, config.min_order_notional)
+        if abs(qty) < EPS:
+            reason = "below one lot" if abs(raw) > EPS else None
+        elif price is None:
+            reason = "no price"
+        elif abs(qty) < spec.min_quantity:
+            reason = f"below minimum quantity {spec.min_quantity:g}"
+        elif notional < min_notional and not closing:
+            reason = f"notional {notional:.2f} below minimum {min_notional:.2f}"
+        elif (not closing and abs(held + pend) > EPS
+              and notional < config.rebalance_band * abs(t.quantity) * price * spec.multiplier):
+            reason = f"within rebalance band {config.rebalance_band:g}"
+        lines.append(DiffLine(symbol=sym, target=t.quantity, holding=held, pending=pend, raw_quantity=raw,
+                              quantity=0.0 if reason else qty, price=price,
+                              notional=0.0 if reason else notional, reason=reason))
+    unmanaged = sorted(s for s, q in holdings.items() if s not in managed and abs(q) > EPS)
+    return lines, unmanaged

@@ -1,0 +1,49 @@
+"""When a bar closes: the moment it becomes visible (see "Time" in DESIGN.md).
+
+Crypto bars close at open + timeframe. Daily US ETF bars are labelled with the
+session date and close at the NYSE session close in America/New_York (16:00,
+13:00 on early-close days, daylight saving included), from the
+``exchange_calendars`` XNYS calendar.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import pandas as pd
+
+TIMEFRAMES = {"1h": pd.Timedelta(hours=1), "4h": pd.Timedelta(hours=4), "1d": pd.Timedelta(days=1)}
+NEW_YORK = "America/New_York"
+
+
+@lru_cache(maxsize=1)
+def _xnys_closes() -> pd.Series:
+    import exchange_calendars as xc  # ~0.3 s import, only when equity data is loaded
+
+    cal = xc.get_calendar("XNYS", start="1990-01-02")
+    closes = cal.closes
+    closes.index = pd.DatetimeIndex(closes.index).tz_localize(None).normalize()
+    return closes
+
+
+def equity_daily_close_times(session_dates: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    """UTC close times of daily equity bars labelled with their session date.
+
+    A date the XNYS calendar does not list as a session falls back to 16:00 New York.
+    """
+    naive = session_dates.tz_localize(None).normalize() if session_dates.tz is not None else session_dates.normalize()
+    closes = _xnys_closes().reindex(naive)
+    fallback = (naive + pd.Timedelta(hours=16)).tz_localize(NEW_YORK).tz_convert("UTC")
+    known = pd.DatetimeIndex(closes.values).tz_localize("UTC") if closes.dt.tz is None else pd.DatetimeIndex(closes.values)
+    return pd.DatetimeIndex([k if not pd.isna(k) else f for k, f in zip(known, fallback)], tz="UTC")
+
+
+def crypto_close_times(open_times: pd.DatetimeIndex, timeframe: str) -> pd.DatetimeIndex:
+    """UTC close times of crypto bars: open + timeframe.
+
+    Raises:
+        ValueError: for a timeframe not in ``TIMEFRAMES``.
+    """
+    if timeframe not in TIMEFRAMES:
+        raise ValueError(f"unknown timeframe {timeframe!r}; known: {sorted(TIMEFRAMES)}")
+    return open_times + TIMEFRAMES[timeframe]

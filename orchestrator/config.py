@@ -1,0 +1,130 @@
+"""Configuration files of the local runner: YAML in ``config/``, validated before anything runs.
+
+* ``trading.yaml`` -> ``config/trading`` (:class:`bus.models.TradingConfig`)
+* ``strategies.yaml`` -> ``strategies/{id}`` (:class:`bus.models.StrategyConfig`), a list under ``strategies``
+* ``brokers.yaml`` -> the account the pipeline trades (paper broker settings)
+* ``instruments.yaml`` -> venue rules per symbol (:class:`bus.models.InstrumentSpec`)
+
+Every problem is a :class:`ConfigError` whose message names the file and the
+field, so the command line can print it on one line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bus import paths
+from bus.models import InstrumentSpec, StrategyConfig, TradingConfig
+from bus.store import Store
+from commander.allocate import AllocationError, validate_allocations
+
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "config"
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing, malformed or inconsistent."""
+
+
+class SimAccount(BaseModel):
+    """The paper broker's account settings (amounts in base currency, costs in bps)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["sim"] = "sim"
+    account: str = "sim-paper"
+    starting_cash: float = Field(100_000.0, gt=0)
+    fee_bps: float = Field(1.0, ge=0)
+    slippage_bps: float = Field(2.0, ge=0)
+
+
+class BrokersFile(BaseModel):
+    """``brokers.yaml``: accounts by trading mode."""
+
+    model_config = ConfigDict(extra="forbid")
+    accounts: dict[str, SimAccount]
+
+
+@dataclass
+class Settings:
+    """All configuration of one run, validated."""
+
+    trading: TradingConfig
+    strategies: list[StrategyConfig]
+    account: SimAccount
+    instruments: dict[str, InstrumentSpec]
+
+    def strategy_ids(self) -> list[str]:
+        return [s.strategy_id for s in self.strategies]
+
+
+def _read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} malformed YAML: {getattr(exc, 'problem', exc)}") from exc
+
+
+def _first_error(path: Path, exc: ValidationError) -> ConfigError:
+    e = exc.errors()[0]
+    loc = ".".join(str(x) for x in e["loc"])
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return ConfigError(f"{path}: {loc}: {e['msg']}{more}")
+
+
+def load_settings(config_dir: Path | None = None) -> Settings:
+    """Load and validate all four files.
+
+    Raises:
+        ConfigError: the first problem found, naming file and field.
+    """
+    d = Path(config_dir or DEFAULT_DIR)
+    try:
+        trading = TradingConfig.model_validate(_read_yaml(d / "trading.yaml") or {})
+    except ValidationError as exc:
+        raise _first_error(d / "trading.yaml", exc) from exc
+    raw = _read_yaml(d / "strategies.yaml") or {}
+    if not isinstance(raw, dict) or not isinstance(raw.get("strategies"), list):
+        raise ConfigError(f"{d / 'strategies.yaml'}: expected a list under 'strategies'")
+    strategies = []
+    for i, item in enumerate(raw["strategies"]):
+        try:
+            strategies.append(StrategyConfig.model_validate(item))
+        except ValidationError as exc:
+            raise _first_error(d / f"strategies.yaml: strategies[{i}]", exc) from exc
+    ids = [s.strategy_id for s in strategies]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise ConfigError(f"{d / 'strategies.yaml'}: duplicate strategy ids {dup}")
+    try:
+        validate_allocations(trading, strategies)
+    except AllocationError as exc:
+        raise ConfigError(f"{d / 'strategies.yaml'}: {exc}") from exc
+    try:
+        brokers = BrokersFile.model_validate(_read_yaml(d / "brokers.yaml") or {})
+    except ValidationError as exc:
+        raise _first_error(d / "brokers.yaml", exc) from exc
+    if trading.mode not in brokers.accounts:
+        raise ConfigError(f"{d / 'brokers.yaml'}: no account for mode {trading.mode!r}")
+    raw_inst = _read_yaml(d / "instruments.yaml") or {}
+    try:
+        instruments = {s: InstrumentSpec.model_validate({"symbol": s, **v}) for s, v in raw_inst.items()}
+    except (ValidationError, TypeError, AttributeError) as exc:
+        if isinstance(exc, ValidationError):
+            raise _first_error(d / "instruments.yaml", exc) from exc
+        raise ConfigError(f"{d / 'instruments.yaml'}: expected a mapping of symbol -> spec") from exc
+    return Settings(trading, strategies, brokers.accounts[trading.mode], instruments)
+
+
+def apply_settings(store: Store, settings: Settings) -> None:
+    """Write ``config/trading`` and every ``strategies/{id}`` in one batch."""
+    writes = [(paths.TRADING_CONFIG, settings.trading.to_store())]
+    writes += [(paths.strategy(s.strategy_id), s.to_store()) for s in settings.strategies]
+    store.write_batch(writes)

@@ -1,0 +1,43 @@
+"""Registry of classic strategy implementations, by strategy id."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from strategies.base import Strategy
+
+_REGISTRY: dict[str, type[Strategy]] = {}
+
+
+def register(strategy_id: str) -> Callable[[type[Strategy]], type[Strategy]]:
+    """Class decorator: make ``cls`` the implementation of ``strategy_id``."""
+
+    def deco(cls: type[Strategy]) -> type[Strategy]:
+        _REGISTRY[strategy_id] = cls
+        return cls
+
+    return deco
+
+
+def _load_builtin() -> None:
+    # Importing the modules registers them.
+    from strategies import crypto_trend, spy_macd_vixy, test_signal  # noqa: F401
+
+
+def known() -> list[str]:
+    """Ids of all registered classic strategies."""
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def create(strategy_id: str) -> Strategy:
+    """A new instance of the strategy registered as ``strategy_id``.
+
+    Raises:
+        KeyError: naming the id and the known ones.
+    """
+    _load_builtin()
+    cls = _REGISTRY.get(strategy_id)
+    if cls is None:
+        raise KeyError(f"no strategy implementation {strategy_id!r}; known: {', '.join(sorted(_REGISTRY))}")
+    return cls()

@@ -1,0 +1,68 @@
+"""The strategy step: run strategies as of one time and write their intents.
+
+A strategy never writes nothing: an exception (including missing or stale
+data) becomes an intent with ``status: "error"`` and the message, so the
+Commander keeps that strategy's current book.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+from bus import paths
+from bus.ids import new_id
+from bus.models import Intent, IntentSource, StrategyConfig
+from bus.store import Store
+from market.history import HistoryProvider, MarketView
+from strategies import registry
+from strategies.base import StrategyContext
+
+log = logging.getLogger(__name__)
+
+
+def compute_intent(config: StrategyConfig, market: MarketView, now: datetime | None = None) -> Intent:
+    """Run one strategy and return its intent (no I/O beyond market reads).
+
+    Any exception becomes an ``error`` intent carrying ``"{Type}: {message}"``.
+    """
+    as_of = market.as_of.to_pydatetime()
+    now = now or datetime.now(timezone.utc)
+    base = dict(intent_id=new_id(as_of), strategy_id=config.strategy_id, updated_at=now, as_of=as_of)
+    try:
+        strategy = registry.create(config.strategy_id)
+        result = strategy.compute(StrategyContext(config.strategy_id, as_of, market, config))
+        return Intent(**base, status="success", metadata=result.metadata, target_positions=result.target_positions,
+                      source=IntentSource(code_version=strategy.code_version))
+    except Exception as exc:  # noqa: BLE001 - fail closed, recorded in the intent
+        log.warning("strategy %s failed: %s: %s", config.strategy_id, type(exc).__name__, exc)
+        return Intent(**base, status="error", error_message=f"{type(exc).__name__}: {exc}")
+
+
+def intent_writes(intent: Intent) -> list[tuple[str, dict]]:
+    """The two writes of an intent: ``latest`` and its immutable copy under its id."""
+    doc = intent.to_store()
+    return [(paths.intent(intent.strategy_id), doc), (paths.intent(intent.strategy_id, intent.intent_id), doc)]
+
+
+def write_intent(store: Store, intent: Intent) -> None:
+    """Write ``latest`` and the immutable copy in one batch."""
+    store.write_batch(intent_writes(intent))
+
+
+def run_strategies(store: Store, configs: list[StrategyConfig], provider: HistoryProvider, as_of: datetime,
+                   max_workers: int = 8) -> dict[str, Intent]:
+    """Run ``configs`` in parallel as of ``as_of``, write each intent, return them by strategy id."""
+    market = provider.view(as_of)
+
+    def one(cfg: StrategyConfig) -> Intent:
+        intent = compute_intent(cfg, market)
+        write_intent(store, intent)
+        return intent
+
+    if not configs:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(configs))) as pool:
+        intents = list(pool.map(one, configs))
+    return {i.strategy_id: i for i in intents}
