@@ -76,6 +76,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _kill_group(pgid: int, proc: subprocess.Popen[bytes]) -> None:
+    """TERM the group (the bash launcher and its java child), KILL what is left after 5 s."""
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            proc.poll()
+            if not _group_alive(pgid):
+                proc.poll()
+                return
+            time.sleep(0.05)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 class FirestoreEmulator:
     """A running Firestore emulator on 127.0.0.1.
 
@@ -170,14 +198,7 @@ class FirestoreEmulator:
         except ProcessLookupError:
             pgid = None
         if pgid is not None:
-            try:
-                os.killpg(pgid, signal.SIGTERM)
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(pgid, signal.SIGKILL)
-                proc.wait(timeout=5)
-            except ProcessLookupError:
-                pass
+            _kill_group(pgid, proc)
         if self._log_path and self._log_path.exists():
             self._log_path.unlink()
 

@@ -31,11 +31,11 @@ def equity_daily_close_times(session_dates: pd.DatetimeIndex) -> pd.DatetimeInde
 
     A date the XNYS calendar does not list as a session falls back to 16:00 New York.
     """
-    naive = session_dates.tz_localize(None).normalize() if session_dates.tz is not None else session_dates.normalize()
+    naive = session_dates.tz_localize(None) if session_dates.tz is not None else session_dates
+    naive = naive.normalize()
     closes = _xnys_closes().reindex(naive)
-    fallback = (naive + pd.Timedelta(hours=16)).tz_localize(NEW_YORK).tz_convert("UTC")
-    known = pd.DatetimeIndex(closes.values).tz_localize("UTC") if closes.dt.tz is None else pd.DatetimeIndex(closes.values)
-    return pd.DatetimeIndex([k if not pd.isna(k) else f for k, f in zip(known, fallback)], tz="UTC")
+    fallback = pd.Series((naive + pd.Timedelta(hours=16)).tz_localize(NEW_YORK).tz_convert("UTC"), index=naive)
+    return pd.DatetimeIndex(closes.fillna(fallback)).tz_convert("UTC")
 
 
 def crypto_close_times(open_times: pd.DatetimeIndex, timeframe: str) -> pd.DatetimeIndex:

@@ -1,0 +1,50 @@
+"""Shared fixtures: one real Firestore emulator for the session, a fresh project per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from bus.emulator import FirestoreEmulator
+from bus.store import FirestoreStore
+from market.history import HistoryProvider
+from orchestrator.config import load_settings
+
+
+@pytest.fixture(scope="session")
+def emulator():
+    """Google's Firestore emulator, started once; ``FIRESTORE_EMULATOR_HOST`` points at it."""
+    with FirestoreEmulator("intent-bus-test") as emu:
+        old = os.environ.get("FIRESTORE_EMULATOR_HOST")
+        os.environ["FIRESTORE_EMULATOR_HOST"] = emu.host
+        yield emu
+        if old is None:
+            os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+        else:
+            os.environ["FIRESTORE_EMULATOR_HOST"] = old
+
+
+@pytest.fixture
+def project() -> str:
+    """A project id no other test uses: an empty database in the shared emulator."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def store(emulator, project):
+    """A FirestoreStore on the emulator, in a fresh project."""
+    return FirestoreStore(project)
+
+
+@pytest.fixture(scope="session")
+def provider():
+    """The bundled history."""
+    return HistoryProvider()
+
+
+@pytest.fixture
+def settings():
+    """The repository's configuration."""
+    return load_settings()
