@@ -23,12 +23,9 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
-ccxt = pytest.importorskip("ccxt")
+import ccxt  # noqa: E402 - a missing package fails the suite, never skips it
 
-try:
-    from tests.fakes.fake_binance import FakeBinanceUSDM, NonLoopbackRequest
-except ImportError:  # tests/ itself on sys.path (plain `pytest` without rootdir on path)
-    from fakes.fake_binance import FakeBinanceUSDM, NonLoopbackRequest
+from tests.fakes.fake_binance import FakeBinanceUSDM, NonLoopbackRequest
 
 API_KEY = "fake-api-key-7f3a9c"
 SECRET = "fake-api-secret-51d0e2b4"
@@ -444,7 +441,7 @@ def test_without_faithful_errors_ccxt_maps_binance_codes_by_host_name(fake):
 def test_async_ccxt_is_pointed_and_guarded_too(fake):
     import asyncio
 
-    async_support = pytest.importorskip("ccxt.async_support")
+    import ccxt.async_support as async_support
 
     async def scenario():
         exchange = async_support.binanceusdm(

@@ -11,12 +11,9 @@ import time
 
 import pytest
 
-openai = pytest.importorskip("openai")
+import openai  # noqa: E402 - a missing package fails the suite, never skips it
 
-try:
-    from tests.fakes.fake_openai import Behaviour, FakeOpenAIServer
-except ImportError:  # tests/ itself on sys.path (plain `pytest` without rootdir on path)
-    from fakes.fake_openai import Behaviour, FakeOpenAIServer
+from tests.fakes.fake_openai import Behaviour, FakeOpenAIServer
 
 API_KEY = "sk-test-not-a-real-key"
 
