@@ -129,6 +129,7 @@ class StrategyConfig(Doc):
     params: dict[str, Any] = Field(default_factory=dict)
     universe: list[str] = Field(default_factory=list)
     max_intent_age_seconds: int | None = Field(None, gt=0)
+    account: str | None = Field(None, description="the broker account it trades; None: the mode's default")
     llm: dict[str, Any] | None = None
 
 
@@ -412,7 +413,10 @@ class BookPosition(Doc):
 class Book(Doc):
     """``strategies/{id}/book/latest``: the strategy's virtual sub-account.
 
-    ``positions`` maps symbol -> position. Amounts in base currency.
+    ``positions`` maps symbol -> position. Amounts in base currency:
+    ``equity`` = ``cash`` + Σ quantity × mark price; ``fees`` and ``funding``
+    are cumulative costs already taken out of ``cash``; ``high_water_mark`` is
+    the highest equity seen.
     """
 
     strategy_id: str
@@ -422,9 +426,50 @@ class Book(Doc):
     positions: dict[str, BookPosition] = Field(default_factory=dict)
     realized_pnl: float = 0.0
     unrealized_pnl: float = 0.0
+    fees: float = 0.0
+    funding: float = 0.0
     equity: float = 0.0
     high_water_mark: float = 0.0
 
     def quantities(self) -> dict[str, float]:
         """Symbol -> signed quantity, zero positions left out."""
         return {s: p.quantity for s, p in self.positions.items() if p.quantity != 0}
+
+
+class EquityPoint(Doc):
+    """``strategies/{id}/equity/{date}``: the book at the end of one day (``date`` is ``YYYY-MM-DD``, UTC).
+
+    Amounts in base currency; ``drawdown`` = 1 − equity / high-water mark (a fraction).
+    """
+
+    strategy_id: str
+    date: str
+    as_of: datetime
+    equity: float
+    cash: float
+    realized_pnl: float
+    unrealized_pnl: float
+    fees: float = 0.0
+    funding: float = 0.0
+    high_water_mark: float
+    drawdown: float = 0.0
+    gross_exposure: float = 0.0
+
+
+class Trade(Doc):
+    """``strategies/{id}/trades/{trade_id}``: a closed (or reduced) position.
+
+    ``quantity`` units closed, ``side`` of the position closed, prices per unit,
+    ``realized_pnl`` in base currency (before fees).
+    """
+
+    trade_id: str
+    strategy_id: str
+    symbol: str
+    side: Literal["long", "short"]
+    quantity: float
+    entry_price: float
+    exit_price: float
+    closed_at: datetime
+    execution_id: str
+    realized_pnl: float

@@ -29,6 +29,12 @@ from commander.gate import gate
 
 log = logging.getLogger(__name__)
 CODE_VERSION = "commander/1"
+LEASE_REFUSED = "lease refused"
+
+
+def lease_refused(execution: Execution) -> bool:
+    """True when this execution was skipped because another Commander held the lease."""
+    return execution.status == "skipped" and (execution.reason or "").startswith(LEASE_REFUSED)
 
 
 @dataclass
@@ -123,7 +129,7 @@ def run_commander(store: Store, broker: Broker, as_of: datetime, dry_run: bool =
     mode = st.config.mode
     taken, lease = store.try_lease(paths.lock(mode), execution_id, lease_ttl_seconds)
     if not taken:
-        reason = f"lease {paths.lock(mode)} is held by {lease.get('holder') if lease else '?'}"
+        reason = f"{LEASE_REFUSED}: {paths.lock(mode)} is held by {lease.get('holder') if lease else '?'}"
         ex = build_execution(execution_id, as_of, trigger, dry_run, "skipped", st, None, [], {}, {}, reason)
         store.set(paths.execution(execution_id), ex.to_store())
         return ex
