@@ -57,15 +57,41 @@ class Doc(BaseModel):
 class RiskLimits(Doc):
     """Global risk limits of ``config/trading`` (fractions of NAV unless noted).
 
-    Defaults are the safe values of DESIGN.md; the Commander's risk step reads them.
+    Defaults are safe values; the Commander's risk step (commander/risk.py) applies them:
+
+    * ``max_margin_use``: initial margin of the final target (Σ |notional| /
+      instrument ``max_leverage``) at most this share of NAV, i.e. of what the
+      account allows (0.85 = 85 %).
+    * ``max_gross_leverage``: Σ |notional| / NAV at most this (2.0 = 2×).
+    * ``max_symbol_exposure``: |net notional| of one symbol / NAV (0.5 = 50 %).
+    * ``max_open_positions``: non-zero target positions (count).
+    * ``unrealized_loss_halt``: when the holdings' unrealized loss exceeds this
+      share of NAV, only orders that reduce exposure pass (0.20 = 20 %).
+    * ``daily_loss_halt``: when NAV fell this share since the previous day's
+      last run, only reducing orders pass (0.05 = 5 %).
     """
 
-    max_gross_leverage: float = Field(1.0, gt=0, description="gross exposure / NAV cap")
-    max_margin_use: float = Field(0.85, gt=0, le=1, description="share of what the account allows")
-    max_symbol_exposure: float = Field(0.5, gt=0, description="|net exposure| per symbol / NAV")
+    max_gross_leverage: float = Field(2.0, gt=0)
+    max_margin_use: float = Field(0.85, gt=0, le=1)
+    max_symbol_exposure: float = Field(0.5, gt=0)
     max_open_positions: int = Field(10, ge=1)
     unrealized_loss_halt: float = Field(0.20, gt=0, le=1)
     daily_loss_halt: float = Field(0.05, gt=0, le=1)
+
+
+class PerformanceAllocation(Doc):
+    """Settings of the ``performance_based`` allocation (fractions of NAV per strategy).
+
+    Weights are proportional to each book's annualized Sharpe ratio over
+    ``lookback_days`` of daily equity points; ``floor`` ≤ weight ≤ ``cap``.
+    Fewer than ``min_history_days`` points, or a Sharpe ≤ 0, gives the floor.
+    """
+
+    lookback_days: int = Field(90, ge=2)
+    min_history_days: int = Field(20, ge=2)
+    floor: float = Field(0.02, ge=0, le=1)
+    cap: float = Field(0.4, gt=0, le=1)
+    periods_per_year: int = Field(365, gt=0)
 
 
 class TradingConfig(Doc):
@@ -86,6 +112,9 @@ class TradingConfig(Doc):
         rebalance_band: an order smaller than this fraction of its symbol's target
             notional is dropped (it only chases rounding and fee drift); orders that
             close a position are never dropped by the band.
+        open_order_ttl_seconds: open orders on managed symbols older than this are
+            cancelled before new orders are placed.
+        lease_ttl_seconds: the Commander's lease expires after this, should a run die.
     """
 
     tradingEnabled: bool = True
@@ -100,6 +129,9 @@ class TradingConfig(Doc):
     default_max_intent_age_seconds: int = Field(26 * 3600, gt=0)
     min_order_notional: float = Field(25.0, ge=0)
     rebalance_band: float = Field(0.02, ge=0, lt=1)
+    open_order_ttl_seconds: int = Field(3600, gt=0)
+    lease_ttl_seconds: int = Field(600, gt=0)
+    performance: PerformanceAllocation = Field(default_factory=PerformanceAllocation)
     risk: RiskLimits = Field(default_factory=RiskLimits)
 
 
@@ -374,6 +406,9 @@ class ExecutionContext(Doc):
     config_used: dict[str, Any] = Field(default_factory=dict)
     strategy_configs: dict[str, dict[str, Any]] = Field(default_factory=dict)
     books_used: dict[str, dict[str, float]] = Field(default_factory=dict)
+    drawdowns: dict[str, float] = Field(default_factory=dict)
+    sharpes: dict[str, float | None] = Field(default_factory=dict)
+    prev_close_nav: float | None = None
     prices: dict[str, float] = Field(default_factory=dict)
     specs: dict[str, InstrumentSpec] = Field(default_factory=dict)
     code_version: str = ""
@@ -393,6 +428,8 @@ class Execution(Doc):
     context: ExecutionContext = Field(default_factory=ExecutionContext)
     decision: Decision = Field(default_factory=Decision)
     orders_placed: list[OrderRecord] = Field(default_factory=list)
+    orders_cancelled: list[OrderRecord] = Field(default_factory=list)
+    external: dict[str, float] = Field(default_factory=dict)
     missing_strategies: list[str] = Field(default_factory=list)
     stale_strategies: list[str] = Field(default_factory=list)
     errored_strategies: list[str] = Field(default_factory=list)
@@ -422,6 +459,7 @@ class Book(Doc):
     strategy_id: str
     updated_at: datetime
     execution_id: str | None = None
+    starting_cash: float = 0.0
     cash: float = 0.0
     positions: dict[str, BookPosition] = Field(default_factory=dict)
     realized_pnl: float = 0.0
@@ -430,6 +468,12 @@ class Book(Doc):
     funding: float = 0.0
     equity: float = 0.0
     high_water_mark: float = 0.0
+    equity_curve: dict[str, float] = Field(default_factory=dict, description="YYYY-MM-DD -> equity, recent days")
+
+    @property
+    def drawdown(self) -> float:
+        """1 − equity / high-water mark (a fraction; 0 without history)."""
+        return max(0.0, 1.0 - self.equity / self.high_water_mark) if self.high_water_mark > 0 else 0.0
 
     def quantities(self) -> dict[str, float]:
         """Symbol -> signed quantity, zero positions left out."""
@@ -473,3 +517,19 @@ class Trade(Doc):
     closed_at: datetime
     execution_id: str
     realized_pnl: float
+
+
+class AccountState(Doc):
+    """``positions/{mode}``: what the Commander remembers of the account between runs.
+
+    ``last_nav`` is the NAV (base currency) at the last run on ``last_date``
+    (``YYYY-MM-DD``, UTC); ``prev_close_nav`` the last NAV of an earlier day,
+    which the daily-loss halt compares against.
+    """
+
+    mode: str
+    updated_at: datetime
+    last_date: str
+    last_nav: float
+    prev_close_date: str | None = None
+    prev_close_nav: float | None = None

@@ -25,6 +25,21 @@ def portfolio(mode: str, snapshot_id: str = "latest") -> str:
     return f"positions/{mode}/portfolio/{snapshot_id}"
 
 
+def account_state(mode: str) -> str:
+    """``positions/{mode}``: the Commander's memory of the account (previous close NAV)."""
+    return f"positions/{mode}"
+
+
+def equity_point(strategy_id: str, day: str) -> str:
+    """``strategies/{id}/equity/{YYYY-MM-DD}``: one daily equity point."""
+    return f"strategies/{strategy_id}/equity/{day}"
+
+
+def trade(strategy_id: str, trade_id: str) -> str:
+    """``strategies/{id}/trades/{trade_id}``: one closed trade."""
+    return f"strategies/{strategy_id}/trades/{trade_id}"
+
+
 def execution(execution_id: str) -> str:
     """``executions/{execution_id}``: the audit record of one Commander run."""
     return f"executions/{execution_id}"

@@ -1,74 +1,132 @@
 """Step 9 (books): split each symbol's fill among the strategies whose targets moved.
 
 For a symbol filled by F units, each strategy s wanted Δs = desired_s − book_s.
-With S = Σ Δs ≠ 0, s is booked F × Δs / S (pro rata to its wanted change,
-netting included). A fill nobody wanted (S = 0) goes to ``external``. After
-that, whatever the broker holds beyond the sum of the strategy books (a manual
-trade, say) is the ``external`` book, so the books always add up to the account.
+With S = Σ Δs ≠ 0, s is booked F × Δs / S units (pro rata to its wanted change,
+netting included) at the fill price, and the commission in proportion to
+|units booked|. A fill nobody wanted (S = 0) is not booked to any strategy.
+After that, whatever the broker holds beyond the sum of the strategy books (a
+manual trade, say) is the ``external`` book, so the books always add up to the
+account's holdings per symbol.
+
+Each book is a virtual sub-account: it starts with its allocated capital as
+cash; a booked fill moves cash by −units × price × multiplier − commission;
+equity = cash + Σ units × mark × multiplier; the high-water mark is the highest
+equity seen. Average entry prices and realized PnL follow
+:func:`bus.accounting.apply_fill`; every reduction is a closed :class:`Trade`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from bus.accounting import apply_fill
-from bus.models import Book, BookPosition
+from bus.models import Book, BookPosition, EquityPoint, InstrumentSpec, Trade
 
 EXTERNAL = "external"
 EPS = 1e-9
+CURVE_DAYS = 400
 
 
-def attribute_fills(books: dict[str, Book], desired: dict[str, dict[str, float]], fills: dict[str, tuple[float, float]],
-                    holdings_after: dict[str, float], prices: dict[str, float], as_of: datetime,
-                    execution_id: str) -> tuple[dict[str, Book], dict[str, float]]:
-    """New books after this run's fills.
+@dataclass(frozen=True)
+class Fill:
+    """A symbol's fills in one run: signed units, average price, commission (base currency)."""
+
+    quantity: float
+    price: float
+    commission: float = 0.0
+
+
+@dataclass
+class BookUpdate:
+    """New books (``external`` included), the external units per symbol, closed trades, equity points."""
+
+    books: dict[str, Book]
+    external: dict[str, float]
+    trades: list[Trade] = field(default_factory=list)
+    equity_points: list[EquityPoint] = field(default_factory=list)
+
+
+def _mult(specs: dict[str, InstrumentSpec], sym: str) -> float:
+    return specs[sym].multiplier if sym in specs else 1.0
+
+
+def split_fill(fill_qty: float, wanted: dict[str, float]) -> dict[str, float]:
+    """Units of one fill per strategy, pro rata to its wanted change (empty when nobody wanted any)."""
+    total = sum(wanted.values())
+    if abs(total) < EPS or abs(fill_qty) < EPS:
+        return {}
+    return {sid: fill_qty * w / total for sid, w in wanted.items() if abs(w) > EPS}
+
+
+def update_books(books: dict[str, Book], desired: dict[str, dict[str, float]], fills: dict[str, Fill],
+                 holdings_after: dict[str, float], prices: dict[str, float], specs: dict[str, InstrumentSpec],
+                 capital: dict[str, float], as_of: datetime, execution_id: str) -> BookUpdate:
+    """Books after this run's fills, marked at ``prices``.
 
     Args:
-        books: strategy id -> current book (strategies without one start empty).
-        desired: strategy id -> symbol -> wanted units (only strategies whose intent was used).
-        fills: symbol -> (signed filled units, average fill price).
+        books: strategy id -> current book (``external`` may be among them).
+        desired: strategy id -> symbol -> wanted units, for strategies whose intent was used.
+        fills: symbol -> this run's fill.
         holdings_after: symbol -> units the broker holds after the fills.
-        prices: symbol -> mark price, for unrealized PnL.
-
-    Returns:
-        (strategy id -> new book, including ``external``; symbol -> external units).
+        capital: strategy id -> allocated capital, the starting cash of a new book.
     """
+    day = as_of.date().isoformat()
     new: dict[str, Book] = {}
-    for sid in sorted(set(books) | set(desired)):
-        if sid == EXTERNAL:
-            continue
-        b = books.get(sid) or Book(strategy_id=sid, updated_at=as_of)
+    for sid in sorted((set(books) | set(desired)) - {EXTERNAL}):
+        b = books.get(sid)
+        if b is None:
+            cash = capital.get(sid, 0.0)
+            b = Book(strategy_id=sid, updated_at=as_of, starting_cash=cash, cash=cash, equity=cash, high_water_mark=cash)
         new[sid] = b.model_copy(deep=True, update={"updated_at": as_of, "execution_id": execution_id})
-    for sym, (filled, px) in sorted(fills.items()):
-        if abs(filled) < EPS:
-            continue
-        wanted = {sid: want.get(sym, 0.0) - (new[sid].positions.get(sym).quantity if sym in new[sid].positions else 0.0)
-                  for sid, want in desired.items() if sym in want or sym in new[sid].positions}
-        total = sum(wanted.values())
-        if abs(total) < EPS:
-            continue
-        for sid, w in wanted.items():
-            share = filled * w / total
-            if abs(share) < EPS:
-                continue
-            pos = new[sid].positions.get(sym) or BookPosition(quantity=0.0)
-            q, avg, realized = apply_fill(pos.quantity, pos.avg_price, share, px)
-            new[sid].positions[sym] = BookPosition(quantity=q, avg_price=avg)
-            new[sid].realized_pnl += realized
+    trades: list[Trade] = []
+    for sym, f in sorted(fills.items()):
+        wanted = {sid: want.get(sym, 0.0) - (new[sid].positions[sym].quantity if sym in new[sid].positions else 0.0)
+                  for sid, want in desired.items()}
+        shares = split_fill(f.quantity, wanted)
+        booked = sum(abs(q) for q in shares.values())
+        for sid, units in sorted(shares.items()):
+            b = new[sid]
+            pos = b.positions.get(sym) or BookPosition(quantity=0.0)
+            q, avg, realized = apply_fill(pos.quantity, pos.avg_price, units, f.price)
+            fee = f.commission * abs(units) / booked if booked else 0.0
+            m = _mult(specs, sym)
+            b.positions[sym] = BookPosition(quantity=q, avg_price=avg)
+            b.cash -= units * f.price * m + fee
+            b.fees += fee
+            b.realized_pnl += realized * m
+            if abs(pos.quantity) > EPS and (pos.quantity > 0) != (units > 0):
+                closed = min(abs(units), abs(pos.quantity))
+                trades.append(Trade(trade_id=f"{execution_id}-{sym}", strategy_id=sid, symbol=sym,
+                                    side="long" if pos.quantity > 0 else "short", quantity=closed,
+                                    entry_price=pos.avg_price, exit_price=f.price, closed_at=as_of,
+                                    execution_id=execution_id, realized_pnl=realized * m))
+    points = []
     for b in new.values():
         b.positions = {s: p for s, p in b.positions.items() if abs(p.quantity) > EPS}
-        b.unrealized_pnl = sum((prices.get(s, p.avg_price) - p.avg_price) * p.quantity for s, p in b.positions.items())
-    booked: dict[str, float] = {}
+        value = sum(p.quantity * prices.get(s, p.avg_price) * _mult(specs, s) for s, p in b.positions.items())
+        b.unrealized_pnl = sum((prices.get(s, p.avg_price) - p.avg_price) * p.quantity * _mult(specs, s)
+                               for s, p in b.positions.items())
+        b.equity = b.cash + value
+        b.high_water_mark = max(b.high_water_mark, b.equity)
+        b.equity_curve = dict(sorted({**b.equity_curve, day: b.equity}.items())[-CURVE_DAYS:])
+        gross = sum(abs(p.quantity) * prices.get(s, p.avg_price) * _mult(specs, s) for s, p in b.positions.items())
+        points.append(EquityPoint(strategy_id=b.strategy_id, date=day, as_of=as_of, equity=b.equity, cash=b.cash,
+                                  realized_pnl=b.realized_pnl, unrealized_pnl=b.unrealized_pnl, fees=b.fees,
+                                  funding=b.funding, high_water_mark=b.high_water_mark, drawdown=b.drawdown,
+                                  gross_exposure=gross))
+    booked_units: dict[str, float] = {}
     for b in new.values():
         for s, p in b.positions.items():
-            booked[s] = booked.get(s, 0.0) + p.quantity
-    external = {s: round(holdings_after.get(s, 0.0) - booked.get(s, 0.0), 9)
-                for s in sorted(set(holdings_after) | set(booked))}
+            booked_units[s] = booked_units.get(s, 0.0) + p.quantity
+    external = {s: round(holdings_after.get(s, 0.0) - booked_units.get(s, 0.0), 9)
+                for s in sorted(set(holdings_after) | set(booked_units))}
     external = {s: q for s, q in external.items() if abs(q) > 1e-7}
-    ext_prev = books.get(EXTERNAL)
-    ext_pos = {}
-    for s, q in external.items():
-        prev = ext_prev.positions.get(s) if ext_prev else None
-        ext_pos[s] = BookPosition(quantity=q, avg_price=prev.avg_price if prev else prices.get(s, 0.0))
-    new[EXTERNAL] = Book(strategy_id=EXTERNAL, updated_at=as_of, execution_id=execution_id, positions=ext_pos)
-    return new, external
+    prev = books.get(EXTERNAL)
+    ext_pos = {s: BookPosition(quantity=q, avg_price=(prev.positions[s].avg_price if prev and s in prev.positions
+                                                      else prices.get(s, 0.0)))
+               for s, q in external.items()}
+    ext_value = sum(p.quantity * prices.get(s, p.avg_price) * _mult(specs, s) for s, p in ext_pos.items())
+    new[EXTERNAL] = Book(strategy_id=EXTERNAL, updated_at=as_of, execution_id=execution_id, positions=ext_pos,
+                         equity=ext_value)
+    return BookUpdate(new, external, trades, points)

@@ -1,4 +1,10 @@
-"""Steps 2–7 as one pure function: documents in, decision out. Replay calls this too."""
+"""Steps 2–7 as one pure function: documents in, decision out. Replay calls this too.
+
+Everything :func:`decide` depends on is in :class:`CommanderInputs`, and the
+shell records all of it in the execution (refs to immutable intents and
+snapshot, config, books, drawdowns, Sharpe ratios, previous close NAV, prices,
+specs), so ``replay`` can run it again and compare.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +12,29 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bus.models import (
-    Book, Decision, Instrument, InstrumentSpec, Intent, OrderRecord, PortfolioSnapshot, StrategyConfig, TargetLine,
-    TradingConfig,
+    Decision, Instrument, InstrumentSpec, Intent, OpenOrder, OrderRecord, PortfolioSnapshot, RiskAdjustment,
+    StrategyConfig, TradingConfig,
 )
 from commander.aggregate import aggregate
 from commander.allocate import allocate
 from commander.classify import Classification, classify
-from commander.diff import diff
+from commander.diff import diff, expired_orders
 from commander.execute import order_records
-from commander.risk import apply_global_risk
+from commander.risk import apply_global_risk, reduce_only
 from commander.size import SizingError, size_targets
 
 
 @dataclass
 class CommanderInputs:
-    """Everything the decision depends on; recorded in the execution so it can be replayed.
+    """Everything the decision depends on.
 
-    ``strategies`` holds the enabled strategies only; ``books`` their current books.
-    ``prices`` (base currency per unit) and ``specs`` cover every symbol involved.
+    Attributes:
+        strategies: the enabled strategies only.
+        books: strategy id -> symbol -> units in its book now.
+        drawdowns: strategy id -> book drawdown (fraction below its high-water mark).
+        sharpes: strategy id -> annualized Sharpe of its book, None if too little history.
+        prev_close_nav: NAV at the previous day's last run (daily-loss halt), None if unknown.
+        prices: symbol -> base currency per unit; specs: symbol -> venue rules.
     """
 
     execution_id: str
@@ -31,55 +42,74 @@ class CommanderInputs:
     config: TradingConfig
     strategies: dict[str, StrategyConfig]
     intents: dict[str, Intent | None]
-    books: dict[str, Book]
+    books: dict[str, dict[str, float]]
     snapshot: PortfolioSnapshot
     prices: dict[str, float]
     specs: dict[str, InstrumentSpec]
+    drawdowns: dict[str, float] = field(default_factory=dict)
+    sharpes: dict[str, float | None] = field(default_factory=dict)
+    prev_close_nav: float | None = None
 
 
 @dataclass
 class Plan:
-    """The decision, the orders it asks for (status ``DryRun``), and what each strategy wants."""
+    """The decision, the orders it asks for (status ``DryRun``), the open orders to cancel,
+    and what each strategy with a usable intent wants (symbol -> units)."""
 
     classification: Classification
     decision: Decision
     orders: list[OrderRecord]
+    cancels: list[OpenOrder]
     unmanaged: list[str]
     desired: dict[str, dict[str, float]] = field(default_factory=dict)
     instruments: dict[str, Instrument] = field(default_factory=dict)
 
 
-def symbols_involved(intents: dict[str, Intent | None], books: dict[str, Book],
+def symbols_involved(intents: dict[str, Intent | None], books: dict[str, dict[str, float]],
                      snapshot: PortfolioSnapshot | None) -> list[str]:
-    """Every symbol a decision may need a price or spec for: intents' targets, books, holdings."""
+    """Every symbol a decision may need a price or spec for: intents' targets, books, holdings, open orders."""
     syms = {t.symbol for i in intents.values() if i and i.status == "success" for t in i.target_positions}
-    syms |= {s for b in books.values() for s in b.positions}
+    syms |= {s for b in books.values() for s in b}
     if snapshot:
         syms |= {h.symbol for h in snapshot.holdings} | {o.symbol for o in snapshot.open_orders}
     return sorted(syms)
 
 
+def _isolate(sid: str, wanted: dict[str, float], book: dict[str, float], drawdown: float, limit: float
+             ) -> tuple[dict[str, float], list[RiskAdjustment]]:
+    """Drawdown isolation: past its ``max_drawdown`` a strategy may only reduce its book."""
+    if drawdown <= limit:
+        return wanted, []
+    out, adj = {}, []
+    for sym, q in wanted.items():
+        r = reduce_only(q, book.get(sym, 0.0))
+        if abs(r - q) > 1e-12:
+            adj.append(RiskAdjustment(rule="strategy_drawdown", symbol=sym, strategy_id=sid, before=q, after=r,
+                                      note=f"book drawdown {drawdown:.2%} > max_drawdown {limit:.2%}: reduce only"))
+        out[sym] = r
+    return out, adj
+
+
 def decide(inp: CommanderInputs) -> Plan:
-    """Classify, allocate, size, aggregate, apply risk and diff.
+    """Classify, allocate, size, isolate, aggregate, apply risk and diff.
 
     Strategies whose intent is not fresh, or cannot be sized, keep their current
-    book as their target. Raises nothing for bad strategy data; configuration
-    errors raise :class:`commander.allocate.AllocationError`.
+    book as their target. Bad strategy data never raises; an impossible
+    allocation raises :class:`commander.allocate.AllocationError`.
     """
-    snap = inp.snapshot
-    cls = classify(inp.config, inp.strategies, inp.intents, inp.as_of)
-    capital = allocate(inp.config, inp.strategies, snap.net_liquidation)
+    snap, cfg = inp.snapshot, inp.config
+    cls = classify(cfg, inp.strategies, inp.intents, inp.as_of)
+    capital = allocate(cfg, inp.strategies, snap.net_liquidation, inp.sharpes)
     instruments: dict[str, Instrument] = {
         h.symbol: Instrument(symbol=h.symbol, secType=h.secType, exchange=h.exchange, currency=h.currency)
         for h in snap.holdings}
     for sym, spec in inp.specs.items():
         instruments.setdefault(sym, Instrument(symbol=sym, secType=spec.secType, exchange=spec.exchange,
                                                currency=spec.currency))
-    books_units = {sid: b.quantities() for sid, b in inp.books.items() if sid in inp.strategies}
+    books = {sid: b for sid, b in inp.books.items() if sid in inp.strategies}
     desired: dict[str, dict[str, float]] = {}
-    adjustments = []
-    duplicates = {}
-    confidence = {}
+    adjustments: list[RiskAdjustment] = []
+    duplicates, confidence = {}, {}
     for sid, intent in sorted(cls.fresh.items()):
         try:
             sized = size_targets(inp.strategies[sid], intent.target_positions, capital[sid], inp.prices, inp.specs)
@@ -87,34 +117,33 @@ def decide(inp: CommanderInputs) -> Plan:
             cls.errored.append(sid)
             cls.reasons[sid] = str(exc)
             continue
-        held_before = books_units.get(sid, {})
-        desired[sid] = {**{s: 0.0 for s in held_before}, **sized.quantities}
+        book = books.get(sid, {})
+        wanted = {**{s: 0.0 for s in book}, **sized.quantities}
+        wanted, iso = _isolate(sid, wanted, book, inp.drawdowns.get(sid, 0.0),
+                               inp.strategies[sid].risk_parameters.max_drawdown)
+        desired[sid] = wanted
         instruments.update(sized.instruments)
-        adjustments += sized.adjustments
+        adjustments += sized.adjustments + iso
         if sized.duplicates:
             duplicates[sid] = sized.duplicates
         for t in intent.target_positions:
             if t.confidence is not None:
                 confidence[(sid, t.symbol)] = t.confidence
-    for sid in inp.strategies:
-        if sid not in desired and books_units.get(sid):
-            desired_keep = books_units[sid]
-            desired[sid] = dict(desired_keep)
-    cls.fresh = {sid: i for sid, i in cls.fresh.items() if sid not in cls.errored}
+    cls.errored.sort()
+    cls.fresh = {sid: i for sid, i in cls.fresh.items() if sid in desired}
+    targets = {sid: dict(books[sid]) for sid in inp.strategies if sid not in desired and books.get(sid)}
+    targets.update(desired)
     holdings = {h.symbol: h.quantity for h in snap.holdings}
-    aggregated, conflicts = aggregate(desired, instruments, inp.config.conflict_policy, holdings, confidence,
-                                      inp.config.priority_order, duplicates)
+    aggregated, conflicts = aggregate(targets, instruments, cfg.conflict_policy, holdings, confidence,
+                                      cfg.priority_order, duplicates)
     for line in aggregated:
         line.price = inp.prices.get(line.symbol)
-    final, risk_adj = apply_global_risk(aggregated, snap, inp.prices, inp.specs, inp.config)
-    diff_lines, unmanaged = diff(final, snap, inp.specs, inp.prices, inp.config)
+    final, risk_adj, resource = apply_global_risk(aggregated, snap, inp.prices, inp.specs, cfg, inp.prev_close_nav)
+    managed = {t.symbol for t in final}
+    cancels = expired_orders(snap.open_orders, managed, inp.as_of, cfg.open_order_ttl_seconds)
+    diff_lines, unmanaged = diff(final, snap, inp.specs, inp.prices, cfg,
+                                 frozenset(o.client_order_id for o in cancels))
     decision = Decision(allocations=capital, aggregated_target=aggregated, final_target=final, diff=diff_lines,
-                        conflicts=conflicts, risk_adjustments=adjustments + risk_adj)
+                        conflicts=conflicts + resource, risk_adjustments=adjustments + risk_adj)
     orders = order_records(inp.execution_id, diff_lines, instruments)
-    return Plan(cls, decision, orders, unmanaged, desired={s: desired[s] for s in cls.fresh if s in desired},
-                instruments=instruments)
-
-
-def copy_lines(lines: list[TargetLine]) -> list[TargetLine]:
-    """Deep copies of target lines (risk steps never edit their input)."""
-    return [line.model_copy(deep=True) for line in lines]
+    return Plan(cls, decision, orders, cancels, unmanaged, desired=desired, instruments=instruments)

@@ -6,9 +6,13 @@ quantity, under the larger of its minimum notional and ``min_order_notional``,
 and (unless the order closes the position) orders smaller than
 ``rebalance_band`` × the target's notional, which only chase rounding and fee
 drift. Symbols held but managed by no strategy are left alone (``unmanaged``).
+Open orders on managed symbols older than ``open_order_ttl_seconds`` are
+cancelled first and stop counting as pending.
 """
 
 from __future__ import annotations
+
+from datetime import datetime, timedelta
 
 from bus.models import DiffLine, InstrumentSpec, OpenOrder, PortfolioSnapshot, TargetLine, TradingConfig
 
@@ -28,15 +32,24 @@ def pending_by_symbol(open_orders: list[OpenOrder]) -> dict[str, float]:
     return out
 
 
+def expired_orders(open_orders: list[OpenOrder], managed: set[str], as_of: datetime, ttl_seconds: int) -> list[OpenOrder]:
+    """Open orders on managed symbols placed more than ``ttl_seconds`` before ``as_of``: to cancel."""
+    limit = timedelta(seconds=ttl_seconds)
+    return [o for o in open_orders if o.symbol in managed and as_of - o.created_at > limit]
+
+
 def diff(final: list[TargetLine], snapshot: PortfolioSnapshot, specs: dict[str, InstrumentSpec],
-         prices: dict[str, float], config: TradingConfig) -> tuple[list[DiffLine], list[str]]:
+         prices: dict[str, float], config: TradingConfig, cancelled: frozenset[str] = frozenset()
+         ) -> tuple[list[DiffLine], list[str]]:
     """Diff the final target against holdings plus open orders.
+
+    Open orders whose client order id is in ``cancelled`` no longer count as pending.
 
     Returns:
         (one :class:`DiffLine` per managed symbol, sorted unmanaged held symbols).
     """
     holdings = {h.symbol: h.quantity for h in snapshot.holdings}
-    pending = pending_by_symbol(snapshot.open_orders)
+    pending = pending_by_symbol([o for o in snapshot.open_orders if o.client_order_id not in cancelled])
     managed = {t.symbol for t in final}
     lines = []
     for t in sorted(final, key=lambda x: x.symbol):

@@ -1,62 +1,108 @@
-"""Step 6: global risk on the aggregated book. Each binding limit scales targets
-down pro rata (never drops them) and is recorded as a ``RiskAdjustment``.
+"""Step 6: global risk on the aggregated book.
 
-Rules, in order (limits from ``config.risk``, fractions of NAV):
+Limits come from ``config.risk`` (see :class:`bus.models.RiskLimits`), as
+fractions of NAV. A binding limit scales the offending targets down pro rata
+(each strategy's contribution with its line) rather than dropping them, and
+every change is a ``RiskAdjustment``. A line several strategies share that a
+limit scales is also recorded as a ``resource`` conflict. In order:
 
-1. ``max_symbol_exposure``: |net target notional| of one symbol ≤ limit × NAV.
-2. ``max_open_positions``: at most N non-zero targets; the smallest by notional
-   beyond N are set to zero (a position can only be kept or removed whole here).
-3. ``max_gross_leverage``: Σ |target notional| ≤ limit × NAV, all targets
-   scaled by the same factor.
+1. ``max_symbol_exposure``: |net notional| of a symbol ≤ limit × NAV.
+2. ``max_open_positions``: at most N non-zero targets; beyond N the smallest by
+   notional are set to zero (a count cannot be met by scaling).
+3. ``max_margin_use``: Σ |notional| / instrument max leverage ≤ limit × NAV.
+4. ``max_gross_leverage``: Σ |notional| ≤ limit × NAV.
+5. Halts: when the holdings' unrealized loss exceeds ``unrealized_loss_halt`` ×
+   NAV, or NAV fell more than ``daily_loss_halt`` since the previous day's
+   close, every target is clamped between 0 and the current holding: only
+   orders that reduce exposure pass.
 
-Each strategy's contribution to a line is scaled with the line.
+Notional = |quantity| × price × multiplier, in base currency.
 """
 
 from __future__ import annotations
 
-from bus.models import InstrumentSpec, PortfolioSnapshot, RiskAdjustment, TargetLine, TradingConfig
+from bus.models import Conflict, InstrumentSpec, PortfolioSnapshot, RiskAdjustment, TargetLine, TradingConfig
+
+EPS = 1e-12
 
 
-def _scale(line: TargetLine, factor: float) -> None:
+def _scale(line: TargetLine, factor: float, rule: str, note: str, adj: list[RiskAdjustment],
+           conflicts: list[Conflict]) -> None:
+    before = line.quantity
+    shared = {s: q for s, q in line.contributions.items() if abs(q) > EPS}
     line.quantity *= factor
     line.contributions = {s: q * factor for s, q in line.contributions.items()}
+    adj.append(RiskAdjustment(rule=rule, symbol=line.symbol, before=before, after=line.quantity, note=note))
+    if len(shared) > 1:
+        conflicts.append(Conflict(type="resource", symbol=line.symbol, strategies=sorted(shared), wanted=shared,
+                                  policy=rule, outcome=line.quantity, note=note))
+
+
+def reduce_only(target: float, holding: float) -> float:
+    """Clamp ``target`` between 0 and ``holding``: the position may shrink, never grow or flip."""
+    lo, hi = min(0.0, holding), max(0.0, holding)
+    return min(max(target, lo), hi)
+
+
+def halt_reasons(snapshot: PortfolioSnapshot, prev_close_nav: float | None, config: TradingConfig) -> list[str]:
+    """Which loss halts are in force (empty when none)."""
+    nav = snapshot.net_liquidation
+    lim = config.risk
+    out = []
+    unrealized = sum(h.market_value - h.quantity * h.avg_cost for h in snapshot.holdings if h.avg_cost)
+    if nav > 0 and -unrealized > lim.unrealized_loss_halt * nav:
+        out.append(f"unrealized_loss_halt: unrealized loss {-unrealized:.2f} > {lim.unrealized_loss_halt:g} x NAV")
+    if prev_close_nav and prev_close_nav > 0 and nav < prev_close_nav * (1 - lim.daily_loss_halt):
+        out.append(f"daily_loss_halt: NAV {nav:.2f} is down {1 - nav / prev_close_nav:.2%} "
+                   f"from the previous close {prev_close_nav:.2f}")
+    return out
 
 
 def apply_global_risk(aggregated: list[TargetLine], snapshot: PortfolioSnapshot, prices: dict[str, float],
-                      specs: dict[str, InstrumentSpec], config: TradingConfig
-                      ) -> tuple[list[TargetLine], list[RiskAdjustment]]:
-    """Return (final target lines, adjustments). ``aggregated`` is not modified."""
+                      specs: dict[str, InstrumentSpec], config: TradingConfig, prev_close_nav: float | None = None
+                      ) -> tuple[list[TargetLine], list[RiskAdjustment], list[Conflict]]:
+    """Return (final target lines, adjustments, resource conflicts). ``aggregated`` is not modified."""
     nav = snapshot.net_liquidation
     lim = config.risk
     final = [line.model_copy(deep=True) for line in aggregated]
     adj: list[RiskAdjustment] = []
+    conflicts: list[Conflict] = []
+
+    def spec(sym: str) -> InstrumentSpec:
+        return specs.get(sym) or InstrumentSpec(symbol=sym)
 
     def notional(line: TargetLine) -> float:
         p = prices.get(line.symbol)
-        m = specs[line.symbol].multiplier if line.symbol in specs else 1.0
-        return abs(line.quantity) * p * m if p else 0.0
+        return abs(line.quantity) * p * spec(line.symbol).multiplier if p else 0.0
 
     cap = lim.max_symbol_exposure * nav
     for line in final:
         v = notional(line)
-        if v > cap + 1e-6:
-            before = line.quantity
-            _scale(line, cap / v)
-            adj.append(RiskAdjustment(rule="max_symbol_exposure", symbol=line.symbol, before=before,
-                                      after=line.quantity, note=f"{v:.2f} > {lim.max_symbol_exposure:g} x NAV"))
-    live = sorted((line for line in final if abs(line.quantity) > 1e-12), key=lambda x: (-notional(x), x.symbol))
+        if v > cap * (1 + 1e-12):
+            _scale(line, cap / v, "max_symbol_exposure", f"{v:.2f} > {lim.max_symbol_exposure:g} x NAV", adj, conflicts)
+    live = sorted((line for line in final if abs(line.quantity) > EPS), key=lambda x: (-notional(x), x.symbol))
     for line in live[lim.max_open_positions:]:
-        adj.append(RiskAdjustment(rule="max_open_positions", symbol=line.symbol, before=line.quantity, after=0.0,
-                                  note=f"more than {lim.max_open_positions} positions; smallest removed"))
-        _scale(line, 0.0)
+        _scale(line, 0.0, "max_open_positions", f"more than {lim.max_open_positions} positions; smallest removed",
+               adj, conflicts)
+    margin = sum(notional(line) / spec(line.symbol).max_leverage for line in final)
+    mcap = lim.max_margin_use * nav
+    if margin > mcap * (1 + 1e-12):
+        for line in final:
+            if abs(line.quantity) > EPS:
+                _scale(line, mcap / margin, "max_margin_use", f"margin {margin:.2f} > {mcap:.2f}", adj, conflicts)
     gross = sum(notional(line) for line in final)
     gcap = lim.max_gross_leverage * nav
-    if gross > gcap + 1e-6:
-        f = gcap / gross
+    if gross > gcap * (1 + 1e-12):
         for line in final:
-            if line.quantity:
-                before = line.quantity
-                _scale(line, f)
-                adj.append(RiskAdjustment(rule="max_gross_leverage", symbol=line.symbol, before=before,
-                                          after=line.quantity, note=f"gross {gross:.2f} > {gcap:.2f}"))
-    return final, adj
+            if abs(line.quantity) > EPS:
+                _scale(line, gcap / gross, "max_gross_leverage", f"gross {gross:.2f} > {gcap:.2f}", adj, conflicts)
+    halts = halt_reasons(snapshot, prev_close_nav, config)
+    if halts:
+        held = {h.symbol: h.quantity for h in snapshot.holdings}
+        for line in final:
+            clamped = reduce_only(line.quantity, held.get(line.symbol, 0.0))
+            if abs(clamped - line.quantity) > EPS:
+                factor = clamped / line.quantity if line.quantity else 0.0
+                _scale(line, factor, halts[0].split(":")[0], "; ".join(halts), adj, conflicts)
+                line.quantity = clamped
+    return final, adj, conflicts

@@ -12,7 +12,7 @@ from bus.models import (
 )
 from commander.aggregate import aggregate
 from commander.allocate import AllocationError, allocate
-from commander.attribute import EXTERNAL, attribute_fills
+from commander.attribute import EXTERNAL, Fill, update_books
 from commander.classify import classify
 from commander.decide import CommanderInputs, decide
 from commander.diff import diff
@@ -139,7 +139,7 @@ def test_decide_end_to_end_on_documents():
 def test_a_strategy_without_a_fresh_intent_keeps_its_book():
     cfg = TradingConfig(min_order_notional=0, rebalance_band=0)
     strategies = {"a": strat("a", 0.5), "b": strat("b", 0.3)}
-    books = {"b": Book(strategy_id="b", updated_at=T, positions={"SPY": BookPosition(quantity=20, avg_price=450)})}
+    books = {"b": {"SPY": 20.0}}
     intents = {"a": intent("a", [TargetPosition(symbol="SPY", quantity=5)]), "b": intent("b", [], status="error")}
     plan = decide(CommanderInputs("ex-2", T, cfg, strategies, intents, books, snapshot(holdings=[("SPY", 20)]),
                                   PRICES, SPECS))
@@ -152,8 +152,13 @@ def test_fills_split_pro_rata_and_the_rest_is_external():
     books = {"a": Book(strategy_id="a", updated_at=T, positions={"SPY": BookPosition(quantity=10, avg_price=400)})}
     desired = {"a": {"SPY": 40.0}, "b": {"SPY": 10.0}}
     # Wanted change: a +30, b +10; 40 filled. The broker also holds 3 VIXY nobody booked.
-    new, external = attribute_fills(books, desired, {"SPY": (40.0, 500.0)}, {"SPY": 50.0, "VIXY": 3.0}, PRICES, T, "x")
+    upd = update_books(books, desired, {"SPY": Fill(40.0, 500.0, 2.0)}, {"SPY": 50.0, "VIXY": 3.0}, PRICES, SPECS,
+                       {"a": 10_000, "b": 8_000}, T, "x")
+    new, external = upd.books, upd.external
     assert new["a"].positions["SPY"].quantity == pytest.approx(40.0)
     assert new["a"].positions["SPY"].avg_price == pytest.approx((10 * 400 + 30 * 500) / 40)
     assert new["b"].positions["SPY"].quantity == pytest.approx(10.0)
     assert external == {"VIXY": 3.0} and new[EXTERNAL].positions["VIXY"].quantity == 3.0
+    # b is new: it starts with its capital as cash and pays its 1/4 share of the commission.
+    assert new["b"].cash == pytest.approx(8_000 - 10 * 500 - 0.5)
+    assert new["b"].fees == pytest.approx(0.5) and new["a"].fees == pytest.approx(1.5)

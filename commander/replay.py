@@ -1,0 +1,103 @@
+"""Exact replay: run the decision of a recorded execution again, without placing orders.
+
+The execution refers to the immutable intent and snapshot documents it used
+and records the configuration, books, drawdowns, Sharpe ratios, previous close
+NAV, prices and specs. :func:`replay` loads them, calls
+:func:`commander.decide.decide` and compares the decision and the orders with
+what was recorded, field by field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bus import paths
+from bus.models import Execution, Intent, PortfolioSnapshot, StrategyConfig, TradingConfig
+from bus.store import Store, read, read_many
+from commander.decide import CommanderInputs, decide
+
+
+class ReplayError(LookupError):
+    """The execution or a document it refers to is missing."""
+
+
+@dataclass
+class ReplayResult:
+    """``differences`` lists ``path: recorded != replayed``; empty means identical."""
+
+    execution_id: str
+    replayable: bool
+    differences: list[str] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def identical(self) -> bool:
+        return not self.differences
+
+
+def _flatten(x: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(x, dict):
+        out: dict[str, Any] = {}
+        for k in sorted(x):
+            out.update(_flatten(x[k], f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(x, list):
+        out = {f"{prefix}[#]": len(x)}
+        for i, v in enumerate(x):
+            out.update(_flatten(v, f"{prefix}[{i}]"))
+        return out
+    return {prefix: x}
+
+
+def compare(recorded: Any, replayed: Any, prefix: str) -> list[str]:
+    """Field-by-field differences of two JSON-like values, as ``path: a != b`` lines."""
+    a, b = _flatten(recorded, prefix), _flatten(replayed, prefix)
+    return [f"{k}: {a.get(k, '<absent>')!r} != {b.get(k, '<absent>')!r}" for k in sorted(set(a) | set(b))
+            if a.get(k, "<absent>") != b.get(k, "<absent>")]
+
+
+def _order_key(o: Any) -> dict[str, Any]:
+    return {"client_order_id": o.client_order_id, "symbol": o.symbol, "action": o.action,
+            "totalQuantity": o.totalQuantity}
+
+
+def load_inputs(store: Store, ex: Execution) -> CommanderInputs:
+    """The decision's inputs as recorded in ``ex`` and the documents it refers to.
+
+    Raises:
+        ReplayError: a referenced document is missing.
+    """
+    ctx = ex.context
+    if not ctx.portfolio_snapshot_ref:
+        raise ReplayError(f"execution {ex.execution_id} refers to no portfolio snapshot")
+    snap = read(store, ctx.portfolio_snapshot_ref, PortfolioSnapshot)
+    if snap is None:
+        raise ReplayError(f"snapshot {ctx.portfolio_snapshot_ref} is missing")
+    intents_by_ref = read_many(store, list(ctx.strategy_intents_refs.values()), Intent)
+    missing = [r for r, i in intents_by_ref.items() if i is None]
+    if missing:
+        raise ReplayError(f"referenced intents are missing: {', '.join(missing)}")
+    strategies = {s: StrategyConfig.model_validate(c) for s, c in ctx.strategy_configs.items()}
+    intents = {s: intents_by_ref.get(ctx.strategy_intents_refs[s]) if s in ctx.strategy_intents_refs else None
+               for s in strategies}
+    return CommanderInputs(ex.execution_id, ex.as_of, TradingConfig.model_validate(ctx.config_used), strategies,
+                           intents, ctx.books_used, snap, ctx.prices, ctx.specs, drawdowns=ctx.drawdowns,
+                           sharpes=ctx.sharpes, prev_close_nav=ctx.prev_close_nav)
+
+
+def replay(store: Store, execution_id: str) -> ReplayResult:
+    """Decide again from the recorded inputs and compare with the recorded decision and orders.
+
+    Raises:
+        ReplayError: the execution or a referenced document is missing.
+    """
+    ex = read(store, paths.execution(execution_id), Execution)
+    if ex is None:
+        raise ReplayError(f"no execution {execution_id}")
+    if ex.status in ("skipped", "failed") and not ex.decision.diff:
+        return ReplayResult(execution_id, False, note=f"execution was {ex.status} ({ex.reason}); nothing was decided")
+    plan = decide(load_inputs(store, ex))
+    diffs = compare(ex.decision.model_dump(mode="json"), plan.decision.model_dump(mode="json"), "decision")
+    diffs += compare([_order_key(o) for o in ex.orders_placed], [_order_key(o) for o in plan.orders], "orders")
+    return ReplayResult(execution_id, True, diffs)
