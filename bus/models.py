@@ -16,7 +16,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 IntentStatus = Literal["success", "error", "skipped"]
 ExecutionStatus = Literal["completed", "failed", "partial_success", "skipped"]
@@ -34,17 +36,14 @@ def utc(dt: datetime) -> datetime:
     return dt.astimezone(timezone.utc)
 
 
+#: A timezone-aware datetime, converted to UTC; a naive one is refused.
+UTCDateTime = Annotated[AwareDatetime, AfterValidator(utc)]
+
+
 class Doc(BaseModel):
-    """Base of all documents: unknown fields are refused, times must be aware."""
+    """Base of all documents: unknown fields are refused, times are aware UTC."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=False)
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _aware(cls, v: Any) -> Any:
-        if isinstance(v, datetime):
-            return utc(v)
-        return v
 
     def to_store(self) -> dict[str, Any]:
         """Dump to a plain dict the store can write (datetimes kept as datetimes)."""
@@ -233,8 +232,8 @@ class Intent(Doc):
 
     intent_id: str
     strategy_id: str
-    updated_at: datetime
-    as_of: datetime
+    updated_at: UTCDateTime
+    as_of: UTCDateTime
     status: IntentStatus
     error_message: str | None = None
     metadata: IntentMetadata = Field(default_factory=IntentMetadata)
@@ -285,7 +284,7 @@ class OpenOrder(Doc):
     orderType: Literal["MKT", "LMT"] = "MKT"
     lmtPrice: float | None = None
     status: str = "Submitted"
-    created_at: datetime
+    created_at: UTCDateTime
     order_details: dict[str, Any] | None = None
 
     @property
@@ -301,8 +300,8 @@ class PortfolioSnapshot(Doc):
     """
 
     snapshot_id: str
-    updated_at: datetime
-    as_of: datetime
+    updated_at: UTCDateTime
+    as_of: UTCDateTime
     broker: str
     account: str
     mode: Literal["paper", "live"]
@@ -418,8 +417,8 @@ class Execution(Doc):
     """``executions/{execution_id}``: the audit record of one Commander run."""
 
     execution_id: str
-    executed_at: datetime
-    as_of: datetime
+    executed_at: UTCDateTime
+    as_of: UTCDateTime
     trigger: Literal["scheduled", "manual", "backtest", "replay"] = "manual"
     dry_run: bool
     status: ExecutionStatus
@@ -457,7 +456,7 @@ class Book(Doc):
     """
 
     strategy_id: str
-    updated_at: datetime
+    updated_at: UTCDateTime
     execution_id: str | None = None
     starting_cash: float = 0.0
     cash: float = 0.0
@@ -488,7 +487,7 @@ class EquityPoint(Doc):
 
     strategy_id: str
     date: str
-    as_of: datetime
+    as_of: UTCDateTime
     equity: float
     cash: float
     realized_pnl: float
@@ -514,7 +513,7 @@ class Trade(Doc):
     quantity: float
     entry_price: float
     exit_price: float
-    closed_at: datetime
+    closed_at: UTCDateTime
     execution_id: str
     realized_pnl: float
 
@@ -528,7 +527,7 @@ class AccountState(Doc):
     """
 
     mode: str
-    updated_at: datetime
+    updated_at: UTCDateTime
     last_date: str
     last_nav: float
     prev_close_date: str | None = None

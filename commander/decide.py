@@ -21,7 +21,7 @@ from commander.classify import Classification, classify
 from commander.diff import diff, expired_orders
 from commander.execute import order_records
 from commander.risk import apply_global_risk, reduce_only
-from commander.size import SizingError, size_targets
+from commander.size import SizingError, size_targets, unit_values
 
 
 @dataclass
@@ -110,9 +110,10 @@ def decide(inp: CommanderInputs) -> Plan:
     desired: dict[str, dict[str, float]] = {}
     adjustments: list[RiskAdjustment] = []
     duplicates, confidence = {}, {}
+    values = unit_values(inp.prices, inp.specs)
     for sid, intent in sorted(cls.fresh.items()):
         try:
-            sized = size_targets(inp.strategies[sid], intent.target_positions, capital[sid], inp.prices, inp.specs)
+            sized = size_targets(inp.strategies[sid], intent.target_positions, capital[sid], values)
         except SizingError as exc:
             cls.errored.append(sid)
             cls.reasons[sid] = str(exc)
@@ -122,7 +123,10 @@ def decide(inp: CommanderInputs) -> Plan:
         wanted, iso = _isolate(sid, wanted, book, inp.drawdowns.get(sid, 0.0),
                                inp.strategies[sid].risk_parameters.max_drawdown)
         desired[sid] = wanted
-        instruments.update(sized.instruments)
+        for sym, t in sized.instruments.items():
+            if sym not in instruments:
+                instruments[sym] = Instrument(symbol=sym, secType=t.secType, exchange=t.exchange, currency=t.currency,
+                                              contract_details=t.contract_details)
         adjustments += sized.adjustments + iso
         if sized.duplicates:
             duplicates[sid] = sized.duplicates

@@ -64,7 +64,7 @@ def apply_global_risk(aggregated: list[TargetLine], snapshot: PortfolioSnapshot,
     """Return (final target lines, adjustments, resource conflicts). ``aggregated`` is not modified."""
     nav = snapshot.net_liquidation
     lim = config.risk
-    final = [line.model_copy(deep=True) for line in aggregated]
+    final = [line.model_copy(update={"contributions": dict(line.contributions)}) for line in aggregated]
     adj: list[RiskAdjustment] = []
     conflicts: list[Conflict] = []
 

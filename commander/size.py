@@ -47,44 +47,58 @@ def units(target: TargetPosition, capital: float, price: float | None, multiplie
     return amount / (price * multiplier)
 
 
+def unit_values(prices: dict[str, float], specs: dict[str, InstrumentSpec]) -> dict[str, float]:
+    """Base currency per unit of each priced symbol: price × multiplier."""
+    return {sym: p * _multiplier(specs, sym) for sym, p in prices.items() if p and p > 0}
+
+
 def size_targets(strategy: StrategyConfig, targets: list[TargetPosition], capital: float,
-                 prices: dict[str, float], specs: dict[str, InstrumentSpec]) -> Sized:
+                 values: dict[str, float]) -> Sized:
     """Size one strategy's whole target book and apply its own caps.
 
+    Args:
+        values: symbol -> base currency per unit (:func:`unit_values`).
+
     Raises:
-        SizingError: see :func:`units`.
+        SizingError: a weight or notional target on a symbol without a price.
     """
     out = Sized()
+    q_of, inst = out.quantities, out.instruments
     for t in targets:
-        q = units(t, capital, prices.get(t.symbol), _multiplier(specs, t.symbol))
-        if t.symbol in out.quantities:
-            out.duplicates[t.symbol] = out.duplicates.get(t.symbol, 1) + 1
-        out.quantities[t.symbol] = out.quantities.get(t.symbol, 0.0) + q
-        out.instruments[t.symbol] = Instrument(symbol=t.symbol, secType=t.secType, exchange=t.exchange,
-                                               currency=t.currency, contract_details=t.contract_details)
+        sym = t.symbol
+        if t.quantity is not None:
+            q = float(t.quantity)
+        else:
+            v = values.get(sym)
+            if not v:
+                raise SizingError(f"no price for {sym}: cannot size a weight/notional target")
+            q = (t.weight * capital if t.weight is not None else float(t.notional)) / v  # type: ignore[operator,arg-type]
+        if sym in q_of:
+            out.duplicates[sym] = out.duplicates.get(sym, 1) + 1
+            q_of[sym] += q
+        else:
+            q_of[sym] = q
+            inst[sym] = t  # a TargetPosition is an Instrument; copied only when recorded
     rp = strategy.risk_parameters
-
-    def value(sym: str, q: float) -> float:
-        p = prices.get(sym)
-        return abs(q) * p * _multiplier(specs, sym) if p else 0.0
-
     cap_pos = rp.max_single_position_exposure * capital
-    for sym, q in list(out.quantities.items()):
-        v = value(sym, q)
-        if v > cap_pos + 1e-9 and v > 0:
+    gross = 0.0
+    for sym, q in q_of.items():
+        v = abs(q) * values.get(sym, 0.0)
+        if v > cap_pos + 1e-9:
             new = q * cap_pos / v
             out.adjustments.append(RiskAdjustment(rule="max_single_position_exposure", symbol=sym,
                                                   strategy_id=strategy.strategy_id, before=q, after=new,
                                                   note=f"position {v:.2f} > {cap_pos:.2f}"))
-            out.quantities[sym] = new
-    gross = sum(value(s, q) for s, q in out.quantities.items())
+            q_of[sym] = new
+            v = cap_pos
+        gross += v
     cap_gross = rp.max_leverage * capital
     if gross > cap_gross + 1e-9:
         f = cap_gross / gross
-        for sym, q in list(out.quantities.items()):
+        for sym, q in q_of.items():
             if q:
                 out.adjustments.append(RiskAdjustment(rule="strategy_max_leverage", symbol=sym,
                                                       strategy_id=strategy.strategy_id, before=q, after=q * f,
                                                       note=f"gross {gross:.2f} > {cap_gross:.2f}"))
-                out.quantities[sym] = q * f
+                q_of[sym] = q * f
     return out

@@ -17,7 +17,7 @@ from commander.classify import classify
 from commander.decide import CommanderInputs, decide
 from commander.diff import diff
 from commander.gate import gate
-from commander.size import size_targets
+from commander.size import size_targets, unit_values
 
 T = datetime(2024, 6, 3, 21, 30, tzinfo=timezone.utc)
 SPECS = {"SPY": InstrumentSpec(symbol="SPY", min_quantity=1, min_notional=1),
@@ -76,13 +76,13 @@ def test_sizing_weight_notional_quantity_and_caps():
     s = strat("a", 0.5, max_single_position_exposure=0.6, max_leverage=1.0)
     targets = [TargetPosition(symbol="SPY", weight=0.5), TargetPosition(symbol="VIXY", notional=-2000),
                TargetPosition(symbol="BTC-USDT", quantity=0.1)]
-    sized = size_targets(s, targets, 50_000, PRICES, SPECS)
+    sized = size_targets(s, targets, 50_000, unit_values(PRICES, SPECS))
     assert sized.quantities["SPY"] == pytest.approx(50.0)  # 0.5 x 50,000 / 500
     assert sized.quantities["VIXY"] == pytest.approx(-100.0)  # -2,000 / 20
     # BTC 0.1 x 50,000 = 5,000 <= 0.6 x capital; gross 25,000 + 2,000 + 5,000 <= 50,000: no cap binds
     assert sized.quantities["BTC-USDT"] == pytest.approx(0.1) and sized.adjustments == []
     big = size_targets(s, [TargetPosition(symbol="SPY", weight=0.9), TargetPosition(symbol="BTC-USDT", weight=0.6)],
-                       50_000, PRICES, SPECS)
+                       50_000, unit_values(PRICES, SPECS))
     # SPY capped at 0.6 x 50,000 = 30,000 -> 60 shares; then gross 60,000 > 50,000 scales both by 5/6
     assert big.quantities["SPY"] == pytest.approx(50.0)
     assert big.quantities["BTC-USDT"] == pytest.approx(0.5)

@@ -19,7 +19,7 @@ def test_target_needs_exactly_one_size():
 
 
 def test_naive_times_are_refused_and_aware_ones_become_utc():
-    with pytest.raises(ValidationError, match="naive"):
+    with pytest.raises(ValidationError, match="should have timezone info"):
         Intent(intent_id="i", strategy_id="s", updated_at=datetime(2024, 1, 1), as_of=datetime(2024, 1, 1),
                status="success")
     from zoneinfo import ZoneInfo

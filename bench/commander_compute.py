@@ -1,0 +1,112 @@
+"""The Commander's compute time alone (no I/O), and the store round trips of one run.
+
+Compute: ``commander.decide.decide`` on synthetic inputs of S strategies × N
+symbols, each strategy targeting every symbol (dense: S × N target positions,
+the worst case), with holdings in half the symbols and an open order in a
+tenth. Targets: 10 × 20 ≤ 10 ms, 200 × 500 ≤ 250 ms, 1,000 × 2,000 ≤ 2 s.
+
+Round trips: one real Commander run against the Firestore emulator with 10
+strategies, counting the store's calls by kind.
+
+    python bench/commander_compute.py [--repeat 5] [--sparse K]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bus.models import (  # noqa: E402
+    Holding, InstrumentSpec, Intent, OpenOrder, PortfolioSnapshot, StrategyConfig, TargetPosition, TradingConfig,
+)
+from commander.decide import CommanderInputs, decide  # noqa: E402
+
+T = datetime(2024, 6, 3, 21, 30, tzinfo=timezone.utc)
+
+
+def make_inputs(n_strat: int, n_sym: int, per_strategy: int | None = None, seed: int = 7) -> CommanderInputs:
+    rnd = random.Random(seed)
+    syms = [f"S{i:04d}" for i in range(n_sym)]
+    prices = {s: rnd.uniform(5, 500) for s in syms}
+    specs = {s: InstrumentSpec(symbol=s) for s in syms}
+    k = per_strategy or n_sym
+    strategies, intents = {}, {}
+    for i in range(n_strat):
+        sid = f"strat{i:04d}"
+        strategies[sid] = StrategyConfig(strategy_id=sid, name=sid, capital_allocation=0.9 / n_strat)
+        chosen = syms if k >= n_sym else rnd.sample(syms, k)
+        intents[sid] = Intent(intent_id=f"{sid}-i", strategy_id=sid, updated_at=T, as_of=T, status="success",
+                              target_positions=[TargetPosition(symbol=s, weight=rnd.uniform(-1, 1) / k) for s in chosen])
+    nav = 10_000_000.0
+    holdings = [Holding(symbol=s, quantity=float(rnd.randint(-50, 50)), avg_cost=prices[s], market_price=prices[s],
+                        market_value=0.0) for s in syms[::2]]
+    orders = [OpenOrder(orderId=str(i), client_order_id=f"o{i}", symbol=s, action="BUY", totalQuantity=1,
+                        created_at=T - timedelta(minutes=5)) for i, s in enumerate(syms[::10])]
+    snap = PortfolioSnapshot(snapshot_id="p", updated_at=T, as_of=T, broker="sim", account="a", mode="paper",
+                             net_liquidation=nav, available_funds=nav, cash=nav, holdings=holdings, open_orders=orders)
+    cfg = TradingConfig(risk={"max_open_positions": max(10, n_sym)})
+    return CommanderInputs("bench", T, cfg, strategies, intents, {}, snap, prices, specs)
+
+
+def time_decide(inp: CommanderInputs, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        decide(inp)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def round_trips() -> dict[str, int]:
+    """Store calls of one Commander run with 10 strategies on the emulator."""
+    from brokers.sim import SimBroker
+    from bus import paths
+    from bus.emulator import FirestoreEmulator
+    from bus.store import FirestoreStore
+    from commander.run import run_commander
+    from reconcile import reconcile
+    from strategies.runner import write_intent
+
+    inp = make_inputs(10, 20)
+    with FirestoreEmulator("bench") as emu:
+        os.environ["FIRESTORE_EMULATOR_HOST"] = emu.host
+        store = FirestoreStore(f"bench-{uuid.uuid4().hex[:8]}")
+        store.set(paths.TRADING_CONFIG, inp.config.to_store())
+        for sid, s in inp.strategies.items():
+            store.set(paths.strategy(sid), s.to_store())
+            write_intent(store, inp.intents[sid])
+        broker = SimBroker(store, "acct", lambda s, t: inp.prices[s], inp.specs, starting_cash=1_000_000)
+        reconcile(store, broker, T)
+        store.stats.clear()
+        ex = run_commander(store, broker, T, dry_run=True)
+        assert ex.status == "completed", ex.reason
+        return dict(sorted(store.stats.items()))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--sparse", type=int, default=0, help="targets per strategy instead of every symbol")
+    ap.add_argument("--no-store", action="store_true", help="skip the round-trip count")
+    args = ap.parse_args()
+    print(f"{'strategies x symbols':>22} {'targets':>9} {'median ms':>10} {'target ms':>10}")
+    for (s, n), target in (((10, 20), 10), ((200, 500), 250), ((1000, 2000), 2000)):
+        inp = make_inputs(s, n, args.sparse or None)
+        ms = time_decide(inp, args.repeat if s < 1000 else max(1, args.repeat // 2)) * 1000
+        n_targets = sum(len(i.target_positions) for i in inp.intents.values())
+        print(f"{f'{s} x {n}':>22} {n_targets:>9} {ms:>10.1f} {target:>10} {'ok' if ms <= target else 'OVER'}")
+    if not args.no_store:
+        print("store calls of one Commander run, 10 strategies x 20 symbols:", round_trips())
+
+
+if __name__ == "__main__":
+    main()
