@@ -39,18 +39,21 @@ def aggregate(books: dict[str, dict[str, float]], instruments: dict[str, Instrum
     """
     confidence = confidence or {}
     order = {sid: i for i, sid in enumerate(priority_order or [])}
-    symbols = sorted({s for b in books.values() for s in b})
+    by_symbol: dict[str, dict[str, float]] = {}
+    for sid in sorted(books):
+        for sym, q in books[sid].items():
+            by_symbol.setdefault(sym, {})[sid] = q
     lines, conflicts = [], []
     for sid, dup in sorted((duplicates or {}).items()):
         for sym, n in sorted(dup.items()):
             conflicts.append(Conflict(type="duplicate", symbol=sym, strategies=[sid], wanted={sid: books[sid][sym]},
                                       policy="sum", outcome=books[sid][sym], note=f"listed {n} times; summed"))
-    for sym in symbols:
-        contrib = {sid: b[sym] for sid, b in sorted(books.items()) if sym in b}
-        longs = {s: q for s, q in contrib.items() if q > 0}
-        shorts = {s: q for s, q in contrib.items() if q < 0}
+    for sym in sorted(by_symbol):
+        contrib = by_symbol[sym]
         total = sum(contrib.values())
-        if longs and shorts:
+        if any(q > 0 for q in contrib.values()) and any(q < 0 for q in contrib.values()):
+            longs = {s: q for s, q in contrib.items() if q > 0}
+            shorts = {s: q for s, q in contrib.items() if q < 0}
             kept = contrib
             if policy == "highest_confidence":
                 best = max(sorted(longs | shorts), key=lambda s: confidence.get((s, sym), 0.0))
@@ -68,5 +71,8 @@ def aggregate(books: dict[str, dict[str, float]], instruments: dict[str, Instrum
                                       wanted={s: q for s, q in sorted((longs | shorts).items())}, policy=policy,
                                       outcome=total))
         inst = instruments.get(sym) or Instrument(symbol=sym)
-        lines.append(TargetLine(**inst.model_dump(), quantity=total, contributions=contrib))
+        # Trusted values (floats computed here): construct without re-validating every contribution.
+        lines.append(TargetLine.model_construct(symbol=sym, secType=inst.secType, exchange=inst.exchange,
+                                                currency=inst.currency, contract_details=inst.contract_details,
+                                                quantity=float(total), price=None, contributions=dict(contrib)))
     return lines, conflicts
