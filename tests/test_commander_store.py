@@ -199,3 +199,45 @@ def test_expired_open_orders_are_cancelled_before_new_ones(store, settings):
     reconcile(store, young, t)
     ex = run_commander(store, young, t)
     assert young.cancelled == [] and young.placed == ["BUY 7 SPY"]  # 10 - 3 pending
+
+
+def test_leaderboard_ranks_every_book_by_total_return(env):
+    from orchestrator.leaderboard import leaderboard
+    store, settings, _, _ = env
+    for d in DAYS:
+        run(env, d)
+    rows = leaderboard(store)
+    assert [r["strategy_id"] for r in rows] and {r["strategy_id"] for r in rows} == set(settings.strategy_ids())
+    returns = [r["total_return"] for r in rows]
+    assert returns == sorted(returns, reverse=True) and [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
+    for r in rows:
+        book = read(store, paths.book(r["strategy_id"]), Book)
+        assert r["equity"] == pytest.approx(book.equity)
+        assert r["total_return"] == pytest.approx(book.equity / book.starting_cash - 1)
+        assert r["trades"] == len(store.list_docs(f"strategies/{r['strategy_id']}/trades"))
+
+
+def test_performance_allocation_reads_sharpe_from_the_books(env):
+    from commander.run import inputs_from_state, load_state
+    store, settings, _, _ = env
+    for d in DAYS:
+        run(env, d)
+    cfg = store.get(paths.TRADING_CONFIG)
+    cfg.update(allocation_method="performance_based", performance={"min_history_days": 3, "lookback_days": 30,
+                                                                   "floor": 0.05, "cap": 0.5})
+    store.set(paths.TRADING_CONFIG, cfg)
+    st = load_state(store)
+    inp = inputs_from_state(st, "x", DAYS[-1], {}, {})
+    from commander.metrics import curve_sharpe
+    for sid, b in st.books.items():
+        if sid in st.strategies:
+            assert inp.sharpes[sid] == curve_sharpe(b.equity_curve, 30, 3)
+    assert any(v is not None for v in inp.sharpes.values())
+    ex = run(env, DAYS[-1] + timedelta(days=3))
+    alloc = ex.decision.allocations
+    nav = read(store, ex.context.portfolio_snapshot_ref, PortfolioSnapshot).net_liquidation
+    for sid, sharpe in ex.context.sharpes.items():
+        if sharpe is None or sharpe <= 0:
+            assert alloc[sid] == pytest.approx(0.05 * nav)
+        else:
+            assert 0.05 * nav - 1e-6 <= alloc[sid] <= 0.5 * nav + 1e-6
