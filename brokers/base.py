@@ -8,6 +8,7 @@ so a retried step never doubles an order.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,12 +45,27 @@ class RateLimited(BrokerError):
     """The venue asked us to slow down."""
 
 
+class OrderNotFound(OrderRejected):
+    """No order with this client order id at the venue (cancel or status of an unknown order)."""
+
+
+class BrokerConfigError(BrokerError):
+    """The account cannot be built from its configuration (a missing secret, a bad option).
+
+    Raised when the broker is built, never at the first order. The message names
+    the environment variable or option, never a secret's value.
+    """
+
+
 @dataclass(frozen=True)
 class OrderRequest:
     """An order to place: ``quantity`` > 0 units, ``action`` BUY or SELL.
 
     ``limit_offset_bps`` turns a market order into a limit order that many basis
-    points through the quote (buy above, sell below).
+    points through the quote (buy above, sell below); ``order_type`` must then be
+    ``LMT``. ``limit_price`` (quote currency per unit) sets the limit price
+    directly. Brokers round a limit price to the tick, never past the requested
+    price (a buy rounds down, a sell up).
     """
 
     client_order_id: str
@@ -61,6 +77,11 @@ class OrderRequest:
     currency: str = "USD"
     order_type: Literal["MKT", "LMT"] = "MKT"
     limit_offset_bps: float | None = None
+    limit_price: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.order_type == "LMT" and self.limit_price is None and self.limit_offset_bps is None:
+            raise ValueError(f"order {self.client_order_id}: a LMT order needs limit_price or limit_offset_bps")
 
 
 @dataclass(frozen=True)
@@ -73,6 +94,34 @@ class OrderResult:
     filled_quantity: float = 0.0
     fill_price: float | None = None
     commission: float = 0.0
+    limit_price: float | None = None
+
+
+#: Order statuses, IB's words: ``Submitted`` (working), ``Filled``, ``Cancelled``, ``Rejected``.
+WORKING, FILLED, CANCELLED = "Submitted", "Filled", "Cancelled"
+
+
+def limit_price_for(action: str, quote: float, offset_bps: float, tick: float) -> float:
+    """Limit price ``offset_bps`` through ``quote``, on the tick grid, never past the offset.
+
+    A buy limit is ``quote × (1 + bps/1e4)`` rounded down to the tick; a sell limit
+    ``quote × (1 − bps/1e4)`` rounded up. Units: quote currency per unit.
+    """
+    raw = quote * (1 + (offset_bps if action == "BUY" else -offset_bps) / 1e4)
+    return round_to_tick(raw, tick, "down" if action == "BUY" else "up")
+
+
+def round_to_tick(price: float, tick: float, direction: Literal["down", "up", "nearest"] = "nearest") -> float:
+    """``price`` on the grid of ``tick`` (tolerating float noise of 1e-9 ticks), rounded as told."""
+    n = price / tick
+    if direction == "down":
+        k = math.floor(n + 1e-9)
+    elif direction == "up":
+        k = math.ceil(n - 1e-9)
+    else:
+        k = round(n)
+    decimals = max(0, -int(math.floor(math.log10(tick)))) + 2 if tick < 1 else 2
+    return round(k * tick, decimals)
 
 
 class PriceSource(Protocol):
@@ -125,8 +174,19 @@ class Broker(ABC):
 
     @abstractmethod
     def cancel_order(self, client_order_id: str) -> OrderResult:
-        """Cancel a working order by its client order id."""
+        """Cancel a working order by its client order id.
+
+        Raises:
+            OrderNotFound: no such order; OrderRejected: it is no longer working (filled, cancelled).
+        """
 
     @abstractmethod
     def order_status(self, client_order_id: str) -> OrderResult:
-        """The venue's view of an order by its client order id."""
+        """The venue's view of an order by its client order id.
+
+        Raises:
+            OrderNotFound: the venue has no order with this id.
+        """
+
+    def close(self) -> None:
+        """Release connections and threads; the broker may not be used afterwards. Default: nothing to do."""

@@ -1,29 +1,82 @@
-"""``sim``: a paper broker whose account lives in the store.
+"""``sim``: a paper broker whose account lives in the store, realistic enough to trust.
 
-State: ``sim_accounts/{account}`` holds cash and positions; each order and its
-fill is ``sim_accounts/{account}/orders/{client_order_id}``. Market orders fill
-at the as-of price (the newest closed bar's close) moved against the trader by
-``slippage_bps``; the fee is ``fee_bps`` of the filled notional.
+State: ``sim_accounts/{account}`` holds cash, positions, resting orders and the
+time the account has been brought up to; each order is also
+``sim_accounts/{account}/orders/{client_order_id}``. Nothing lives in memory:
+a new instance reads the same account.
 
-Margin: the initial margin of a position is ``|quantity × price| / max_leverage``
-of its instrument; available funds = NAV − total initial margin. An order that
-would raise exposure past available funds is refused with
-:class:`~brokers.base.InsufficientFunds`.
+Fills (arithmetic in :mod:`brokers.sim_costs`):
+
+* A **market** order fills at once against the as-of price (the newest closed
+  bar's close), moved against it by the half-spread plus a square-root size
+  impact, rounded to the tick against it, and pays the **taker** fee.
+* A **limit** order (``limit_price``, or ``limit_offset_bps`` through the as-of
+  price) is rounded to the tick; if it is marketable on arrival it fills like a
+  market order (never worse than its limit) and pays the taker fee; otherwise it
+  **rests** and fills, paying the **maker** fee, in the first later bar whose
+  low (buy) or high (sell) reaches it, at its limit (or at that bar's open when
+  the bar opened through it). Without a bar source it fills, at its limit, when a
+  later as-of price reaches it.
+* Venue rules as at the imitated venue: quantity a multiple of the lot size and
+  at least the minimum quantity, notional at least the minimum notional, limit
+  price on the tick.
+
+Margin: a position's initial margin is ``|quantity × price × multiplier| /
+leverage``, with the account's leverage for the symbol (``leverage``; by default
+the instrument's ``max_leverage``, 1 for a cash account). Resting orders that
+add exposure reserve margin at their limit price. Available funds = NAV − initial
+margin − reserved margin; an order that would add exposure beyond NAV is refused
+with :class:`~brokers.base.InsufficientFunds`. There is no liquidation engine: the
+Commander's margin-use limit is what keeps the account away from maintenance margin.
+
+Cash vs margined instruments: buying a share or a coin (``STK``, ``CRYPTO``) pays
+its notional from cash; a perpetual or future (``PERP``, ``FUT``) is a margin
+contract: cash (the wallet balance) moves only by realized PnL, fees and funding,
+and NAV = cash + unrealized PnL of the contracts + value of the cash holdings.
+
+Funding: every settlement of a perpetual's funding history between the time the
+account was last brought up to date and the as-of time is applied to the position
+held at that settlement (fills of bars closing at or before a settlement come
+first): the holder pays ``quantity × multiplier × mark × rate`` (marks from the
+price source as of the settlement).
+
+Time moves forward only: each call that reads or trades brings the account up to
+its as-of time (resting fills, funding) and an earlier as-of is refused.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterable, Protocol
 
 from brokers.base import (
-    Broker, DuplicateOrder, InsufficientFunds, NotConnected, OrderRejected, OrderRequest, OrderResult,
-    PriceSource, UnknownInstrument,
+    CANCELLED, FILLED, WORKING, Broker, DuplicateOrder, InsufficientFunds, NotConnected, OrderNotFound, OrderRejected,
+    OrderRequest, OrderResult, PriceSource, UnknownInstrument, limit_price_for, round_to_tick,
+)
+from brokers.sim_costs import (
+    MARGINED_SEC_TYPES, CostModel, funding_payment, initial_margin, limit_crossed, resting_fill_price,
 )
 from bus import paths
 from bus.accounting import apply_fill
-from bus.models import Holding, InstrumentSpec, PortfolioSnapshot
+from bus.models import Holding, InstrumentSpec, OpenOrder, PortfolioSnapshot
 from bus.store import Store
+
+EPS = 1e-9
+
+
+class BarSource(Protocol):
+    """Bars of ``symbol`` that closed in ``(start, end]``, oldest first, as
+    ``(close_time, open, high, low, close)`` tuples (UTC, quote currency per unit)."""
+
+    def __call__(self, symbol: str, start: datetime,
+                 end: datetime) -> list[tuple[datetime, float, float, float, float]]: ...
+
+
+class FundingSource(Protocol):
+    """Funding settlements of the perpetual ``symbol`` in ``(start, end]`` as ``(time, rate)`` (rate a fraction
+    of notional per settlement); an empty list for a symbol without funding."""
+
+    def __call__(self, symbol: str, start: datetime, end: datetime) -> list[tuple[datetime, float]]: ...
 
 
 class SimBroker(Broker):
@@ -35,15 +88,24 @@ class SimBroker(Broker):
         prices: price source, as of a time (the bundled history in a local run).
         specs: venue rules per symbol; an order for a symbol not listed is refused.
         starting_cash: cash of a new account, base currency.
-        fee_bps: commission in basis points of filled notional.
-        slippage_bps: fill price moved against the order by this many bps.
+        fee_bps: taker commission, bps of filled notional (default for every symbol).
+        slippage_bps: half-spread a market order pays, bps (default for every symbol).
+        maker_fee_bps: commission of resting limit orders; ``fee_bps`` when None.
+        impact_bps: square-root size impact at ``impact_ref_notional`` (base currency), bps.
+        costs: per-symbol :class:`~brokers.sim_costs.CostModel` overriding the defaults above.
+        leverage: per-symbol leverage the account trades at (capped by the spec's ``max_leverage``).
+        funding: funding settlements of perpetuals; None: no funding is applied.
+        bars: bars for resting limit orders; None: they fill only against later as-of prices.
     """
 
     name = "sim"
 
     def __init__(self, store: Store, account: str, prices: PriceSource, specs: dict[str, InstrumentSpec],
                  starting_cash: float = 100_000.0, fee_bps: float = 1.0, slippage_bps: float = 2.0,
-                 mode: str = "paper", base_currency: str = "USD") -> None:
+                 mode: str = "paper", base_currency: str = "USD", *, maker_fee_bps: float | None = None,
+                 impact_bps: float = 0.0, impact_ref_notional: float = 1_000_000.0,
+                 costs: dict[str, CostModel] | None = None, leverage: dict[str, float] | None = None,
+                 funding: FundingSource | None = None, bars: BarSource | None = None) -> None:
         self.store = store
         self.account = account
         self.prices = prices
@@ -53,16 +115,26 @@ class SimBroker(Broker):
         self.slippage_bps = slippage_bps
         self.mode = mode  # type: ignore[assignment]
         self.base_currency = base_currency
+        self.default_costs = CostModel(taker_fee_bps=fee_bps, maker_fee_bps=fee_bps if maker_fee_bps is None
+                                       else maker_fee_bps, half_spread_bps=slippage_bps, impact_bps=impact_bps,
+                                       impact_ref_notional=impact_ref_notional)
+        self.costs = dict(costs or {})
+        self.leverage = dict(leverage or {})
+        self.funding = funding
+        self.bars = bars
 
     # ------------------------------------------------------------------ state
     def _new_state(self) -> dict[str, Any]:
         return {"account": self.account, "cash": float(self.starting_cash), "starting_cash": float(self.starting_cash),
-                "positions": {}, "fees_paid": 0.0, "realized_pnl": 0.0, "order_count": 0,
-                "created_at": datetime.now(timezone.utc)}
+                "positions": {}, "open_orders": {}, "fees_paid": 0.0, "realized_pnl": 0.0, "funding_paid": 0.0,
+                "order_count": 0, "created_at": datetime.now(timezone.utc)}
 
     def state(self) -> dict[str, Any]:
         """The persisted account, created with ``starting_cash`` on first use."""
-        return self.store.get(paths.sim_account(self.account)) or self._new_state()
+        st = self.store.get(paths.sim_account(self.account)) or self._new_state()
+        st.setdefault("open_orders", {})
+        st.setdefault("funding_paid", 0.0)
+        return st
 
     def _check_time(self, st: dict[str, Any], as_of: datetime) -> None:
         last = st.get("last_as_of")
@@ -83,16 +155,135 @@ class SimBroker(Broker):
             raise UnknownInstrument(f"sim: unknown instrument {symbol!r}")
         return spec
 
+    def cost_model(self, symbol: str) -> CostModel:
+        """The costs applied to ``symbol``."""
+        return self.costs.get(symbol, self.default_costs)
+
+    def leverage_for(self, symbol: str) -> float:
+        """The leverage the account trades ``symbol`` at: configured, capped by the venue's maximum."""
+        spec = self._spec(symbol)
+        return min(float(self.leverage.get(symbol, spec.max_leverage)), spec.max_leverage)
+
+    def _margined(self, symbol: str) -> bool:
+        return self._spec(symbol).secType in MARGINED_SEC_TYPES
+
     def _margin(self, positions: dict[str, Any], marks: dict[str, float]) -> float:
-        return sum(abs(p["quantity"]) * marks[s] * self._spec(s).multiplier / self._spec(s).max_leverage
+        return sum(initial_margin(p["quantity"], marks[s], self._spec(s).multiplier, self.leverage_for(s))
                    for s, p in positions.items() if p["quantity"])
+
+    def _reserved(self, open_orders: dict[str, Any], positions: dict[str, Any]) -> float:
+        """Margin held by resting orders that add exposure, at their limit price."""
+        total = 0.0
+        for o in open_orders.values():
+            q0 = (positions.get(o["symbol"]) or {"quantity": 0.0})["quantity"]
+            signed = o["remaining"] if o["action"] == "BUY" else -o["remaining"]
+            added = max(0.0, abs(q0 + signed) - abs(q0))
+            total += initial_margin(added, o["lmtPrice"], self._spec(o["symbol"]).multiplier,
+                                    self.leverage_for(o["symbol"]))
+        return total
+
+    def _nav(self, cash: float, positions: dict[str, Any], marks: dict[str, float]) -> float:
+        nav = cash
+        for s, p in positions.items():
+            if not p["quantity"]:
+                continue
+            m = self._spec(s).multiplier
+            nav += p["quantity"] * m * ((marks[s] - p["avg_cost"]) if self._margined(s) else marks[s])
+        return nav
+
+    def _apply_fill(self, st: dict[str, Any], symbol: str, action: str, quantity: float, price: float,
+                    maker: bool) -> float:
+        """Book a fill into ``st`` (cash, position, fees, realized PnL); returns the fee."""
+        spec = self._spec(symbol)
+        sign = 1.0 if action == "BUY" else -1.0
+        notional = quantity * price * spec.multiplier
+        fee = self.cost_model(symbol).fee(notional, maker)
+        before = st["positions"].get(symbol) or {"quantity": 0.0, "avg_cost": 0.0}
+        q1, avg, realized = apply_fill(before["quantity"], before["avg_cost"], sign * quantity, price)
+        q1 = round(q1, 12)  # quantities are lot multiples: drop float noise (0.15 - 0.1 + 0.05)
+        st["positions"][symbol] = {**before, "quantity": q1, "avg_cost": avg}
+        if self._margined(symbol):
+            st["cash"] += realized * spec.multiplier - fee
+        else:
+            st["cash"] -= sign * notional + fee
+        st["fees_paid"] += fee
+        st["realized_pnl"] += realized * spec.multiplier
+        return fee
+
+    # ------------------------------------------------------------------ time
+    def _advance(self, st: dict[str, Any], as_of: datetime) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
+        """Bring ``st`` up to ``as_of``: resting fills and funding, in time order.
+
+        Returns the order documents to write and whether the account changed.
+        """
+        start = st.get("accrued_to")
+        writes: list[tuple[str, dict[str, Any]]] = []
+        if start is None or as_of <= start:
+            st["accrued_to"] = max(as_of, start) if start else as_of
+            return writes, False
+        changed = False
+        symbols = {o["symbol"] for o in st["open_orders"].values()}
+        symbols |= {s for s, p in st["positions"].items() if p["quantity"] and self._margined(s)}
+        for sym in sorted(symbols):
+            events: list[tuple[datetime, int, Any]] = []
+            try:
+                if self.funding is not None and self._margined(sym):
+                    events += [(t, 1, rate) for t, rate in self.funding(sym, start, as_of)]
+                if self.bars is not None and any(o["symbol"] == sym for o in st["open_orders"].values()):
+                    events += [(b[0], 0, b) for b in self.bars(sym, start, as_of)]
+            except LookupError as exc:
+                raise NotConnected(f"sim: {sym} between {start.isoformat()} and {as_of.isoformat()}: {exc}") from exc
+            if any(o["symbol"] == sym for o in st["open_orders"].values()):
+                if self.bars is None:
+                    px = self._price(sym, as_of)
+                    events.append((as_of, 0, (as_of, None, px, px, px)))  # no open: fills at the limit
+            for when, kind, data in sorted(events, key=lambda e: (e[0], e[1])):
+                if kind == 0:
+                    writes += self._fill_resting(st, sym, when, data)
+                else:
+                    q = (st["positions"].get(sym) or {"quantity": 0.0})["quantity"]
+                    if q:
+                        changed = True
+                        pay = funding_payment(q, self._spec(sym).multiplier, self._price(sym, when), data)
+                        st["cash"] -= pay
+                        st["funding_paid"] += pay
+                        pos = st["positions"][sym]
+                        pos["funding"] = pos.get("funding", 0.0) + pay
+        st["accrued_to"] = as_of
+        return writes, changed or bool(writes)
+
+    def _fill_resting(self, st: dict[str, Any], sym: str, when: datetime,
+                      bar: tuple[datetime, float | None, float, float, float]) -> list[tuple[str, dict[str, Any]]]:
+        _, bar_open, high, low, _close = bar
+        writes = []
+        for coid, o in sorted(st["open_orders"].items(), key=lambda kv: kv[1]["seq"]):
+            if o["symbol"] != sym or not limit_crossed(o["action"], o["lmtPrice"], low, high):
+                continue
+            price = o["lmtPrice"] if bar_open is None else resting_fill_price(o["action"], o["lmtPrice"], bar_open)
+            fee = self._apply_fill(st, sym, o["action"], o["remaining"], price, maker=True)
+            del st["open_orders"][coid]
+            rec = self.store.get(paths.sim_order(self.account, coid)) or {}
+            rec.update(status=FILLED, filled_quantity=o["totalQuantity"], fill_price=price, commission=fee,
+                       filled_as_of=when, maker=True)
+            writes.append((paths.sim_order(self.account, coid), rec))
+        return writes
+
+    def _load(self, as_of: datetime) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]], bool]:
+        st = self.state()
+        self._check_time(st, as_of)
+        return st, *self._advance(st, as_of)
+
+    def _save(self, st: dict[str, Any], as_of: datetime, extra: Iterable[tuple[str, dict[str, Any]]] = ()) -> None:
+        st.update(updated_at=datetime.now(timezone.utc), last_as_of=as_of)
+        self.store.write_batch([(paths.sim_account(self.account), st), *extra])
 
     # ------------------------------------------------------------------ Broker
     def portfolio(self, as_of: datetime) -> PortfolioSnapshot:
-        st = self.state()
-        self._check_time(st, as_of)
+        """Bring the account up to ``as_of`` (resting fills, funding; persisted if any) and snapshot it."""
+        st, writes, changed = self._load(as_of)
+        if changed:
+            self._save(st, as_of, writes)
         holdings = []
-        value = 0.0
         marks = {}
         for sym, p in sorted(st["positions"].items()):
             if not p["quantity"]:
@@ -100,87 +291,142 @@ class SimBroker(Broker):
             spec = self._spec(sym)
             px = self._price(sym, as_of)
             marks[sym] = px
-            mv = p["quantity"] * px * spec.multiplier
-            value += mv
             holdings.append(Holding(symbol=sym, secType=spec.secType, exchange=spec.exchange, currency=spec.currency,
-                                    quantity=p["quantity"], avg_cost=p["avg_cost"], market_price=px, market_value=mv))
-        nav = st["cash"] + value
-        now = datetime.now(timezone.utc)
+                                    quantity=p["quantity"], avg_cost=p["avg_cost"], market_price=px,
+                                    market_value=p["quantity"] * px * spec.multiplier))
+        nav = self._nav(st["cash"], st["positions"], marks)
+        open_orders = [OpenOrder(orderId=o["orderId"], client_order_id=coid, symbol=o["symbol"],
+                                 secType=self._spec(o["symbol"]).secType, action=o["action"],
+                                 totalQuantity=o["remaining"], orderType="LMT", lmtPrice=o["lmtPrice"], status=WORKING,
+                                 created_at=o["as_of"])
+                       for coid, o in sorted(st["open_orders"].items(), key=lambda kv: kv[1]["seq"])]
+        available = nav - self._margin(st["positions"], marks) - self._reserved(st["open_orders"], st["positions"])
         return PortfolioSnapshot(
-            snapshot_id="", updated_at=now, as_of=as_of, broker=self.name, account=self.account, mode=self.mode,
-            base_currency=self.base_currency, net_liquidation=nav,
-            available_funds=nav - self._margin(st["positions"], marks), cash=st["cash"], holdings=holdings,
-            open_orders=[])
+            snapshot_id="", updated_at=datetime.now(timezone.utc), as_of=as_of, broker=self.name,
+            account=self.account, mode=self.mode, base_currency=self.base_currency, net_liquidation=nav,
+            available_funds=available, cash=st["cash"], holdings=holdings, open_orders=open_orders)
 
     def instrument_specs(self, symbols: list[str]) -> dict[str, InstrumentSpec]:
-        return {s: self._spec(s) for s in symbols}
+        """Specs as configured; ``max_leverage`` is the leverage this account trades the symbol at."""
+        out = {}
+        for s in symbols:
+            spec = self._spec(s)
+            lev = self.leverage_for(s)
+            out[s] = spec if lev == spec.max_leverage else spec.model_copy(update={"max_leverage": lev})
+        return out
 
     def quotes(self, symbols: list[str], as_of: datetime) -> dict[str, float]:
+        """As-of prices from the price source (NotConnected when missing, UnknownInstrument for unlisted symbols)."""
         for s in symbols:
             self._spec(s)
         return {s: self._price(s, as_of) for s in symbols}
 
-    def place_order(self, order: OrderRequest, as_of: datetime) -> OrderResult:
-        if order.order_type != "MKT":
-            raise OrderRejected(f"sim: {order.order_type} orders are not supported yet; use MKT")
+    def _check_rules(self, order: OrderRequest, spec: InstrumentSpec) -> None:
         if order.quantity <= 0:
             raise OrderRejected(f"sim: quantity must be positive, got {order.quantity}")
-        spec = self._spec(order.symbol)
-        order_path = paths.sim_order(self.account, order.client_order_id)
-        docs = self.store.get_all([paths.sim_account(self.account), order_path])
-        if docs[order_path] is not None:
-            raise DuplicateOrder(f"sim: client order id {order.client_order_id} already used; order refused")
-        st = docs[paths.sim_account(self.account)] or self._new_state()
-        self._check_time(st, as_of)
         lots = order.quantity / spec.lot_size
-        if abs(lots - round(lots)) > 1e-9:
-            raise OrderRejected(f"sim: {order.symbol} quantity {order.quantity} is not a multiple of lot {spec.lot_size}")
-        if order.quantity < spec.min_quantity:
+        if abs(lots - round(lots)) > EPS:
+            raise OrderRejected(
+                f"sim: {order.symbol} quantity {order.quantity} is not a multiple of lot {spec.lot_size}")
+        if order.quantity < spec.min_quantity - EPS:
             raise OrderRejected(f"sim: {order.symbol} quantity {order.quantity} below minimum {spec.min_quantity}")
+
+    def _limit_price(self, order: OrderRequest, spec: InstrumentSpec, px: float) -> float:
+        if order.limit_price is not None:
+            lmt = float(order.limit_price)
+            if abs(lmt / spec.tick_size - round(lmt / spec.tick_size)) > 1e-6:
+                raise OrderRejected(f"sim: {order.symbol} limit price {lmt} is not a multiple of tick {spec.tick_size}")
+            return lmt
+        return limit_price_for(order.action, px, float(order.limit_offset_bps or 0.0), spec.tick_size)
+
+    def place_order(self, order: OrderRequest, as_of: datetime) -> OrderResult:
+        """Fill a market order now, or a limit order now or later (see the module docstring); persisted."""
+        spec = self._spec(order.symbol)
+        self._check_rules(order, spec)
+        order_path = paths.sim_order(self.account, order.client_order_id)
+        if self.store.get(order_path) is not None:
+            raise DuplicateOrder(f"sim: client order id {order.client_order_id} already used; order refused")
+        st, writes, _ = self._load(as_of)
         px = self._price(order.symbol, as_of)
-        sign = 1.0 if order.action == "BUY" else -1.0
-        fill = px * (1 + sign * self.slippage_bps / 1e4)
-        notional = order.quantity * fill * spec.multiplier
-        if notional < spec.min_notional:
+        costs = self.cost_model(order.symbol)
+        market_fill = costs.market_fill(order.action, px, order.quantity, spec.multiplier, spec.tick_size)
+        lmt = None
+        rests = False
+        fill = market_fill
+        if order.order_type == "LMT":
+            lmt = self._limit_price(order, spec, px)
+            marketable = market_fill <= lmt if order.action == "BUY" else market_fill >= lmt
+            rests = not marketable
+        price_for_rules = lmt if rests else fill
+        notional = order.quantity * price_for_rules * spec.multiplier
+        if notional < spec.min_notional - EPS:
             raise OrderRejected(f"sim: {order.symbol} notional {notional:.2f} below minimum {spec.min_notional}")
-        fee = notional * self.fee_bps / 1e4
-        positions = dict(st["positions"])
-        before = positions.get(order.symbol) or {"quantity": 0.0, "avg_cost": 0.0}
-        q1, avg, realized = apply_fill(before["quantity"], before["avg_cost"], sign * order.quantity, fill)
-        new_pos = {"quantity": q1, "avg_cost": avg}
-        positions[order.symbol] = new_pos
-        cash = st["cash"] - sign * notional - fee
-        marks = {s: (px if s == order.symbol else self._price(s, as_of)) for s, p in positions.items() if p["quantity"]}
-        nav = cash + sum(positions[s]["quantity"] * marks[s] * self._spec(s).multiplier for s in marks)
-        increases = abs(q1) > abs(before["quantity"])
-        if increases and self._margin(positions, marks) > nav:
-            raise InsufficientFunds(
-                f"sim: {order.action} {order.quantity} {order.symbol} needs margin beyond NAV {nav:.2f}")
-        st.update(cash=cash, positions=positions, fees_paid=st["fees_paid"] + fee,
-                  realized_pnl=st["realized_pnl"] + realized, order_count=st["order_count"] + 1,
-                  updated_at=datetime.now(timezone.utc), last_as_of=as_of)
+        sign = 1.0 if order.action == "BUY" else -1.0
+        before = st["positions"].get(order.symbol) or {"quantity": 0.0, "avg_cost": 0.0}
+        st["order_count"] += 1
         order_id = f"sim-{st['order_count']}"
+        now = datetime.now(timezone.utc)
         record = {"orderId": order_id, "client_order_id": order.client_order_id, "symbol": order.symbol,
                   "action": order.action, "totalQuantity": order.quantity, "orderType": order.order_type,
-                  "status": "Filled", "filled_quantity": order.quantity, "fill_price": fill, "commission": fee,
-                  "as_of": as_of, "placed_at": datetime.now(timezone.utc)}
-        self.store.write_batch([(paths.sim_account(self.account), st), (order_path, record)])
-        return OrderResult(orderId=order_id, client_order_id=order.client_order_id, status="Filled",
-                           filled_quantity=order.quantity, fill_price=fill, commission=fee)
+                  "lmtPrice": lmt, "as_of": as_of, "placed_at": now}
+        if rests:
+            st["open_orders"][order.client_order_id] = {
+                "orderId": order_id, "symbol": order.symbol, "action": order.action, "totalQuantity": order.quantity,
+                "remaining": order.quantity, "lmtPrice": lmt, "as_of": as_of, "seq": st["order_count"]}
+            if self._adds_exposure(before["quantity"], sign * order.quantity):
+                self._check_funds(st, order, as_of, px)
+            record.update(status=WORKING, filled_quantity=0.0, fill_price=None, commission=0.0)
+            self._save(st, as_of, [*writes, (order_path, record)])
+            return OrderResult(orderId=order_id, client_order_id=order.client_order_id, status=WORKING,
+                               limit_price=lmt)
+        fee = self._apply_fill(st, order.symbol, order.action, order.quantity, fill, maker=False)
+        if self._adds_exposure(before["quantity"], sign * order.quantity):
+            self._check_funds(st, order, as_of, px)
+        record.update(status=FILLED, filled_quantity=order.quantity, fill_price=fill, commission=fee, maker=False)
+        self._save(st, as_of, [*writes, (order_path, record)])
+        return OrderResult(orderId=order_id, client_order_id=order.client_order_id, status=FILLED,
+                           filled_quantity=order.quantity, fill_price=fill, commission=fee, limit_price=lmt)
+
+    @staticmethod
+    def _adds_exposure(q0: float, signed_qty: float) -> bool:
+        return abs(q0 + signed_qty) > abs(q0) + EPS
+
+    def _check_funds(self, st: dict[str, Any], order: OrderRequest, as_of: datetime, px: float) -> None:
+        marks = {s: (px if s == order.symbol else self._price(s, as_of))
+                 for s, p in st["positions"].items() if p["quantity"]}
+        nav = self._nav(st["cash"], st["positions"], marks)
+        need = self._margin(st["positions"], marks) + self._reserved(st["open_orders"], st["positions"])
+        if need > nav + EPS:
+            raise InsufficientFunds(
+                f"sim: {order.action} {order.quantity} {order.symbol} needs margin {need:.2f} beyond NAV {nav:.2f}")
 
     def cancel_order(self, client_order_id: str) -> OrderResult:
-        rec = self.order_status(client_order_id)
-        if rec.status == "Filled":
-            raise OrderRejected(f"sim: order {client_order_id} is already filled")
-        return rec
-
-    def order_status(self, client_order_id: str) -> OrderResult:
+        """Cancel a resting limit order (OrderNotFound, or OrderRejected when it is not working)."""
         rec = self.store.get(paths.sim_order(self.account, client_order_id))
         if rec is None:
-            raise OrderRejected(f"sim: no order with client order id {client_order_id}")
+            raise OrderNotFound(f"sim: no order with client order id {client_order_id}")
+        st = self.state()
+        if rec["status"] != WORKING or client_order_id not in st["open_orders"]:
+            raise OrderRejected(f"sim: order {client_order_id} is {rec['status']}, not working; nothing to cancel")
+        del st["open_orders"][client_order_id]
+        rec["status"] = CANCELLED
+        st["updated_at"] = datetime.now(timezone.utc)
+        self.store.write_batch([(paths.sim_account(self.account), st),
+                                (paths.sim_order(self.account, client_order_id), rec)])
+        return self._result(client_order_id, rec)
+
+    def order_status(self, client_order_id: str) -> OrderResult:
+        """The persisted order record (OrderNotFound when there is none)."""
+        rec = self.store.get(paths.sim_order(self.account, client_order_id))
+        if rec is None:
+            raise OrderNotFound(f"sim: no order with client order id {client_order_id}")
+        return self._result(client_order_id, rec)
+
+    @staticmethod
+    def _result(client_order_id: str, rec: dict[str, Any]) -> OrderResult:
         return OrderResult(orderId=rec["orderId"], client_order_id=client_order_id, status=rec["status"],
                            filled_quantity=rec["filled_quantity"], fill_price=rec["fill_price"],
-                           commission=rec["commission"])
+                           commission=rec["commission"], limit_price=rec.get("lmtPrice"))
 
     def set_position(self, symbol: str, quantity: float, avg_cost: float) -> None:
         """Change a holding directly, as a manual trade at the broker would (tests, demos)."""

@@ -2,7 +2,7 @@
 
 * ``trading.yaml`` -> ``config/trading`` (:class:`bus.models.TradingConfig`)
 * ``strategies.yaml`` -> ``strategies/{id}`` (:class:`bus.models.StrategyConfig`), a list under ``strategies``
-* ``brokers.yaml`` -> the account the pipeline trades (paper broker settings)
+* ``brokers.yaml`` -> the account the pipeline trades (:mod:`brokers.config`: sim, ib or ccxt)
 * ``instruments.yaml`` -> venue rules per symbol (:class:`bus.models.InstrumentSpec`)
 
 Every problem is a :class:`ConfigError` whose message names the file and the
@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
+from brokers.config import BrokersConfigError, BrokersFile, CcxtAccount, IBAccount, SimAccount
 from bus import paths
 from bus.models import InstrumentSpec, StrategyConfig, TradingConfig
 from bus.store import Store
@@ -30,22 +31,8 @@ class ConfigError(ValueError):
     """A configuration file is missing, malformed or inconsistent."""
 
 
-class SimAccount(BaseModel):
-    """The paper broker's account settings (amounts in base currency, costs in bps)."""
-
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["sim"] = "sim"
-    account: str = "sim-paper"
-    starting_cash: float = Field(100_000.0, gt=0)
-    fee_bps: float = Field(1.0, ge=0)
-    slippage_bps: float = Field(2.0, ge=0)
-
-
-class BrokersFile(BaseModel):
-    """``brokers.yaml``: accounts by trading mode."""
-
-    model_config = ConfigDict(extra="forbid")
-    accounts: dict[str, SimAccount]
+# brokers.yaml's models live with the brokers (brokers/config.py); re-exported here.
+Account = SimAccount | IBAccount | CcxtAccount
 
 
 @dataclass
@@ -54,7 +41,7 @@ class Settings:
 
     trading: TradingConfig
     strategies: list[StrategyConfig]
-    account: SimAccount
+    account: Account
     instruments: dict[str, InstrumentSpec]
 
     def strategy_ids(self) -> list[str]:
@@ -111,8 +98,11 @@ def load_settings(config_dir: Path | None = None) -> Settings:
         brokers = BrokersFile.model_validate(_read_yaml(d / "brokers.yaml") or {})
     except ValidationError as exc:
         raise _first_error(d / "brokers.yaml", exc) from exc
-    if trading.mode not in brokers.accounts:
-        raise ConfigError(f"{d / 'brokers.yaml'}: no account for mode {trading.mode!r}")
+    try:
+        account = brokers.account_for(trading.mode)
+        brokers.check_strategy_accounts(trading.mode, {s.strategy_id: s.account for s in strategies if s.enabled})
+    except BrokersConfigError as exc:
+        raise ConfigError(f"{d / 'brokers.yaml'}: {exc}") from exc
     raw_inst = _read_yaml(d / "instruments.yaml") or {}
     try:
         instruments = {s: InstrumentSpec.model_validate({"symbol": s, **v}) for s, v in raw_inst.items()}
@@ -120,7 +110,7 @@ def load_settings(config_dir: Path | None = None) -> Settings:
         if isinstance(exc, ValidationError):
             raise _first_error(d / "instruments.yaml", exc) from exc
         raise ConfigError(f"{d / 'instruments.yaml'}: expected a mapping of symbol -> spec") from exc
-    return Settings(trading, strategies, brokers.accounts[trading.mode], instruments)
+    return Settings(trading, strategies, account, instruments)
 
 
 def apply_settings(store: Store, settings: Settings) -> None:

@@ -7,14 +7,16 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import contextmanager
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Iterator, Literal
 
-from brokers.sim import SimBroker
+from brokers.base import Broker
+from brokers.factory import build_broker
 from bus.emulator import EmulatorError, FirestoreEmulator
 from bus.store import FirestoreStore, MemoryStore, Store
-from market.history import HistoryProvider
+from market.funding import FundingHistory
+from market.history import HistoryProvider, MarketDataError
 from orchestrator.config import Settings
 
 log = logging.getLogger(__name__)
@@ -66,16 +68,57 @@ def resolve_as_of(day: date | None, settings: Settings, provider: HistoryProvide
     return as_of_on(day, settings)
 
 
-def make_broker(store: Store, settings: Settings, provider: HistoryProvider) -> SimBroker:
-    """The paper broker of the configured account, pricing from ``provider`` as of each call."""
+def make_broker(store: Store, settings: Settings, provider: HistoryProvider,
+                funding: FundingHistory | None = None) -> Broker:
+    """The broker of the configured account (:func:`brokers.factory.build_broker`).
+
+    A paper (``sim``) account prices from ``provider`` as of each call (the newest close of
+    the first of its ``price_timeframes`` that has the symbol), rests limit orders against
+    the same bars, and applies perpetual funding (``BASE-QUOTE-PERP``) from ``funding``
+    (the bundled history by default); a perpetual without funding history fails closed.
+
+    Raises:
+        brokers.base.BrokerConfigError: the account cannot be built (a missing secret, ...).
+    """
     acct = settings.account
+    timeframes = list(getattr(acct, "price_timeframes", ["1d"]))
+
+    def frame_of(symbol: str):  # noqa: ANN202 - a pandas DataFrame
+        for tf in timeframes:
+            try:
+                return provider.frame(symbol, tf)
+            except MarketDataError:
+                continue
+        raise MarketDataError(f"no {'/'.join(timeframes)} bars for {symbol!r}")
 
     def price(symbol: str, as_of: datetime) -> float:
-        return provider.view(as_of).last_price(symbol)
+        view = provider.view(as_of)
+        for tf in timeframes[:-1]:
+            try:
+                return view.last_price(symbol, tf)
+            except MarketDataError:
+                continue
+        return view.last_price(symbol, timeframes[-1])
 
-    return SimBroker(store, acct.account, price, settings.instruments, starting_cash=acct.starting_cash,
-                     fee_bps=acct.fee_bps, slippage_bps=acct.slippage_bps, mode=settings.trading.mode,
-                     base_currency=settings.trading.base_currency)
+    def bars(symbol: str, start: datetime, end: datetime) -> list[tuple]:
+        df = frame_of(symbol)
+        ct = df["close_time"]
+        sel = df[(ct > start) & (ct <= end)]
+        return list(zip(sel["close_time"].dt.to_pydatetime(), sel["open"], sel["high"], sel["low"], sel["close"]))
+
+    history = funding or FundingHistory()
+
+    def funding_between(symbol: str, start: datetime, end: datetime) -> list[tuple]:
+        base = symbol.removesuffix("-PERP")
+        series = history.series(base)  # MarketDataError (a LookupError) naming the symbol when absent
+        if end > series.index[-1] + timedelta(hours=8, minutes=5):
+            raise MarketDataError(f"funding history of {base} ends {series.index[-1].isoformat()}, "
+                                  f"before {end.isoformat()}")
+        s = history.between(base, start, end)
+        return list(zip(s.index.to_pydatetime(), s.values.tolist()))
+
+    return build_broker(acct, settings.trading.mode, instruments=settings.instruments, store=store, prices=price,
+                        funding=funding_between, bars=bars, base_currency=settings.trading.base_currency)
 
 
 @contextmanager

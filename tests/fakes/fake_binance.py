@@ -54,6 +54,14 @@ duplicated.").  By default (``client_order_id_scope="all"``) a client order id
 can never be reused, so a resubmitted order is never doubled; with ``"open"``
 only ids of open orders are refused, which is what Binance documents.
 
+Market data
+-----------
+``GET /fapi/v1/klines`` and ``GET /fapi/v1/fundingRate`` serve the rows given to
+:meth:`FakeBinanceUSDM.set_klines` / :meth:`FakeBinanceUSDM.set_funding` (filtered by
+``startTime``/``endTime``, at most ``limit``), in Binance's shapes: a kline's close
+time is its open time + interval − 1 ms, and like Binance the fake serves the bar
+still forming, so a client must drop it itself (as-of semantics).
+
 Scripted failures
 -----------------
 * :meth:`FakeBinanceUSDM.fail_next` -- the next N matching requests get HTTP 429
@@ -433,6 +441,8 @@ _ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/fapi/v1/ticker/bookTicker"): ("_ep_book_ticker", "NONE"),
     ("GET", "/fapi/v1/ticker/24hr"): ("_ep_ticker_24hr", "NONE"),
     ("GET", "/fapi/v1/premiumIndex"): ("_ep_premium_index", "NONE"),
+    ("GET", "/fapi/v1/klines"): ("_ep_klines", "NONE"),
+    ("GET", "/fapi/v1/fundingRate"): ("_ep_funding_rate", "NONE"),
     ("GET", "/fapi/v1/leverageBracket"): ("_ep_leverage_bracket", "SIGNED"),
     ("GET", "/fapi/v2/balance"): ("_ep_balance", "SIGNED"),
     ("GET", "/fapi/v3/balance"): ("_ep_balance", "SIGNED"),
@@ -541,6 +551,8 @@ class FakeBinanceUSDM:
         self._trades: list[dict] = []
         self._order_ids = itertools.count(4_000_000_001)
         self._trade_ids = itertools.count(300_000_001)
+        self._klines: dict[tuple[str, str], list[tuple]] = {}
+        self._funding: dict[str, list[tuple[int, str]]] = {}
         self._fail_rules: list[_FailRule] = []
         self._delay_rules: list[_DelayRule] = []
         self._requests: list[RecordedRequest] = []
@@ -811,6 +823,22 @@ class FakeBinanceUSDM:
             return self._order_json(order, with_time=True)
 
     # ------------------------------------------------------------------ inspection
+
+    def set_klines(self, symbol: str, interval: str, rows: Iterable[tuple]) -> None:
+        """Serve ``rows`` for ``GET /fapi/v1/klines`` of ``symbol``/``interval`` (``1h``, ``4h``, ``1d``, ...).
+
+        Each row is ``(open_time_ms, open, high, low, close, volume)``, oldest first; the
+        close time Binance reports is ``open_time + interval − 1 ms``.
+        """
+        with self._lock:
+            self._spec(symbol)
+            self._klines[(symbol, interval)] = [tuple(r) for r in rows]
+
+    def set_funding(self, symbol: str, rows: Iterable[tuple[int, Any]]) -> None:
+        """Serve ``rows`` (``(funding_time_ms, rate)``, oldest first) for ``GET /fapi/v1/fundingRate``."""
+        with self._lock:
+            self._spec(symbol)
+            self._funding[symbol] = [(int(t), str(r)) for t, r in rows]
 
     def requests(self, path: str | None = None, method: str | None = None) -> list[RecordedRequest]:
         """The recorded requests, oldest first, optionally only those for ``path`` / ``method``."""
@@ -1502,6 +1530,37 @@ class FakeBinanceUSDM:
                 "firstId": 1, "lastId": 1, "count": 1,
             })
         return rows[0] if "symbol" in params else rows
+
+    _INTERVAL_MS = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000, "4h": 14_400_000,
+                    "8h": 28_800_000, "1d": 86_400_000, "1w": 604_800_000}
+
+    def _ep_klines(self, params: dict) -> list:
+        spec = self._spec(params.get("symbol"))
+        interval = params.get("interval") or ""
+        if interval not in self._INTERVAL_MS:
+            raise BinanceAPIError(-1120, "Invalid interval.")
+        step = self._INTERVAL_MS[interval]
+        limit = min(int(params.get("limit") or 500), 1500)
+        start = int(params["startTime"]) if params.get("startTime") else None
+        end = int(params["endTime"]) if params.get("endTime") else None
+        rows = [r for r in self._klines.get((spec.symbol, interval), [])
+                if (start is None or r[0] >= start) and (end is None or r[0] <= end)]
+        rows = rows[:limit] if start is not None else rows[-limit:]
+        pp = spec.price_precision
+        return [[t, _fixed(_dec(o), pp), _fixed(_dec(h), pp), _fixed(_dec(lo), pp), _fixed(_dec(c), pp),
+                 _plain(_dec(v), 3), t + step - 1, _plain(_dec(v) * _dec(c), 4), 1, "0", "0", "0"]
+                for t, o, h, lo, c, v in rows]
+
+    def _ep_funding_rate(self, params: dict) -> list:
+        spec = self._spec(params.get("symbol"))
+        limit = min(int(params.get("limit") or 100), 1000)
+        start = int(params["startTime"]) if params.get("startTime") else None
+        end = int(params["endTime"]) if params.get("endTime") else None
+        rows = [r for r in self._funding.get(spec.symbol, [])
+                if (start is None or r[0] >= start) and (end is None or r[0] <= end)]
+        rows = rows[:limit] if start is not None else rows[-limit:]
+        mark = _fixed(self._marks[spec.symbol], 8)
+        return [{"symbol": spec.symbol, "fundingTime": t, "fundingRate": r, "markPrice": mark} for t, r in rows]
 
     def _ep_premium_index(self, params: dict) -> Any:
         now = self._now_ms()
