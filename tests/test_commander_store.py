@@ -241,3 +241,17 @@ def test_performance_allocation_reads_sharpe_from_the_books(env):
             assert alloc[sid] == pytest.approx(0.05 * nav)
         else:
             assert 0.05 * nav - 1e-6 <= alloc[sid] <= 0.5 * nav + 1e-6
+
+
+def test_a_retried_commander_step_does_not_double_orders(env):
+    store, settings, provider, broker = env
+    from strategies.runner import run_strategies
+    run_strategies(store, settings.strategies, provider, DAYS[0])
+    reconcile(store, broker, DAYS[0])
+    first = run_commander(store, broker, DAYS[0], execution_id="retry-1")
+    positions = broker.state()["positions"]
+    assert first.orders_placed and first.status == "completed"
+    again = run_commander(store, broker, DAYS[0], execution_id="retry-1")  # same step, retried on stale snapshot
+    assert broker.state()["positions"] == positions
+    assert again.status == "completed" and again.orders_placed
+    assert all(o.error and o.error.startswith("Duplicate") and o.status == "Filled" for o in again.orders_placed)
