@@ -35,12 +35,13 @@ class PipelineResult:
 
 def run_pipeline(store: Store, provider: HistoryProvider, broker: Broker, strategies: list[StrategyConfig],
                  as_of: datetime, dry_run: bool = False, run_reconcile: bool = True,
-                 trigger: str = "manual") -> PipelineResult:
+                 trigger: str = "manual", execution_id: str | None = None) -> PipelineResult:
     """Run the three steps as of ``as_of``.
 
     Args:
         strategies: the strategies whose step runs now (enabled ones); the
             Commander still considers every enabled strategy in the store.
+        execution_id: the Commander's execution id (and lease holder); default a new one.
 
     A reconcile failure is recorded and the Commander then skips (fail closed):
     it never trades on a snapshot older than this run.
@@ -53,6 +54,6 @@ def run_pipeline(store: Store, provider: HistoryProvider, broker: Broker, strate
         except BrokerError as exc:
             res.reconcile_error = f"{type(exc).__name__}: {exc}"
             log.error("reconcile failed: %s", res.reconcile_error)
-    res.execution = run_commander(store, broker, as_of, dry_run=dry_run, trigger=trigger,
+    res.execution = run_commander(store, broker, as_of, dry_run=dry_run, trigger=trigger, execution_id=execution_id,
                                   skip_reason=f"reconcile failed: {res.reconcile_error}" if res.reconcile_error else None)
     return res

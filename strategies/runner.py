@@ -22,11 +22,18 @@ from strategies.base import StrategyContext
 log = logging.getLogger(__name__)
 
 
-def compute_intent(config: StrategyConfig, market: MarketView, now: datetime | None = None) -> Intent:
-    """Run one strategy and return its intent (no I/O beyond market reads).
+def compute_intent(config: StrategyConfig, market: MarketView, now: datetime | None = None,
+                   store: Store | None = None) -> Intent:
+    """Run one strategy and return its intent (no I/O beyond market reads for classic strategies).
 
     Any exception becomes an ``error`` intent carrying ``"{Type}: {message}"``.
+    A kind-``llm`` strategy is an LLM virtual trader (:func:`strategies.llm.trader.llm_intent`):
+    it reads its book and writes its journal, budget and cache in ``store``.
     """
+    if config.kind == "llm":
+        from strategies.llm.trader import llm_intent
+
+        return llm_intent(config, market, store, now)
     as_of = market.as_of.to_pydatetime()
     now = now or datetime.now(timezone.utc)
     base = dict(intent_id=new_id(as_of), strategy_id=config.strategy_id, updated_at=now, as_of=as_of)
@@ -52,12 +59,15 @@ def write_intent(store: Store, intent: Intent) -> None:
 
 
 def run_strategies(store: Store, configs: list[StrategyConfig], provider: HistoryProvider, as_of: datetime,
-                   max_workers: int = 8) -> dict[str, Intent]:
-    """Run ``configs`` in parallel as of ``as_of``, write each intent, return them by strategy id."""
+                   max_workers: int = 32) -> dict[str, Intent]:
+    """Run ``configs`` in parallel as of ``as_of``, write each intent, return them by strategy id.
+
+    Threads, not processes: LLM traders spend their time waiting for their model.
+    """
     market = provider.view(as_of)
 
     def one(cfg: StrategyConfig) -> Intent:
-        intent = compute_intent(cfg, market)
+        intent = compute_intent(cfg, market, store=store)
         write_intent(store, intent)
         return intent
 

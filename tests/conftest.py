@@ -12,6 +12,8 @@ from bus.store import FirestoreStore
 from market.history import HistoryProvider
 from orchestrator.config import load_settings
 
+pytest_plugins = ("tests.functions_fixtures",)  # the `cloud` fixture of the functions' and workflow tests
+
 
 @pytest.fixture(scope="session")
 def emulator():

@@ -1,0 +1,109 @@
+"""Request bodies of the functions, validated with pydantic: unknown fields are refused, types are strict.
+
+Field names are the HTTP API's camelCase (``dryRun``, ``asOf``). Booleans must
+be JSON booleans (``"true"`` and ``1`` are refused); dates are ``YYYY-MM-DD``
+strings (the run's as-of is the configured run time on that date, UTC).
+
+``dryRun`` defaults to **true** everywhere: a request that does not say
+``"dryRun": false`` never places an order.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints
+
+StrategyId = Annotated[str, StringConstraints(strict=True, pattern=r"^[a-z0-9_\-]+$", min_length=1, max_length=64)]
+ExecutionId = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")]
+Message = Annotated[str, StringConstraints(strict=True, max_length=2000)]
+
+
+def _iso_date(value: Any) -> Any:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError(f"{value!r} is not a date YYYY-MM-DD")
+
+
+def _empty_is_none(value: Any) -> Any:
+    return None if value == "" else value
+
+
+def _unique(ids: list[str] | None) -> list[str] | None:
+    if ids is not None and len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"duplicate strategy ids {dup}")
+    return ids
+
+
+AsOf = Annotated[date | None, BeforeValidator(_iso_date)]
+Trigger = Literal["manual", "scheduled"]
+
+
+class Body(BaseModel):
+    """Base of all bodies: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OrchestratorBody(Body):
+    """``POST /orchestrator``: run the whole pipeline (or start the workflow).
+
+    Attributes:
+        strategies: ids to run; default every enabled strategy. At least one,
+            no duplicates; each must exist in ``strategies/`` (else 404) and be enabled.
+        dryRun: decide and record, place nothing (default true).
+        runReconcile: snapshot the broker first (default true); false uses the latest snapshot if fresh.
+        asOf: ``YYYY-MM-DD``; default the last day of the bundled data.
+        trigger: recorded on the execution.
+    """
+
+    strategies: Annotated[list[StrategyId] | None, Field(min_length=1, max_length=100),
+                          AfterValidator(_unique)] = None
+    dryRun: StrictBool = True
+    runReconcile: StrictBool = True
+    asOf: AsOf = None
+    trigger: Trigger = "manual"
+
+
+class StrategyBody(Body):
+    """``POST /strategy`` (or ``POST /strategy/{id}`` with the id in the path): one strategy's step."""
+
+    strategy: StrategyId | None = None
+    asOf: AsOf = None
+
+
+class ReconcileBody(Body):
+    """``POST /reconcile``: take the account's lease and snapshot the broker."""
+
+    asOf: AsOf = None
+
+
+class AllocationBody(Body):
+    """``POST /allocation``: the Commander.
+
+    Attributes:
+        executionId: the id ``/reconcile`` returned (it holds the lease); empty for a fresh one.
+        reconcileError: why reconcile failed; set, the Commander records ``skipped`` and trades nothing.
+        strategyErrors: strategy id -> why its step failed; each gets an ``error`` intent first.
+    """
+
+    dryRun: StrictBool = True
+    asOf: AsOf = None
+    trigger: Trigger = "manual"
+    executionId: Annotated[ExecutionId | None, BeforeValidator(_empty_is_none)] = None
+    reconcileError: Annotated[Message | None, BeforeValidator(_empty_is_none)] = None
+    strategyErrors: Annotated[dict[StrategyId, Message], Field(max_length=100)] = Field(default_factory=dict)
+
+
+class PlanQuery(Body):
+    """``GET /strategy?asOf=YYYY-MM-DD``: which strategies are enabled, and the resolved as-of date."""
+
+    asOf: AsOf = None

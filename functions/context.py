@@ -1,0 +1,150 @@
+"""What a function needs to run a step: the store, the history, the configuration, the broker.
+
+In the cloud the configuration lives in Firestore: ``config/trading`` and
+``strategies/{id}`` are read from the store at every request (a person may
+flip ``enabled`` or the kill switch in the console between runs). The broker
+account (``brokers.yaml``) and the venue rules (``instruments.yaml``) are files
+deployed with the source; ``$INTENT_BUS_CONFIG_DIR`` points elsewhere.
+
+The project id comes from ``$GOOGLE_CLOUD_PROJECT`` (the emulator when
+``$FIRESTORE_EMULATOR_HOST`` is set). Heavy modules (pandas, the Firestore
+client) are imported on first use, not at import, to keep cold starts short.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # functions/ may import only orchestrator and bus (DESIGN.md)
+    from bus.models import StrategyConfig
+    from bus.store import Store
+    from orchestrator.config import Settings
+
+    Broker = Any  # brokers.base.Broker
+    HistoryProvider = Any  # market.history.HistoryProvider
+
+CONFIG_DIR_ENV = "INTENT_BUS_CONFIG_DIR"
+
+_lock = threading.Lock()
+_stores: dict[tuple[str, str], Any] = {}
+_provider: Any = None
+_files: dict[str, Any] = {}
+
+
+class NotConfigured(RuntimeError):
+    """The store holds no ``config/trading`` (never applied), or it does not fit the deployed files (a 500)."""
+
+
+def store() -> "Store":
+    """The Firestore store of ``$GOOGLE_CLOUD_PROJECT``, one client per project and emulator host."""
+    from bus.store import FirestoreStore
+    from orchestrator.local import project_id
+
+    key = (project_id(), os.environ.get("FIRESTORE_EMULATOR_HOST", ""))
+    with _lock:
+        st = _stores.get(key)
+        if st is None:
+            st = _stores[key] = FirestoreStore(key[0])
+    return st
+
+
+def provider() -> "HistoryProvider":
+    """The bundled history, shared by all requests of this instance (thread-safe, parsed once)."""
+    global _provider
+    from orchestrator.steps import history_provider
+
+    with _lock:
+        if _provider is None:
+            _provider = history_provider()
+    return _provider
+
+
+def file_settings() -> "Settings":
+    """The YAML configuration deployed with the source (cached per folder).
+
+    Raises:
+        orchestrator.config.ConfigError: a file is missing or invalid.
+    """
+    from orchestrator.config import load_settings
+
+    folder = os.environ.get(CONFIG_DIR_ENV, "")
+    with _lock:
+        s = _files.get(folder)
+    if s is None:
+        s = load_settings(Path(folder) if folder else None)
+        with _lock:
+            _files[folder] = s
+    return s
+
+
+@dataclass
+class Runtime:
+    """One request's view: the store, the history, and the settings with the store's configuration.
+
+    ``settings.trading`` and ``settings.strategies`` come from the store;
+    ``settings.account`` and ``settings.instruments`` from the files.
+    ``strategies`` maps every configured strategy id (enabled or not) to its configuration.
+    """
+
+    store: "Store"
+    provider: "HistoryProvider"
+    settings: "Settings"
+    strategies: dict[str, "StrategyConfig"]
+
+    @property
+    def mode(self) -> str:
+        """The trading mode of ``config/trading`` (``paper`` or ``live``): which account and lease."""
+        return self.settings.trading.mode
+
+    def enabled(self) -> list["StrategyConfig"]:
+        """The enabled strategies, by id."""
+        return [c for _, c in sorted(self.strategies.items()) if c.enabled]
+
+    def as_of(self, day: date | None) -> datetime:
+        """The run's as-of instant: the configured run time on ``day`` (default the last bundled day).
+
+        Raises:
+            orchestrator.local.RunInputError: ``day`` outside the bundled data.
+        """
+        from orchestrator.local import resolve_as_of
+
+        return resolve_as_of(day, self.settings, self.provider)
+
+    def broker(self) -> "Broker":
+        """The paper broker of the configured account (persisted in the store)."""
+        from orchestrator.local import make_broker
+
+        return make_broker(self.store, self.settings, self.provider)
+
+
+def runtime() -> Runtime:
+    """Read ``config/trading`` and the ``strategies`` collection (two reads, no write).
+
+    Raises:
+        NotConfigured: ``config/trading`` is missing, or its mode has no account in ``brokers.yaml``.
+        bus.store.StoreError: the store is unreachable.
+        orchestrator.config.ConfigError: the deployed files are invalid.
+    """
+    from dataclasses import replace
+
+    from bus import paths
+    from bus.models import StrategyConfig, TradingConfig
+
+    st = store()
+    files = file_settings()
+    raw = st.get(paths.TRADING_CONFIG)
+    if raw is None:
+        raise NotConfigured("config/trading is missing in the store: apply the configuration first "
+                            "(python main.py deploy --apply-config, or python main.py serve locally)")
+    trading = TradingConfig.model_validate(raw)
+    if trading.mode != files.trading.mode:
+        raise NotConfigured(f"config/trading mode {trading.mode!r} has no broker account here: "
+                           f"brokers.yaml was loaded for mode {files.trading.mode!r}")
+    strategies = {sid: StrategyConfig.model_validate(doc) for sid, doc in st.list_docs("strategies")}
+    settings = replace(files, trading=trading, strategies=[strategies[k] for k in sorted(strategies)])
+    return Runtime(st, provider(), settings, strategies)
