@@ -532,3 +532,6 @@ class AccountState(Doc):
     last_nav: float
     prev_close_date: str | None = None
     prev_close_nav: float | None = None
+    last_trade_at: UTCDateTime | None = Field(
+        None, description="wall-clock time of the last execution that filled orders; a snapshot taken before it "
+                          "does not show those fills and is refused")

@@ -48,9 +48,10 @@ class LoadedState:
     books: dict[str, Book]
     snapshot: PortfolioSnapshot | None
     account: AccountState | None
+    previous: Execution | None = None
 
 
-def load_state(store: Store) -> LoadedState:
+def load_state(store: Store, execution_id: str | None = None) -> LoadedState:
     """Read config, enabled strategies, then in one ``get_all`` their latest intents and books,
     the ``external`` book, the latest snapshot and the account state.
 
@@ -68,14 +69,18 @@ def load_state(store: Store) -> LoadedState:
             strategies[sid] = cfg
     want = [paths.intent(s) for s in strategies] + [paths.book(s) for s in [*strategies, EXTERNAL]]
     want += [paths.portfolio(config.mode), paths.account_state(config.mode)]
+    if execution_id:
+        want.append(paths.execution(execution_id))
     docs = store.get_all(want)
     intents = {s: (Intent.model_validate(docs[paths.intent(s)]) if docs[paths.intent(s)] else None) for s in strategies}
     books = {s: Book.model_validate(docs[paths.book(s)]) for s in [*strategies, EXTERNAL] if docs[paths.book(s)]}
     snap_doc = docs[paths.portfolio(config.mode)]
     acct_doc = docs[paths.account_state(config.mode)]
+    done = docs.get(paths.execution(execution_id)) if execution_id else None
     return LoadedState(config, strategies, intents, books,
                        PortfolioSnapshot.model_validate(snap_doc) if snap_doc else None,
-                       AccountState.model_validate(acct_doc) if acct_doc else None)
+                       AccountState.model_validate(acct_doc) if acct_doc else None,
+                       Execution.model_validate(done) if done else None)
 
 
 def prev_close_nav(account: AccountState | None, as_of: datetime) -> float | None:
@@ -93,7 +98,8 @@ def next_account_state(account: AccountState | None, mode: str, as_of: datetime,
         return AccountState(mode=mode, updated_at=as_of, last_date=today, last_nav=nav)
     if account.last_date < today:
         return AccountState(mode=mode, updated_at=as_of, last_date=today, last_nav=nav,
-                            prev_close_date=account.last_date, prev_close_nav=account.last_nav)
+                            prev_close_date=account.last_date, prev_close_nav=account.last_nav,
+                            last_trade_at=account.last_trade_at)
     return account.model_copy(update={"updated_at": as_of, "last_nav": nav})
 
 
@@ -179,7 +185,11 @@ def run_commander(store: Store, broker: Broker, as_of: datetime, dry_run: bool =
         bus.store.StoreError: the store is unreachable (nothing traded on unrecorded state).
     """
     execution_id = execution_id or new_id(as_of)
-    st = load_state(store)
+    st = load_state(store, execution_id)
+    if st.previous is not None and st.previous.status != "skipped":
+        log.warning("execution %s already ran (%s): returning its record, nothing traded again",
+                    execution_id, st.previous.status)
+        return st.previous
     mode = st.config.mode
     taken, lease = store.try_lease(paths.lock(mode), execution_id, st.config.lease_ttl_seconds)
     if not taken:
@@ -189,7 +199,7 @@ def run_commander(store: Store, broker: Broker, as_of: datetime, dry_run: bool =
         return ex
     inputs: CommanderInputs | None = None
     try:
-        g = gate(st.config, st.snapshot, as_of, dry_run)
+        g = gate(st.config, st.snapshot, as_of, dry_run, st.account.last_trade_at if st.account else None)
         if skip_reason or g.skip_reason:
             ex = build_execution(execution_id, as_of, trigger, g.dry_run, "skipped", st, None, [],
                                  reason=skip_reason or g.skip_reason, notes=g.notes)
@@ -228,6 +238,8 @@ def run_commander(store: Store, broker: Broker, as_of: datetime, dry_run: bool =
             writes += [(paths.equity_point(p.strategy_id, p.date), p.to_store()) for p in upd.equity_points]
             writes += [(paths.trade(t.strategy_id, t.trade_id), t.to_store()) for t in upd.trades]
             acct = next_account_state(st.account, mode, as_of, st.snapshot.net_liquidation)
+            if fills:
+                acct = acct.model_copy(update={"last_trade_at": datetime.now(timezone.utc)})
             writes.append((paths.account_state(mode), acct.to_store()))
         for i in range(0, len(writes), 400):  # Firestore allows 500 writes per batch
             store.write_batch(writes[i:i + 400])

@@ -251,7 +251,29 @@ def test_a_retried_commander_step_does_not_double_orders(env):
     first = run_commander(store, broker, DAYS[0], execution_id="retry-1")
     positions = broker.state()["positions"]
     assert first.orders_placed and first.status == "completed"
-    again = run_commander(store, broker, DAYS[0], execution_id="retry-1")  # same step, retried on stale snapshot
+    again = run_commander(store, broker, DAYS[0], execution_id="retry-1")  # the same step, retried
+    assert again == first and broker.state()["positions"] == positions
+    # A crash after the orders but before the audit write: no execution, no account state. The retry
+    # places the same client order ids, and the venue's duplicate refusal is recognised, not doubled.
+    store.delete(paths.execution("retry-1"))
+    store.delete(paths.account_state("paper"))
+    crashed = run_commander(store, broker, DAYS[0], execution_id="retry-1")
     assert broker.state()["positions"] == positions
-    assert again.status == "completed" and again.orders_placed
-    assert all(o.error and o.error.startswith("Duplicate") and o.status == "Filled" for o in again.orders_placed)
+    assert crashed.status == "completed" and crashed.orders_placed
+    assert all(o.error and o.error.startswith("Duplicate") and o.status == "Filled" for o in crashed.orders_placed)
+
+
+def test_a_snapshot_taken_before_the_last_fills_is_refused(env):
+    store, settings, provider, broker = env
+    from strategies.runner import run_strategies
+    run_strategies(store, settings.strategies, provider, DAYS[0])
+    reconcile(store, broker, DAYS[0])
+    first = run_commander(store, broker, DAYS[0])  # trades on the snapshot
+    assert first.orders_placed
+    positions = broker.state()["positions"]
+    second = run_commander(store, broker, DAYS[0])  # a new execution on the same, now outdated, snapshot
+    assert second.status == "skipped" and "before the fills of the last execution" in second.reason
+    assert broker.state()["positions"] == positions
+    reconcile(store, broker, DAYS[0])
+    third = run_commander(store, broker, DAYS[0])
+    assert third.status == "completed" and third.orders_placed == []
