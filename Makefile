@@ -22,6 +22,9 @@ test: $(VENV)/.dev-deps         ## set up, then run the tests against the real F
 
 bench: $(VENV)/.dev-deps        ## print the benchmarks' figures
 	$(PY) bench/pipeline_run.py
+	$(PY) bench/commander_compute.py
+	$(PY) bench/brokers.py
+	$(PY) bench/cold_start.py
 
 clean:
 	rm -rf $(VENV) .state
