@@ -69,11 +69,12 @@ def update_books(books: dict[str, Book], desired: dict[str, dict[str, float]], f
         desired: strategy id -> symbol -> wanted units, for strategies whose intent was used.
         fills: symbol -> this run's fill.
         holdings_after: symbol -> units the broker holds after the fills.
-        capital: strategy id -> allocated capital, the starting cash of a new book.
+        capital: strategy id -> allocated capital, the starting cash of a new book; every strategy
+            in it gets a book (a strategy that has not traded yet holds its capital as cash).
     """
     day = as_of.date().isoformat()
     new: dict[str, Book] = {}
-    for sid in sorted((set(books) | set(desired)) - {EXTERNAL}):
+    for sid in sorted((set(books) | set(desired) | set(capital)) - {EXTERNAL}):
         b = books.get(sid)
         if b is None:
             cash = capital.get(sid, 0.0)

@@ -23,6 +23,7 @@ from bus import paths
 from bus.models import InstrumentSpec, StrategyConfig, TradingConfig
 from bus.store import Store
 from commander.allocate import AllocationError, validate_allocations
+from strategies.llm.config import LLMConfigError, trader_strategy_configs
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "config"
 
@@ -86,6 +87,10 @@ def load_settings(config_dir: Path | None = None) -> Settings:
             strategies.append(StrategyConfig.model_validate(item))
         except ValidationError as exc:
             raise _first_error(d / f"strategies.yaml: strategies[{i}]", exc) from exc
+    try:
+        strategies += trader_strategy_configs(d)  # LLM virtual traders from llm_traders.yaml / llm_models.yaml
+    except LLMConfigError as exc:
+        raise ConfigError(str(exc)) from exc
     ids = [s.strategy_id for s in strategies]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:

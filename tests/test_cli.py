@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bus.store import FirestoreStore
+from orchestrator.config import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,7 +45,9 @@ def test_json_run_then_dry_run_on_an_existing_emulator(on_emulator, project):
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["status"] == "completed" and doc["orders"] and doc["portfolio"]["net_liquidation"] == 100_000
-    assert len(doc["strategies"]) == 3
+    assert set(doc["strategies"]) == set(load_settings().strategy_ids())
+    assert all(i["status"] == ("success" if not sid.startswith("llm_") else "skipped")
+               for sid, i in doc["strategies"].items())
     r = cli(["run", "--json", "--dry-run", "--as-of", "2020-03-17"], on_emulator)
     dry = json.loads(r.stdout)
     assert r.returncode == 0 and dry["dry_run"] is True

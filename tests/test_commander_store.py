@@ -123,7 +123,8 @@ def test_books_equity_points_and_trades_are_written(env):
     for d in DAYS:
         run(env, d)
     book = read(store, paths.book("spy_macd_vixy"), Book)
-    assert book.starting_cash == pytest.approx(50_000.0)
+    alloc = next(s.capital_allocation for s in settings.strategies if s.strategy_id == "spy_macd_vixy")
+    assert book.starting_cash == pytest.approx(alloc * 100_000.0)
     last_ex = read(store, paths.execution(book.execution_id), Execution)
     marks = last_ex.context.prices
     assert book.positions and book.equity == pytest.approx(

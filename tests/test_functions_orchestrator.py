@@ -15,7 +15,8 @@ from tests.functions_support import client, documents
 
 
 AS_OF = "2020-03-16"
-IDS = {"spy_macd_vixy", "crypto_trend", "test_signal_generator"}
+IDS = {"spy_macd_vixy", "crypto_trend", "test_signal_generator"}  # the classic strategies
+LLM_IDS = {"llm_deepseek_momentum", "llm_qwen_reversion", "llm_gpt_conservative"}  # skipped: no API keys
 
 
 def orders_at_broker(project):
@@ -27,14 +28,16 @@ def test_dry_run_summarizes_and_audits_without_placing(cloud, project):
     assert resp.status_code == 200, resp.get_json()
     doc = resp.get_json()
     assert doc["status"] == "completed" and doc["dry_run"] is True
-    assert set(doc["strategies"]) == IDS and all(s["status"] == "success" for s in doc["strategies"].values())
+    assert set(doc["strategies"]) == IDS | LLM_IDS
+    assert all(doc["strategies"][s]["status"] == "success" for s in IDS)
+    assert all(doc["strategies"][s]["status"] == "skipped" for s in LLM_IDS)
     assert doc["orders"] and all(o["status"] == "DryRun" for o in doc["orders"])
     assert doc["summary"].startswith("Dry run: would place")
     ex = read(cloud, paths.execution(doc["execution_id"]), Execution)
     assert ex.dry_run and ex.trigger == "manual" and ex.as_of.date().isoformat() == AS_OF
-    assert set(ex.context.strategy_intents_refs) == IDS
-    for ref in ex.context.strategy_intents_refs.values():
-        assert read(cloud, ref, Intent).status == "success"
+    assert set(ex.context.strategy_intents_refs) == IDS | LLM_IDS
+    for sid, ref in ex.context.strategy_intents_refs.items():
+        assert read(cloud, ref, Intent).status == ("skipped" if sid in LLM_IDS else "success")
     snap = read(cloud, ex.context.portfolio_snapshot_ref, PortfolioSnapshot)
     assert snap.snapshot_id == doc["portfolio"]["snapshot_id"]
     assert orders_at_broker(project) == {}

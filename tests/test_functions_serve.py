@@ -54,7 +54,7 @@ def test_serve_answers_curl_and_requires_the_token_when_set(emulator, project):
                                     "Content-Type": "application/x-www-form-urlencoded"})
         assert ok.status_code == 200 and ok.json()["dry_run"] is True and ok.json()["status"] == "completed"
         plan = requests.get(f"{base}/strategy", timeout=60, headers={"Authorization": "Bearer serve-test-token-123"})
-        assert plan.status_code == 200 and len(plan.json()["strategies"]) == 3
+        assert plan.status_code == 200 and len(plan.json()["strategies"]) == 6
         assert requests.get(f"{base}/nothing", timeout=10).status_code == 404
     finally:
         code, out, err = stop(proc)

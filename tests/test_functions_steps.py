@@ -17,7 +17,8 @@ def test_plan_lists_enabled_strategies_and_resolves_the_as_of(cloud, project):
     cfg = cloud.get(paths.strategy("crypto_trend"))
     cloud.set(paths.strategy("crypto_trend"), {**cfg, "enabled": False})
     plan = client("strategy").get("/").get_json()
-    assert plan["strategies"] == ["spy_macd_vixy", "test_signal_generator"] and plan["mode"] == "paper"
+    assert plan["strategies"] == ["llm_deepseek_momentum", "llm_gpt_conservative", "llm_qwen_reversion",
+                                  "spy_macd_vixy", "test_signal_generator"] and plan["mode"] == "paper"
     assert plan["as_of"].startswith(plan["asOf"]) and plan["as_of"].endswith("T21:30:00+00:00")
     assert client("strategy").get(f"/?asOf={AS_OF}").get_json()["as_of"] == f"{AS_OF}T21:30:00+00:00"
     assert client("strategy").get("/?asOf=").get_json()["asOf"] == plan["asOf"]  # empty means default

@@ -1,0 +1,61 @@
+"""Accepted decisions -> the trader's whole target book, and the exit plans to remember.
+
+Per symbol held or decided:
+
+* ``open_long`` / ``open_short``: a target of that size, signed (``notional`` in
+  quote currency, or ``quantity`` in coins when the model gave coins), with its
+  leverage, stop loss, take profit and confidence; its exit plan is remembered.
+* ``close``: a target of zero units; the plan is forgotten.
+* ``hold``, a rejected decision, or no decision: a held position is kept at
+  exactly its current units (with its remembered plan); nothing is opened.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bus.journal import PositionPlan
+from bus.models import TargetPosition
+from strategies.llm.checks import Accepted
+from strategies.llm.config import InstrumentTemplate
+
+
+def build_targets(accepted: dict[int, Accepted], held: dict[str, float], plans: dict[str, PositionPlan],
+                  instrument: InstrumentTemplate, as_of: datetime, decision_id: str
+                  ) -> tuple[list[TargetPosition], dict[str, PositionPlan]]:
+    """The whole target book and the exit plans after this decision.
+
+    Args:
+        accepted: from :func:`strategies.llm.checks.check_decisions`.
+        held: symbol -> signed units in the trader's book now.
+        plans: symbol -> the exit plan remembered for a held position.
+    """
+    by_symbol = {a.symbol: a for a in accepted.values()}
+    inst = instrument.model_dump()
+    targets: list[TargetPosition] = []
+    new_plans: dict[str, PositionPlan] = {}
+    for sym in sorted(set(held) | set(by_symbol)):
+        a = by_symbol.get(sym)
+        action = a.decision.action if a else "hold"
+        if action in ("open_long", "open_short"):
+            d = a.decision  # type: ignore[union-attr]
+            sign = 1.0 if action == "open_long" else -1.0
+            size = {"quantity": sign * a.quantity} if a.quantity is not None else {"notional": sign * a.notional}  # type: ignore[union-attr]
+            targets.append(TargetPosition(symbol=sym, **inst, **size, leverage=a.leverage,  # type: ignore[union-attr]
+                                          stop_loss=d.stop_loss, take_profit=d.take_profit, confidence=d.confidence))
+            new_plans[sym] = PositionPlan(side="long" if sign > 0 else "short", leverage=a.leverage,  # type: ignore[union-attr]
+                                          stop_loss=d.stop_loss, take_profit=d.take_profit,
+                                          invalidation_condition=d.invalidation_condition, confidence=d.confidence,
+                                          opened_at=as_of, decision_id=decision_id)
+        elif action == "close":
+            targets.append(TargetPosition(symbol=sym, **inst, quantity=0.0))
+        elif abs(held.get(sym, 0.0)) > 0:
+            plan = plans.get(sym)
+            targets.append(TargetPosition(symbol=sym, **inst, quantity=held[sym],
+                                          leverage=plan.leverage if plan else None,
+                                          stop_loss=plan.stop_loss if plan else None,
+                                          take_profit=plan.take_profit if plan else None,
+                                          confidence=plan.confidence if plan else None))
+            if plan:
+                new_plans[sym] = plan
+    return targets, new_plans
