@@ -88,52 +88,84 @@ def _lease_decision(current: dict[str, Any] | None, holder: str, now: datetime) 
     return expires is None or expires <= now
 
 
+#: Values a document may hold that never change in place: shared, not copied.
+_IMMUTABLE = (str, int, float, bool, type(None), datetime, bytes)
+
+
+def _copy(value: Any) -> Any:
+    """Deep copy of a document value: dicts, lists and tuples are rebuilt, immutable
+    scalars (str, numbers, bool, None, datetime, bytes) are shared, anything else
+    goes through :func:`copy.deepcopy`. Same result as ``copy.deepcopy`` for
+    documents, several times faster (no memo, no reduce protocol for datetimes)."""
+    if isinstance(value, _IMMUTABLE):
+        return value
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_copy(v) for v in value)
+    return copy.deepcopy(value)
+
+
 class MemoryStore(Store):
-    """In-process store for backtests and unit tests: deep copies in and out."""
+    """In-process store for backtests and unit tests: deep copies in and out.
+
+    Documents are kept by path, and each collection keeps the ids of its
+    documents, so listing a collection costs its size, not the store's.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self._docs: dict[str, dict[str, Any]] = {}
+        self._collections: dict[str, dict[str, None]] = {}
         self._lock = threading.RLock()
+
+    def _put(self, path: str, data: dict[str, Any]) -> None:
+        if path not in self._docs:
+            collection, _, doc_id = path.rpartition("/")
+            self._collections.setdefault(collection, {})[doc_id] = None
+        self._docs[path] = data
+
+    def _drop(self, path: str) -> None:
+        if self._docs.pop(path, None) is not None:
+            collection, _, doc_id = path.rpartition("/")
+            self._collections.get(collection, {}).pop(doc_id, None)
 
     def get(self, path: str) -> dict[str, Any] | None:
         self._count("get")
         with self._lock:
             d = self._docs.get(path)
-            return copy.deepcopy(d) if d is not None else None
+            return _copy(d) if d is not None else None
 
     def get_all(self, paths: Iterable[str]) -> dict[str, dict[str, Any] | None]:
         self._count("get_all")
         with self._lock:
-            return {p: copy.deepcopy(self._docs.get(p)) for p in paths}
+            return {p: _copy(self._docs.get(p)) for p in paths}
 
     def set(self, path: str, data: dict[str, Any]) -> None:
         self._count("set")
         with self._lock:
-            self._docs[path] = copy.deepcopy(data)
+            self._put(path, _copy(data))
 
     def write_batch(self, writes: list[tuple[str, dict[str, Any]]]) -> None:
         self._count("batch")
         with self._lock:
             for path, data in writes:
-                self._docs[path] = copy.deepcopy(data)
+                self._put(path, _copy(data))
 
     def list_docs(self, collection: str) -> list[tuple[str, dict[str, Any]]]:
         self._count("list")
-        depth = collection.count("/") + 2
         prefix = collection + "/"
         with self._lock:
-            out = [
-                (p[len(prefix):], copy.deepcopy(d))
-                for p, d in self._docs.items()
-                if p.startswith(prefix) and p.count("/") + 1 == depth
-            ]
+            ids = self._collections.get(collection, {})
+            out = [(i, _copy(self._docs[prefix + i])) for i in ids]
         return sorted(out, key=lambda x: x[0])
 
     def delete(self, path: str) -> None:
         self._count("delete")
         with self._lock:
-            self._docs.pop(path, None)
+            self._drop(path)
 
     def try_lease(self, path: str, holder: str, ttl_seconds: float) -> tuple[bool, dict[str, Any] | None]:
         self._count("transaction")
@@ -141,16 +173,16 @@ class MemoryStore(Store):
         with self._lock:
             current = self._docs.get(path)
             if not _lease_decision(current, holder, now):
-                return False, copy.deepcopy(current)
+                return False, _copy(current)
             doc = {"holder": holder, "taken_at": now, "expires_at": now + timedelta(seconds=ttl_seconds)}
-            self._docs[path] = doc
-            return True, copy.deepcopy(doc)
+            self._put(path, doc)
+            return True, _copy(doc)
 
     def release_lease(self, path: str, holder: str) -> None:
         self._count("transaction")
         with self._lock:
             if (self._docs.get(path) or {}).get("holder") == holder:
-                del self._docs[path]
+                self._drop(path)
 
 
 class FirestoreStore(Store):

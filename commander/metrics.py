@@ -74,3 +74,28 @@ def summary(curve: dict[str, float], trade_pnls: Iterable[float], periods_per_ye
         calmar = float(empyrical.calmar_ratio(r, annualization=periods_per_year))
         out["calmar"] = calmar if math.isfinite(calmar) else None
     return out
+
+
+def drawdown_series(curve: dict[str, float]) -> pd.Series:
+    """Drawdown at each point of a ``{YYYY-MM-DD: equity}`` curve: E_t / max_{s≤t} E_s − 1.
+
+    A negative fraction (0 at a new high), indexed by UTC date, oldest first; the
+    same definition as :func:`empyrical.max_drawdown`, whose minimum it reaches.
+    """
+    s = pd.Series(curve, dtype=float)
+    s.index = pd.to_datetime(s.index, utc=True)
+    s = s.sort_index()
+    return s / s.cummax() - 1.0
+
+
+def annual_turnover(traded_notional: float, mean_equity: float, periods: int, periods_per_year: int = 365) -> float | None:
+    """Traded notional (buys + sells, base currency) per year as a multiple of average equity.
+
+    ``traded_notional / mean_equity × periods_per_year / periods`` (``periods`` daily
+    steps). Counting both sides, a full switch from one position to another is 2;
+    halve it for the one-sided convention (e.g. mutual-fund turnover, SEC Form N-1A,
+    which takes the lesser of purchases and sales). None without equity or periods.
+    """
+    if mean_equity <= 0 or periods <= 0:
+        return None
+    return traded_notional / mean_equity * periods_per_year / periods

@@ -21,7 +21,7 @@ def register(strategy_id: str) -> Callable[[type[Strategy]], type[Strategy]]:
 
 def _load_builtin() -> None:
     # Importing the modules registers them.
-    from strategies import crypto_trend, spy_macd_vixy, test_signal  # noqa: F401
+    from strategies import crypto_trend, crypto_vol_target, etf_trend, spy_macd_vixy, test_signal  # noqa: F401
 
 
 def known() -> list[str]:

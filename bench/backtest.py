@@ -1,0 +1,149 @@
+"""Backtest throughput: steps per second, in memory and on the Firestore emulator, vs vectorbt.
+
+One run prints:
+
+1. the in-memory backtest of the four classic strategies over 2019-01-01 .. 2024-12-31
+   (2,192 daily steps): wall and CPU seconds, steps per second (target: under 60 s on 2 cores);
+2. the same configuration on the Firestore emulator over ``--emulator-days`` days (the
+   emulator already up), extrapolated to 2,192 steps;
+3. one strategy (``spy_macd_vixy``) over the same six years: our engine in memory, and
+   vectorbt (the cross-check library, tests/test_backtest_crosscheck.py) on the same bars,
+   both with the Commander's order rules (``from_order_func``, a Python callback per order)
+   and as plain signal-day target orders (``from_orders``, compiled with numba);
+4. the ratios.
+
+Wall time on a shared machine includes other processes' load; CPU time (this process,
+all threads) does not. Usage:
+
+    python bench/backtest.py [--emulator-days 60] [--no-emulator]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import replace
+from datetime import date, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from bus.store import MemoryStore  # noqa: E402
+from market.history import BUNDLED_DIR  # noqa: E402
+from orchestrator.backtest import open_backtest_store, run_backtest  # noqa: E402
+from orchestrator.backtest_data import HorizonHistory, load_backtest_file  # noqa: E402
+from orchestrator.config import load_settings  # noqa: E402
+from orchestrator.local import as_of_on  # noqa: E402
+from strategies.spy_macd_vixy import macd_histogram, target_weights  # noqa: E402
+
+CONFIG = Path(__file__).resolve().parent.parent / "config" / "backtest"
+START, END = date(2019, 1, 1), date(2024, 12, 31)
+
+
+def timed(fn):  # noqa: ANN001, ANN201
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - t0, time.process_time() - c0
+
+
+def vectorbt_runs(settings, params: dict) -> tuple[float, float, float, int]:  # noqa: ANN001
+    """(import s, from_order_func s, from_orders s after warm-up, orders) for spy_macd_vixy over START..END."""
+    t0 = time.perf_counter()
+    import vectorbt as vbt
+    from vectorbt.portfolio import nb
+    from vectorbt.portfolio.enums import NoOrder, SizeType
+
+    t_import = time.perf_counter() - t0
+    provider = HorizonHistory([BUNDLED_DIR], as_of_on(END, settings), {})
+    spy, vixy = provider.frame("SPY"), provider.frame("VIXY")
+    hist = macd_histogram(spy["close"]).dropna()
+    hist.index = hist.index.tz_localize(None)
+    close = pd.concat({"SPY": spy["close"], "VIXY": vixy["close"]}, axis=1).dropna()
+    close.index = close.index.tz_localize(None)
+    close = close.loc[str(START):str(END)]
+    w = pd.DataFrame([target_weights(float(hist.loc[d]), params["long_weight"], params["defensive_weight"],
+                                     params["hedge_weight"]) for d in close.index], index=close.index)[close.columns]
+    w = w * 0.95
+    band, min_notional = settings.trading.rebalance_band, settings.trading.min_order_notional
+    wa = w.to_numpy()
+
+    def order_func(c, wa, band, min_notional):  # noqa: ANN001, ANN202 - same rule as the cross-check test
+        price = c.close[c.i, c.col]
+        value = c.last_cash[c.group] + sum(c.last_position[k] * c.close[c.i, k] for k in range(c.from_col, c.to_col))
+        target = wa[c.i, c.col] * value / price
+        held = c.last_position[c.col]
+        closing = abs(target) < 1e-9
+        qty = (target - held) if closing else float(np.round(target - held))
+        if abs(qty) < 1e-9 or (abs(qty) * price < min_notional and not closing):
+            return NoOrder
+        if not closing and abs(held) > 1e-9 and abs(qty) * price < band * abs(target) * price:
+            return NoOrder
+        return nb.order_nb(size=qty, price=price, size_type=SizeType.Amount, fees=1e-4, slippage=2e-4)
+
+    t0 = time.perf_counter()
+    pf = vbt.Portfolio.from_order_func(close, order_func, wa, band, min_notional, use_numba=False, group_by=True,
+                                       cash_sharing=True, init_cash=100_000.0, freq="1D")
+    pf.total_return()
+    t_func = time.perf_counter() - t0
+    change = (w != w.shift()).any(axis=1)
+    size = w.where(change, np.nan)
+
+    def signal_orders():  # noqa: ANN202
+        p = vbt.Portfolio.from_orders(close, size, size_type="targetpercent", group_by=True, cash_sharing=True,
+                                      call_seq="auto", fees=1e-4, slippage=2e-4, size_granularity=1,
+                                      init_cash=100_000.0, freq="1D")
+        return p.total_return()
+
+    signal_orders()  # numba compile (cached on disk after the first run ever)
+    t0 = time.perf_counter()
+    signal_orders()
+    t_orders = time.perf_counter() - t0
+    return t_import, t_func, t_orders, int(pf.orders.count().sum())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--emulator-days", type=int, default=60)
+    ap.add_argument("--no-emulator", action="store_true")
+    args = ap.parse_args()
+    settings, bfile = load_settings(CONFIG), load_backtest_file(CONFIG)
+    HorizonHistory([BUNDLED_DIR], as_of_on(END, settings), bfile.price_aliases)  # warm imports outside timings
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} (1 min) before the runs")
+
+    res, wall, cpu = timed(lambda: run_backtest(settings, bfile, START, END, MemoryStore()))
+    n = res.days
+    print(f"[1] memory, 4 classic strategies, {START}..{END}: {n} steps in {wall:.1f} s wall "
+          f"({n / wall:.1f} steps/s), {cpu:.1f} s CPU ({n / cpu:.1f} steps/s); target < 60 s: "
+          f"{'met' if wall < 60 else 'NOT met'} (wall), {'met' if cpu < 60 else 'NOT met'} (CPU)")
+    emu_rate = None
+    if not args.no_emulator:
+        e_end = START + timedelta(days=args.emulator_days - 1)
+        with open_backtest_store("emulator") as st:
+            r2, w2, c2 = timed(lambda: run_backtest(settings, bfile, START, e_end, st, store_kind="emulator"))
+        emu_rate = r2.days / w2
+        print(f"[2] emulator, same strategies, {START}..{e_end}: {r2.days} steps in {w2:.1f} s wall "
+              f"({emu_rate:.2f} steps/s), {c2:.1f} s CPU; extrapolated to {n} steps: {n / emu_rate:.0f} s")
+    one = replace(settings, strategies=[next(s for s in settings.strategies if s.strategy_id == "spy_macd_vixy")
+                                        .model_copy(update={"capital_allocation": 0.95})])
+    r3, w3, c3 = timed(lambda: run_backtest(one, bfile, START, END, MemoryStore()))
+    print(f"[3] memory, spy_macd_vixy alone: {r3.days} steps in {w3:.1f} s wall ({r3.days / w3:.1f} steps/s), "
+          f"{c3:.1f} s CPU")
+    params = one.strategies[0].params
+    t_import, t_func, t_orders, lib_orders = vectorbt_runs(one, params)
+    print(f"    vectorbt, same rule and bars: import {t_import:.1f} s; from_order_func (Commander's order rules, "
+          f"Python callback) {t_func:.2f} s, {lib_orders} orders; from_orders (signal days, numba) {t_orders:.3f} s")
+    print("ratios:")
+    if emu_rate:
+        print(f"  memory vs emulator throughput: {(n / wall) / emu_rate:.1f}x")
+    print(f"  our one-strategy backtest vs vectorbt from_order_func: {w3 / t_func:.1f}x slower; "
+          f"vs vectorbt from_orders: {w3 / t_orders:.0f}x slower")
+    print(f"  4 strategies vs 1 strategy (memory): {wall / w3:.2f}x the time")
+
+
+if __name__ == "__main__":
+    main()
