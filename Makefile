@@ -25,6 +25,8 @@ bench: $(VENV)/.dev-deps        ## print the benchmarks' figures
 	$(PY) bench/commander_compute.py
 	$(PY) bench/brokers.py
 	$(PY) bench/cold_start.py
+	$(PY) bench/llm_overhead.py
+	$(PY) bench/backtest.py
 
 clean:
 	rm -rf $(VENV) .state
