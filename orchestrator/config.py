@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from brokers.config import BrokersConfigError, BrokersFile, CcxtAccount, IBAccount, SimAccount
 from bus import paths
+from bus.config_files import first_error, read_yaml
 from bus.models import InstrumentSpec, StrategyConfig, TradingConfig
 from bus.store import Store
 from commander.allocate import AllocationError, validate_allocations
@@ -50,21 +50,11 @@ class Settings:
 
 
 def _read_yaml(path: Path) -> Any:
-    if not path.is_file():
-        raise ConfigError(f"{path}: file not found")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} malformed YAML: {getattr(exc, 'problem', exc)}") from exc
+    return read_yaml(path, ConfigError)
 
 
-def _first_error(path: Path, exc: ValidationError) -> ConfigError:
-    e = exc.errors()[0]
-    loc = ".".join(str(x) for x in e["loc"])
-    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return ConfigError(f"{path}: {loc}: {e['msg']}{more}")
+def _first_error(path: Path | str, exc: ValidationError) -> ConfigError:
+    return first_error(path, exc, ConfigError)  # type: ignore[return-value]
 
 
 def load_settings(config_dir: Path | None = None) -> Settings:

@@ -22,9 +22,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bus.config_files import first_error, read_yaml
 from bus.models import StrategyConfig, StrategyRiskParameters
 
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
@@ -242,19 +242,11 @@ def interval_seconds(text: str) -> int:
 
 
 def _read(path: Path) -> Any:
-    if not path.is_file():
-        raise LLMConfigError(f"{path}: file not found")
-    try:
-        return yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise LLMConfigError(f"{path}: malformed YAML: {getattr(exc, 'problem', exc)}") from exc
+    return read_yaml(path, LLMConfigError) or {}
 
 
-def _first(path: Path, exc: ValidationError) -> LLMConfigError:
-    e = exc.errors()[0]
-    loc = ".".join(str(x) for x in e["loc"])
-    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return LLMConfigError(f"{path}: {loc}: {e['msg']}{more}")
+def _first(path: Path | str, exc: ValidationError) -> LLMConfigError:
+    return first_error(path, exc, LLMConfigError)  # type: ignore[return-value]
 
 
 def load_models(config_dir: Path | None = None) -> ModelsFile:

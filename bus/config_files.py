@@ -1,0 +1,38 @@
+"""Reading configuration files that become documents: YAML in, one-line errors out.
+
+Shared by the local runner's configuration (``orchestrator/config.py``) and the
+LLM traders' (``strategies/llm/config.py``), so a problem reads the same
+everywhere: ``{file}: [line N] what is wrong`` or ``{file}: {field}: {reason}``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+
+def read_yaml(path: Path, error: type[Exception]) -> Any:
+    """Parse a YAML file.
+
+    Raises:
+        ``error``: the file is missing or is not valid YAML (with the line when known).
+    """
+    if not path.is_file():
+        raise error(f"{path}: file not found")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise error(f"{path}:{where} malformed YAML: {getattr(exc, 'problem', exc)}") from exc
+
+
+def first_error(where: Path | str, exc: ValidationError, error: type[Exception]) -> Exception:
+    """The first validation problem as ``error("{where}: {field}: {reason} (+N more)")``."""
+    e = exc.errors()[0]
+    loc = ".".join(str(x) for x in e["loc"])
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return error(f"{where}: {loc}: {e['msg']}{more}")
