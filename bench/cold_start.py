@@ -101,7 +101,7 @@ def main() -> None:
                 r = requests.post(url, json={"dryRun": True, "asOf": AS_OF}, timeout=120)
                 times.append(time.perf_counter() - t)
                 assert r.status_code == 200 and r.json()["dry_run"] is True, r.text
-        print(f"warm POST /orchestrator dryRun over HTTP, 3 strategies, emulator up, runs={args.warm}: {ms(times)}")
+        print(f"warm POST /orchestrator dryRun over HTTP, default strategies, emulator up, runs={args.warm}: {ms(times)}")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ def main() -> None:
     settings = load_settings()
     provider = HistoryProvider()
     provider.view(as_of_on(date(2020, 3, 2), settings)).bars("SPY")  # parse the CSVs outside the timing
-    for s in provider.symbols():
+    for s in settings.instruments:
         provider.frame(s)
     with FirestoreEmulator("bench") as emu:
         os.environ["FIRESTORE_EMULATOR_HOST"] = emu.host
@@ -53,7 +53,7 @@ def main() -> None:
             stats.append({k: v - before.get(k, 0) for k, v in store.stats.items()})
             assert res.execution and res.execution.status == "completed", res.execution
             day += timedelta(days=1)
-    print(f"pipeline run, 3 strategies, emulator up: runs={args.runs} "
+    print(f"pipeline run, {len(settings.strategies)} strategies (LLM traders skipped: no keys), emulator up: runs={args.runs} "
           f"median={statistics.median(times) * 1000:.0f} ms  min={min(times) * 1000:.0f} ms  "
           f"max={max(times) * 1000:.0f} ms")
     print("store round trips per run (last run):", dict(sorted(stats[-1].items())))

@@ -51,7 +51,7 @@ from typing import Any, Iterable, Protocol
 
 from brokers.base import (
     CANCELLED, FILLED, WORKING, Broker, DuplicateOrder, InsufficientFunds, NotConnected, OrderNotFound, OrderRejected,
-    OrderRequest, OrderResult, PriceSource, UnknownInstrument, limit_price_for, round_to_tick,
+    OrderRequest, OrderResult, PriceSource, UnknownInstrument, limit_price_for,
 )
 from brokers.sim_costs import (
     MARGINED_SEC_TYPES, CostModel, funding_payment, initial_margin, limit_crossed, resting_fill_price,
