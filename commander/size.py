@@ -33,20 +33,6 @@ def _multiplier(specs: dict[str, InstrumentSpec], symbol: str) -> float:
     return spec.multiplier if spec else 1.0
 
 
-def units(target: TargetPosition, capital: float, price: float | None, multiplier: float = 1.0) -> float:
-    """Signed units of one target.
-
-    Raises:
-        SizingError: a weight or notional target without a positive price.
-    """
-    if target.quantity is not None:
-        return float(target.quantity)
-    if price is None or price <= 0:
-        raise SizingError(f"no price for {target.symbol}: cannot size a weight/notional target")
-    amount = target.weight * capital if target.weight is not None else float(target.notional)  # type: ignore[arg-type]
-    return amount / (price * multiplier)
-
-
 def unit_values(prices: dict[str, float], specs: dict[str, InstrumentSpec]) -> dict[str, float]:
     """Base currency per unit of each priced symbol: price × multiplier."""
     return {sym: p * _multiplier(specs, sym) for sym, p in prices.items() if p and p > 0}
