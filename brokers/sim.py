@@ -293,7 +293,8 @@ class SimBroker(Broker):
             marks[sym] = px
             holdings.append(Holding(symbol=sym, secType=spec.secType, exchange=spec.exchange, currency=spec.currency,
                                     quantity=p["quantity"], avg_cost=p["avg_cost"], market_price=px,
-                                    market_value=p["quantity"] * px * spec.multiplier))
+                                    market_value=p["quantity"] * px * spec.multiplier,
+                                    funding=float(p.get("funding", 0.0))))
         nav = self._nav(st["cash"], st["positions"], marks)
         open_orders = [OpenOrder(orderId=o["orderId"], client_order_id=coid, symbol=o["symbol"],
                                  secType=self._spec(o["symbol"]).secType, action=o["action"],

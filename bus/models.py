@@ -270,6 +270,8 @@ class Holding(Instrument):
     avg_cost: float = 0.0
     market_price: float
     market_value: float
+    funding: float = Field(0.0, description="cumulative funding paid on this symbol's position, base currency "
+                                            "(> 0 paid, < 0 received); perpetuals only")
 
 
 class OpenOrder(Doc):
@@ -532,6 +534,8 @@ class AccountState(Doc):
     last_nav: float
     prev_close_date: str | None = None
     prev_close_nav: float | None = None
+    funding_seen: dict[str, float] = Field(default_factory=dict, description="symbol -> the cumulative funding "
+                                           "the books have been charged up to (Holding.funding at the last run)")
     last_trade_at: UTCDateTime | None = Field(
         None, description="wall-clock time of the last execution that filled orders; a snapshot taken before it "
                           "does not show those fills and is refused")

@@ -11,7 +11,8 @@ account's holdings per symbol.
 Each book is a virtual sub-account: it starts with its allocated capital as
 cash; a booked fill moves cash by −units × price × multiplier − commission;
 equity = cash + Σ units × mark × multiplier; the high-water mark is the highest
-equity seen. Average entry prices and realized PnL follow
+equity seen. Perpetual funding the account paid since the last run is charged
+to the books that held the symbol, in proportion to their signed units. Average entry prices and realized PnL follow
 :func:`bus.accounting.apply_fill`; every reduction is a closed :class:`Trade`.
 """
 
@@ -59,9 +60,25 @@ def split_fill(fill_qty: float, wanted: dict[str, float]) -> dict[str, float]:
     return {sid: fill_qty * w / total for sid, w in wanted.items() if abs(w) > EPS}
 
 
+def split_funding(books: dict[str, Book], funding: dict[str, float]) -> dict[str, float]:
+    """Funding per book (base currency, > 0 paid): each symbol's funding since the last run,
+    split by the units each book held over the interval, signed (a short book in a net-long
+    account receives what the longs pay). Books holding none of it are charged nothing."""
+    out: dict[str, float] = {}
+    for sym, amount in funding.items():
+        held = {sid: b.positions[sym].quantity for sid, b in books.items() if sym in b.positions}
+        total = sum(held.values())
+        if abs(amount) < 1e-12 or abs(total) < EPS:
+            continue
+        for sid, q in held.items():
+            out[sid] = out.get(sid, 0.0) + amount * q / total
+    return out
+
+
 def update_books(books: dict[str, Book], desired: dict[str, dict[str, float]], fills: dict[str, Fill],
                  holdings_after: dict[str, float], prices: dict[str, float], specs: dict[str, InstrumentSpec],
-                 capital: dict[str, float], as_of: datetime, execution_id: str) -> BookUpdate:
+                 capital: dict[str, float], as_of: datetime, execution_id: str,
+                 funding: dict[str, float] | None = None) -> BookUpdate:
     """Books after this run's fills, marked at ``prices``.
 
     Args:
@@ -71,6 +88,8 @@ def update_books(books: dict[str, Book], desired: dict[str, dict[str, float]], f
         holdings_after: symbol -> units the broker holds after the fills.
         capital: strategy id -> allocated capital, the starting cash of a new book; every strategy
             in it gets a book (a strategy that has not traded yet holds its capital as cash).
+        funding: symbol -> perpetual funding the account paid since the last run (base currency,
+            > 0 paid), charged to the books that held it before this run's fills (:func:`split_funding`).
     """
     day = as_of.date().isoformat()
     new: dict[str, Book] = {}
@@ -80,6 +99,10 @@ def update_books(books: dict[str, Book], desired: dict[str, dict[str, float]], f
             cash = capital.get(sid, 0.0)
             b = Book(strategy_id=sid, updated_at=as_of, starting_cash=cash, cash=cash, equity=cash, high_water_mark=cash)
         new[sid] = b.model_copy(deep=True, update={"updated_at": as_of, "execution_id": execution_id})
+    for sid, paid in split_funding({s: b for s, b in books.items() if s != EXTERNAL}, funding or {}).items():
+        if sid in new:
+            new[sid].cash -= paid
+            new[sid].funding += paid
     trades: list[Trade] = []
     for sym, f in sorted(fills.items()):
         wanted = {sid: want.get(sym, 0.0) - (new[sid].positions[sym].quantity if sym in new[sid].positions else 0.0)

@@ -99,7 +99,7 @@ def next_account_state(account: AccountState | None, mode: str, as_of: datetime,
     if account.last_date < today:
         return AccountState(mode=mode, updated_at=as_of, last_date=today, last_nav=nav,
                             prev_close_date=account.last_date, prev_close_nav=account.last_nav,
-                            last_trade_at=account.last_trade_at)
+                            last_trade_at=account.last_trade_at, funding_seen=account.funding_seen)
     return account.model_copy(update={"updated_at": as_of, "last_nav": nav})
 
 
@@ -228,8 +228,11 @@ def run_commander(store: Store, broker: Broker, as_of: datetime, dry_run: bool =
         after = {h.symbol: h.quantity for h in st.snapshot.holdings}
         for s, f in fills.items():
             after[s] = after.get(s, 0.0) + f.quantity
+        seen = st.account.funding_seen if st.account else {}
+        funding_now = {h.symbol: h.funding for h in st.snapshot.holdings if h.funding}
+        funding = {s: v - seen.get(s, 0.0) for s, v in funding_now.items() if abs(v - seen.get(s, 0.0)) > 1e-12}
         upd = update_books(st.books, plan.desired, fills, after, prices, specs, plan.decision.allocations, as_of,
-                           execution_id)
+                           execution_id, funding)
         ex = build_execution(execution_id, as_of, trigger, g.dry_run, "partial_success" if refused else "completed",
                              st, plan, orders, inputs, notes=g.notes, cancelled=cancelled, external=upd.external)
         writes = [(paths.execution(execution_id), ex.to_store())]
@@ -240,6 +243,7 @@ def run_commander(store: Store, broker: Broker, as_of: datetime, dry_run: bool =
             acct = next_account_state(st.account, mode, as_of, st.snapshot.net_liquidation)
             if fills:
                 acct = acct.model_copy(update={"last_trade_at": datetime.now(timezone.utc)})
+            acct = acct.model_copy(update={"funding_seen": {**seen, **funding_now}})
             writes.append((paths.account_state(mode), acct.to_store()))
         for i in range(0, len(writes), 400):  # Firestore allows 500 writes per batch
             store.write_batch(writes[i:i + 400])

@@ -162,3 +162,18 @@ def test_fills_split_pro_rata_and_the_rest_is_external():
     # b is new: it starts with its capital as cash and pays its 1/4 share of the commission.
     assert new["b"].cash == pytest.approx(8_000 - 10 * 500 - 0.5)
     assert new["b"].fees == pytest.approx(0.5) and new["a"].fees == pytest.approx(1.5)
+
+
+def test_funding_is_charged_to_the_books_that_held_the_perpetual():
+    from commander.attribute import split_funding
+    books = {"long": Book(strategy_id="long", updated_at=T, cash=1000.0,
+                          positions={"BTC": BookPosition(quantity=0.3, avg_price=50_000)}),
+             "short": Book(strategy_id="short", updated_at=T, cash=1000.0,
+                           positions={"BTC": BookPosition(quantity=-0.1, avg_price=50_000)}),
+             "none": Book(strategy_id="none", updated_at=T, cash=1000.0)}
+    # The account is net long 0.2 and paid 10 USD: the long book pays 15, the short book receives 5.
+    assert split_funding(books, {"BTC": 10.0}) == pytest.approx({"long": 15.0, "short": -5.0})
+    upd = update_books(books, {}, {}, {"BTC": 0.2}, PRICES, SPECS, {}, T, "x", funding={"BTC": 10.0})
+    assert upd.books["long"].cash == pytest.approx(985.0) and upd.books["long"].funding == pytest.approx(15.0)
+    assert upd.books["short"].cash == pytest.approx(1005.0) and upd.books["short"].funding == pytest.approx(-5.0)
+    assert upd.books["none"].cash == 1000.0 and upd.books["none"].funding == 0.0
