@@ -43,7 +43,7 @@ from brokers.base import (
 )
 from brokers.config import CcxtAccount
 from brokers.errors import from_ccxt
-from brokers.live import require_current
+from brokers.wallclock import require_current
 from brokers.secrets import read_secret
 from bus.models import Holding, InstrumentSpec, OpenOrder, PortfolioSnapshot
 

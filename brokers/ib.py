@@ -41,7 +41,7 @@ from brokers.base import (
     OrderRequest, OrderResult, UnknownInstrument, limit_price_for, round_to_tick,
 )
 from brokers.errors import from_connection, from_ib
-from brokers.live import require_current
+from brokers.wallclock import require_current
 from bus.models import Holding, InstrumentSpec, OpenOrder, PortfolioSnapshot
 
 log = logging.getLogger(__name__)

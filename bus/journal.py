@@ -1,7 +1,7 @@
 """Documents of the LLM virtual traders: journal entries, daily budget usage, the digest cache, trader state.
 
 Shapes only (pydantic, on :class:`bus.models.Doc`); the paths are built in
-``strategies/llm/paths.py``:
+:mod:`bus.paths` (``journal``, ``llm_usage``, ``llm_cache``, ``llm_state``):
 
 * :class:`JournalEntry` - ``strategies/{id}/journal/{decision_id}``: one decision, whole.
 * :class:`BudgetUsage` - ``llm_usage/{deployment}-{YYYY-MM-DD}``: one model's tokens and cost on one UTC day.

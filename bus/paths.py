@@ -40,6 +40,36 @@ def trade(strategy_id: str, trade_id: str) -> str:
     return f"strategies/{strategy_id}/trades/{trade_id}"
 
 
+def equity_points(strategy_id: str) -> str:
+    """``strategies/{id}/equity``: a strategy's daily equity points (the collection)."""
+    return f"strategies/{strategy_id}/equity"
+
+
+def trades(strategy_id: str) -> str:
+    """``strategies/{id}/trades``: a strategy's closed trades (the collection)."""
+    return f"strategies/{strategy_id}/trades"
+
+
+def journal(strategy_id: str, decision_id: str) -> str:
+    """``strategies/{id}/journal/{decision_id}``: one LLM decision, whole."""
+    return f"strategies/{strategy_id}/journal/{decision_id}"
+
+
+def llm_state(strategy_id: str) -> str:
+    """``strategies/{id}/llm/state``: an LLM trader's invocation count, last decision, exit plans."""
+    return f"strategies/{strategy_id}/llm/state"
+
+
+def llm_usage(deployment: str, day: str) -> str:
+    """``llm_usage/{deployment}-{YYYY-MM-DD}``: one model's token and cost usage on one UTC day."""
+    return f"llm_usage/{deployment}-{day}"
+
+
+def llm_cache(digest: str) -> str:
+    """``llm_cache/{digest}``: a validated LLM reply for one request digest."""
+    return f"llm_cache/{digest}"
+
+
 def execution(execution_id: str) -> str:
     """``executions/{execution_id}``: the audit record of one Commander run."""
     return f"executions/{execution_id}"

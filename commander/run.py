@@ -158,6 +158,26 @@ def build_execution(execution_id: str, as_of: datetime, trigger: str, dry_run: b
     return ex
 
 
+def market_inputs(broker: Broker, symbols: list[str], as_of: datetime
+                  ) -> tuple[dict[str, InstrumentSpec], dict[str, float]]:
+    """Specs and quotes of ``symbols``: one call each for all of them; only when the venue
+    refuses the batch (an unknown symbol, say) symbol by symbol, so one bad symbol costs
+    only the strategies that want it (they cannot be sized and keep their books)."""
+    try:
+        return broker.instrument_specs(symbols), broker.quotes(symbols, as_of)
+    except BrokerError as exc:
+        log.warning("specs/quotes for %d symbols refused (%s): asking symbol by symbol", len(symbols), exc)
+    specs: dict[str, InstrumentSpec] = {}
+    prices: dict[str, float] = {}
+    for sym in symbols:
+        try:
+            specs.update(broker.instrument_specs([sym]))
+            prices.update(broker.quotes([sym], as_of))
+        except BrokerError as exc:
+            log.warning("no spec/quote for %s: %s", sym, exc)
+    return specs, prices
+
+
 def cancel_expired(broker: Broker, plan: Plan) -> list[OrderRecord]:
     """Cancel the plan's expired open orders; each outcome is recorded."""
     out = []
@@ -206,15 +226,8 @@ def run_commander(store: Store, broker: Broker, as_of: datetime, dry_run: bool =
             store.set(paths.execution(execution_id), ex.to_store())
             return ex
         assert st.snapshot is not None
-        prices: dict[str, float] = {}
-        specs: dict[str, InstrumentSpec] = {}
         book_units = {s: b.quantities() for s, b in st.books.items()}
-        for sym in symbols_involved(st.intents, book_units, st.snapshot):
-            try:
-                specs.update(broker.instrument_specs([sym]))
-                prices.update(broker.quotes([sym], as_of))
-            except BrokerError as exc:
-                log.warning("no spec/quote for %s: %s", sym, exc)
+        specs, prices = market_inputs(broker, symbols_involved(st.intents, book_units, st.snapshot), as_of)
         inputs = inputs_from_state(st, execution_id, as_of, prices, specs)
         plan = decide(inputs)
         if g.dry_run:

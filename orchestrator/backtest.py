@@ -374,8 +374,8 @@ def _finish(result: BacktestResult, store: Store, broker: SimBroker, sids: list[
     result.books = {s: Book.model_validate(d) for s, d in ((s, docs[paths.book(s)]) for s in [*sids, EXTERNAL]) if d}
     for sid in sids:
         result.equity_points[sid] = {d: EquityPoint.model_validate(p)
-                                     for d, p in store.list_docs(f"strategies/{sid}/equity")}
-        result.trades[sid] = [Trade.model_validate(t) for _, t in store.list_docs(f"strategies/{sid}/trades")]
+                                     for d, p in store.list_docs(paths.equity_points(sid))}
+        result.trades[sid] = [Trade.model_validate(t) for _, t in store.list_docs(paths.trades(sid))]
     st = broker.state()
     result.final_account = {k: st.get(k) for k in ("cash", "starting_cash", "realized_pnl", "fees_paid",
                                                    "funding_paid", "order_count")}

@@ -25,8 +25,8 @@ def leaderboard(store: Store, periods_per_year: int = 365) -> list[dict[str, Any
         book = books[paths.book(sid)]
         if book is None:
             continue
-        curve = {d: EquityPoint.model_validate(p).equity for d, p in store.list_docs(f"strategies/{sid}/equity")}
-        pnls = [Trade.model_validate(t).realized_pnl for _, t in store.list_docs(f"strategies/{sid}/trades")]
+        curve = {d: EquityPoint.model_validate(p).equity for d, p in store.list_docs(paths.equity_points(sid))}
+        pnls = [Trade.model_validate(t).realized_pnl for _, t in store.list_docs(paths.trades(sid))]
         m = summary(curve, pnls, periods_per_year)
         start = book.starting_cash
         rows.append({"strategy_id": sid, "name": cfg.name, "kind": cfg.kind, "equity": book.equity,

@@ -11,6 +11,7 @@ from bus.emulator import FirestoreEmulator
 from bus.store import FirestoreStore
 from market.history import HistoryProvider
 from orchestrator.config import load_settings
+from tests.llm_support import llm_env  # noqa: F401 - the LLM tests' API-key fixture
 
 pytest_plugins = ("tests.functions_fixtures",)  # the `cloud` fixture of the functions' and workflow tests
 
@@ -50,3 +51,20 @@ def provider():
 def settings():
     """The repository's configuration."""
     return load_settings()
+
+
+@pytest.fixture
+def srv():
+    """The project's fake OpenAI-compatible server on 127.0.0.1 (tests/fakes/fake_openai.py)."""
+    from tests.fakes.fake_openai import FakeOpenAIServer
+
+    with FakeOpenAIServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def market():
+    """The bundled market as of the LLM tests' as-of time (tests/llm_support.py)."""
+    from tests.llm_support import AS_OF
+
+    return HistoryProvider().view(AS_OF)

@@ -9,31 +9,19 @@ import pytest
 
 from bus.journal import BudgetUsage, CacheEntry, JournalEntry
 from bus.store import read
-from market.history import HistoryProvider
-from strategies.llm import paths
+from bus import paths
 from strategies.llm.budget import record_usage
 from strategies.llm.trader import llm_intent
-from tests.fakes.fake_openai import Behaviour, FakeOpenAIServer
-from tests.llm_support import AS_OF, decision, fund, llm_env, model, reply, trader  # noqa: F401
+from tests.fakes.fake_openai import Behaviour
+from tests.llm_support import decision, fund, model, reply, trader
 
 GOOD = reply(decision())
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=timezone.utc)
 DAY = "2026-01-05"
 
 
-@pytest.fixture
-def srv():
-    with FakeOpenAIServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def market():
-    return HistoryProvider().view(AS_OF)
-
-
 def usage(store, model_id) -> BudgetUsage | None:
-    return read(store, paths.usage(model_id, DAY), BudgetUsage)
+    return read(store, paths.llm_usage(model_id, DAY), BudgetUsage)
 
 
 def test_crossing_the_alert_threshold_is_logged_and_recorded(srv, store, market, llm_env, caplog):
@@ -114,7 +102,7 @@ def test_identical_request_hits_the_cache_and_costs_nothing(srv, store, market, 
     assert j2.request_digest == j1.request_digest and j2.raw_response == j1.raw_response
     assert [a.outcome for a in j2.attempts] == ["cache_hit"]
     assert usage(store, "m-a").total_tokens == 1500  # unchanged by the hit
-    entry = read(store, paths.cache(j1.request_digest), CacheEntry)
+    entry = read(store, paths.llm_cache(j1.request_digest), CacheEntry)
     assert entry.model == "m-a" and entry.expires_at == NOW + timedelta(seconds=86400)
 
 

@@ -10,10 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
-from tests.fakes.fake_openai import Behaviour, FakeOpenAIServer
+from tests.fakes.fake_openai import Behaviour
 from tests.llm_support import KEY_ENV, KEY_VALUE, decision, model, reply, trader
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,12 +24,6 @@ def cli(args, env_extra):
     env.update(env_extra)
     return subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=240)
-
-
-@pytest.fixture
-def srv():
-    with FakeOpenAIServer() as server:
-        yield server
 
 
 def config_with_traders(tmp_path: Path, srv) -> Path:

@@ -13,24 +13,12 @@ import pytest
 
 from bus.journal import JournalEntry
 from bus.store import read
-from market.history import HistoryProvider
-from strategies.llm import paths
+from bus import paths
 from strategies.llm.trader import llm_intent
 from tests.fakes.fake_openai import Behaviour, FakeOpenAIServer
-from tests.llm_support import AS_OF, KEY_ENV, KEY_VALUE, decision, fund, llm_env, model, reply, trader  # noqa: F401
+from tests.llm_support import KEY_ENV, KEY_VALUE, decision, fund, model, reply, trader
 
 GOOD = reply(decision())
-
-
-@pytest.fixture
-def srv():
-    with FakeOpenAIServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def market():
-    return HistoryProvider().view(AS_OF)
 
 
 def journal_of(store, intent) -> JournalEntry:
@@ -168,7 +156,7 @@ def test_no_api_key_is_skipped_naming_the_variable(srv, store, market, monkeypat
     assert intent.status == "skipped"
     assert KEY_ENV in intent.error_message and "not set" in intent.error_message
     assert srv.requests == []
-    assert store.get(paths.state("llm_test")) is None
+    assert store.get(paths.llm_state("llm_test")) is None
 
 
 def test_a_missing_key_on_the_primary_uses_the_fallback(srv, store, market, llm_env):

@@ -16,7 +16,7 @@ from strategies.llm.config import (
 from strategies.llm.prompts import header_version
 from strategies.llm.trader import llm_intent
 from tests.fakes.fake_openai import Behaviour, FakeOpenAIServer
-from tests.llm_support import AS_OF, decision, llm_env, model, reply, trader  # noqa: F401
+from tests.llm_support import AS_OF, decision, model, reply, trader
 
 ROOT = Path(__file__).resolve().parent.parent
 

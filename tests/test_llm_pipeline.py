@@ -20,10 +20,10 @@ from orchestrator.config import Settings, apply_settings
 from orchestrator.leaderboard import leaderboard
 from orchestrator.local import make_broker
 from orchestrator.pipeline import run_pipeline
-from strategies.llm import paths
+from bus import paths
 from strategies.llm.config import load_models, trader_strategy_configs
-from tests.fakes.fake_openai import Behaviour, FakeOpenAIServer
-from tests.llm_support import decision, llm_env, model, reply, trader  # noqa: F401
+from tests.fakes.fake_openai import Behaviour
+from tests.llm_support import decision, model, reply, trader
 
 DAY1 = datetime(2024, 3, 14, 21, 30, tzinfo=timezone.utc)
 DAY2 = datetime(2024, 3, 15, 21, 30, tzinfo=timezone.utc)
@@ -31,12 +31,6 @@ DAY3 = datetime(2024, 3, 16, 21, 30, tzinfo=timezone.utc)
 BTC_LONG = decision("BTC-USDT", "open_long", notional=3000, leverage=2, stop_loss=66000, take_profit=76000)
 BTC_SHORT = decision("BTC-USDT", "open_short", notional=2000, leverage=2, stop_loss=72000, take_profit=62000)
 ETH_LONG = decision("ETH-USDT", "open_long", notional=1500, leverage=2, stop_loss=3500, take_profit=4200)
-
-
-@pytest.fixture
-def srv():
-    with FakeOpenAIServer() as server:
-        yield server
 
 
 def with_strategies(settings: Settings, llm: list, classic_allocations: dict[str, float] | None) -> Settings:
@@ -77,7 +71,7 @@ def test_three_llm_traders_and_the_classic_strategies_in_one_pipeline(srv, store
         entry = read(store, intent.source.journal_ref, JournalEntry)
         assert entry.status == "success" and entry.intent_id == intent.intent_id and entry.model == f"m-{sid[-1]}"
         assert ex.context.strategy_intents_refs[sid] == bus_paths.intent(sid, intent.intent_id)
-        state = read(store, paths.state(sid), TraderState)
+        state = read(store, paths.llm_state(sid), TraderState)
         assert state.invocations == 2 and len(state.recent_decisions) == 2
     b = books(store, ["llm_1", "llm_2", "llm_3"])
     nav = second.snapshot.net_liquidation

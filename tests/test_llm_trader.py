@@ -9,18 +9,12 @@ import pytest
 from bus.journal import JournalEntry, TraderState
 from bus.store import read
 from market.history import HistoryProvider
-from strategies.llm import paths
+from bus import paths
 from strategies.llm.prompts import prompt_digest
 from strategies.llm.trader import llm_intent
 from strategies.runner import compute_intent
-from tests.fakes.fake_openai import Behaviour, FakeOpenAIServer
-from tests.llm_support import AS_OF, decision, fund, llm_env, model, reply, trader  # noqa: F401
-
-
-@pytest.fixture
-def srv():
-    with FakeOpenAIServer() as server:
-        yield server
+from tests.fakes.fake_openai import Behaviour
+from tests.llm_support import AS_OF, decision, fund, model, reply, trader
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +48,7 @@ def test_the_journal_entry_holds_the_whole_decision(srv, store, provider, llm_en
     assert all(m.last_close_4h <= AS_OF and m.series.endswith("-PERP") for m in e.market_refs)
     assert e.book_ref == "strategies/llm_test/book/latest" and e.equity == pytest.approx(10_000 + 0.5 * 3690.0)
     assert "ETH-USDT long: quantity 0.5, entry 3500.00" in e.user_prompt
-    state = read(store, paths.state("llm_test"), TraderState)
+    state = read(store, paths.llm_state("llm_test"), TraderState)
     assert state.invocations == 1 and state.recent_decisions == [e.decision_id]
     assert set(state.plans) == {"BTC-USDT"} and state.plans["BTC-USDT"].stop_loss == 66000
 
@@ -69,7 +63,7 @@ def test_not_due_before_the_interval_then_due(srv, store, provider, llm_env):
     assert srv.calls("m-a") == 1
     later = llm_intent(cfg, provider.view(AS_OF + timedelta(hours=4)), store)
     assert later.status == "success" and srv.calls("m-a") == 2
-    state = read(store, paths.state("llm_test"), TraderState)
+    state = read(store, paths.llm_state("llm_test"), TraderState)
     assert state.invocations == 2 and state.last_decision_as_of == AS_OF + timedelta(hours=4)
     entry = read(store, later.source.journal_ref, JournalEntry)
     assert "It has been 240 minutes since you started trading" in entry.user_prompt and "invoked 2 times" in entry.user_prompt
@@ -81,7 +75,7 @@ def test_a_replay_at_the_same_as_of_renders_the_same_prompt_and_costs_nothing(sr
     first = llm_intent(cfg, provider.view(AS_OF), store)
     again = llm_intent(cfg, provider.view(AS_OF), store)
     assert again.source.prompt_digest == first.source.prompt_digest and srv.calls("m-a") == 1
-    assert read(store, paths.state("llm_test"), TraderState).invocations == 1
+    assert read(store, paths.llm_state("llm_test"), TraderState).invocations == 1
 
 
 def test_the_runner_passes_the_store_to_llm_traders(srv, store, provider, llm_env):

@@ -27,7 +27,7 @@ from datetime import datetime
 
 from bus.journal import Attempt, BudgetUsage
 from bus.store import Store
-from strategies.llm import paths
+from bus import paths
 from strategies.llm.config import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def over_budget(usage: BudgetUsage | None, model: ModelSpec) -> str | None:
 def usage_paths(models: list[ModelSpec], now: datetime) -> dict[str, str]:
     """Model id -> today's usage document path."""
     day = day_of(now)
-    return {m.id: paths.usage(m.id, day) for m in models}
+    return {m.id: paths.llm_usage(m.id, day) for m in models}
 
 
 def versions(paths_: list[str]) -> dict[str, int]:
@@ -158,7 +158,7 @@ def record_usage(store: Store, model: ModelSpec, now: datetime, prompt_tokens: i
         bus.store.StoreError: the store is unreachable.
     """
     day = day_of(now)
-    path = paths.usage(model.id, day)
+    path = paths.llm_usage(model.id, day)
     with _lock(path):
         if seen is not None and seen.version == versions([path])[path] and (seen.usage is None or seen.usage.day == day):
             u = seen.usage.model_copy(deep=True) if seen.usage else None

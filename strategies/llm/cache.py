@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from bus.journal import CacheEntry
-from strategies.llm import paths
+from bus import paths
 from strategies.llm.config import ModelSpec
 
 
@@ -20,7 +20,7 @@ def valid_entries(docs: dict[str, dict | None], digests: list[str], now: datetim
     """Digest -> entry, for the documents (read by path) that exist and have not expired."""
     out = {}
     for d in digests:
-        raw = docs.get(paths.cache(d))
+        raw = docs.get(paths.llm_cache(d))
         if raw:
             entry = CacheEntry.model_validate(raw)
             if entry.expires_at > now:
@@ -34,4 +34,4 @@ def entry_write(digest: str, model: ModelSpec, content: str, prompt_tokens: int,
     entry = CacheEntry(digest=digest, model=model.id, model_name=model.model, created_at=now,
                        expires_at=now + timedelta(seconds=ttl_seconds), content=content,
                        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, decision_id=decision_id)
-    return paths.cache(digest), entry.to_store()
+    return paths.llm_cache(digest), entry.to_store()

@@ -47,7 +47,7 @@ from bus.journal import Attempt, BudgetNote
 from bus.store import Store
 from strategies.llm import budget, cache
 from strategies.llm.config import ModelSpec, TraderSpec
-from strategies.llm.paths import cache as cache_path
+from bus.paths import llm_cache as cache_path
 from strategies.llm.decisions import MalformedReply, Reply, parse_reply, response_format
 from strategies.llm.prompts import RenderedPrompt, request_digest
 

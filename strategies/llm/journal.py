@@ -18,7 +18,7 @@ from typing import Any
 
 from bus.journal import JournalEntry, TraderState
 from bus.store import Store
-from strategies.llm import paths
+from bus import paths
 
 DOC_LIMIT_BYTES = 256 * 1024
 TEXT_LIMIT_CHARS = 64_000
@@ -99,7 +99,7 @@ def write(store: Store, entry: JournalEntry, state: TraderState, extra: list[tup
     e = fit(entry)
     path = paths.journal(e.strategy_id, e.decision_id)
     state.recent_decisions = [*[d for d in state.recent_decisions if d != e.decision_id], e.decision_id][-RECENT_DECISIONS:]
-    store.write_batch([*extra, (path, compact(e)), (paths.state(e.strategy_id), compact(state))])
+    store.write_batch([*extra, (path, compact(e)), (paths.llm_state(e.strategy_id), compact(state))])
     return path
 
 
@@ -115,7 +115,7 @@ def compact(doc: JournalEntry | TraderState) -> dict[str, Any]:
 
 def read_recent(store: Store, strategy_id: str, last: int) -> list[JournalEntry]:
     """The last ``last`` journal entries of a trader, oldest first (read through its state's index)."""
-    raw = store.get(paths.state(strategy_id))
+    raw = store.get(paths.llm_state(strategy_id))
     if not raw:
         return []
     ids = TraderState.model_validate(raw).recent_decisions[-last:] if last > 0 else []

@@ -35,7 +35,7 @@ from bus.models import Book, Intent, IntentMetadata, IntentSource, PortfolioSnap
 from bus.store import Store
 from market.funding import FundingHistory
 from market.history import MarketView
-from strategies.llm import budget, journal, paths
+from strategies.llm import budget, journal
 from strategies.llm.checks import check_decisions
 from strategies.llm.client import ask_chain, missing_keys, no_key_message
 from strategies.llm.config import CODE_VERSION, TraderSpec, trader_spec
@@ -77,7 +77,7 @@ def _capital_estimate(store: Store, config: StrategyConfig, trading: TradingConf
 
 def _trades(store: Store, strategy_id: str) -> list[Trade]:
     out = []
-    for _, d in store.list_docs(paths.trades(strategy_id)):
+    for _, d in store.list_docs(bus_paths.trades(strategy_id)):
         try:
             out.append(Trade.model_validate(d))
         except ValueError:
@@ -141,10 +141,10 @@ def _decide(config: StrategyConfig, spec: TraderSpec, market: MarketView, store:
     keyed = [m for m in spec.model_chain if os.environ.get(m.api_key_env)]
     usage_paths = list(budget.usage_paths(keyed, now).values())
     before = budget.versions(usage_paths)
-    docs = store.get_all([bus_paths.book(sid), paths.state(sid), bus_paths.TRADING_CONFIG, *usage_paths])
+    docs = store.get_all([bus_paths.book(sid), bus_paths.llm_state(sid), bus_paths.TRADING_CONFIG, *usage_paths])
     seen = budget.seen_usages(docs, keyed, now, before)
     book = Book.model_validate(docs[bus_paths.book(sid)]) if docs[bus_paths.book(sid)] else None
-    raw_state = docs[paths.state(sid)]
+    raw_state = docs[bus_paths.llm_state(sid)]
     state = (TraderState.model_validate(raw_state) if raw_state
              else TraderState(strategy_id=sid, started_at=as_of, updated_at=now))
     trading = TradingConfig.model_validate(docs[bus_paths.TRADING_CONFIG]) if docs[bus_paths.TRADING_CONFIG] else None
