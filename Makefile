@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench clean
+.PHONY: run test lint bench clean
 
 $(VENV)/.run-deps: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ run: $(VENV)/.run-deps          ## set up, then run the pipeline once (emulator,
 
 test: $(VENV)/.dev-deps         ## set up, then run the tests against the real Firestore emulator
 	$(PY) -m pytest -q $(ARGS)
+
+lint: $(VENV)/.dev-deps         ## ruff (pyflakes, pycodestyle, isort, bugbear, complexity) and mypy: zero findings
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench: $(VENV)/.dev-deps        ## print the benchmarks' figures
 	$(PY) bench/pipeline_run.py

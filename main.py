@@ -6,7 +6,7 @@
   this file costs nothing (``functions-framework --target=orchestrator``;
   ``gcloud functions deploy orchestrator --entry-point=orchestrator``).
 * **The command line**: ``python main.py run | serve | workflow run | deploy …``
-  (:mod:`orchestrator.cli`).
+  (:mod:`cli.app`).
 """
 
 from __future__ import annotations
@@ -43,6 +43,6 @@ def allocation(request: Any) -> Any:
 
 
 if __name__ == "__main__":
-    from orchestrator.cli import main
+    from cli.app import main
 
     main()

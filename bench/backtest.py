@@ -7,7 +7,7 @@ One run prints:
 2. the same configuration on the Firestore emulator over ``--emulator-days`` days (the
    emulator already up), extrapolated to 2,192 steps;
 3. one strategy (``spy_macd_vixy``) over the same six years: our engine in memory, and
-   vectorbt (the cross-check library, tests/test_backtest_crosscheck.py) on the same bars,
+   vectorbt (the cross-check library, tests/backtest/test_crosscheck.py) on the same bars,
    both with the Commander's order rules (``from_order_func``, a Python callback per order)
    and as plain signal-day target orders (``from_orders``, compiled with numba);
 4. the ratios.
@@ -30,28 +30,28 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
-from bus.store import MemoryStore  # noqa: E402
-from market.history import BUNDLED_DIR  # noqa: E402
-from orchestrator.backtest import open_backtest_store, run_backtest  # noqa: E402
-from orchestrator.backtest_data import HorizonHistory, load_backtest_file  # noqa: E402
-from orchestrator.config import load_settings  # noqa: E402
-from orchestrator.local import as_of_on  # noqa: E402
-from strategies.spy_macd_vixy import macd_histogram, target_weights  # noqa: E402
+from backtest.engine import open_backtest_store, run_backtest
+from backtest.horizon import HorizonHistory, load_backtest_file
+from bus.store import MemoryStore
+from market.history import BUNDLED_DIR
+from pipeline.settings import load_settings
+from pipeline.wiring import as_of_on
+from strategies.spy_macd_vixy import macd_histogram, target_weights
 
 CONFIG = Path(__file__).resolve().parent.parent / "config" / "backtest"
 START, END = date(2019, 1, 1), date(2024, 12, 31)
 
 
-def timed(fn):  # noqa: ANN001, ANN201
+def timed(fn):
     t0, c0 = time.perf_counter(), time.process_time()
     out = fn()
     return out, time.perf_counter() - t0, time.process_time() - c0
 
 
-def vectorbt_runs(settings, params: dict) -> tuple[float, float, float, int]:  # noqa: ANN001
+def vectorbt_runs(settings, params: dict) -> tuple[float, float, float, int]:
     """(import s, from_order_func s, from_orders s after warm-up, orders) for spy_macd_vixy over START..END."""
     t0 = time.perf_counter()
     import vectorbt as vbt
@@ -72,7 +72,7 @@ def vectorbt_runs(settings, params: dict) -> tuple[float, float, float, int]:  #
     band, min_notional = settings.trading.rebalance_band, settings.trading.min_order_notional
     wa = w.to_numpy()
 
-    def order_func(c, wa, band, min_notional):  # noqa: ANN001, ANN202 - same rule as the cross-check test
+    def order_func(c, wa, band, min_notional):  # same rule as the cross-check test
         price = c.close[c.i, c.col]
         value = c.last_cash[c.group] + sum(c.last_position[k] * c.close[c.i, k] for k in range(c.from_col, c.to_col))
         target = wa[c.i, c.col] * value / price
@@ -93,7 +93,7 @@ def vectorbt_runs(settings, params: dict) -> tuple[float, float, float, int]:  #
     change = (w != w.shift()).any(axis=1)
     size = w.where(change, np.nan)
 
-    def signal_orders():  # noqa: ANN202
+    def signal_orders():
         p = vbt.Portfolio.from_orders(close, size, size_type="targetpercent", group_by=True, cash_sharing=True,
                                       call_seq="auto", fees=1e-4, slippage=2e-4, size_granularity=1,
                                       init_cash=100_000.0, freq="1D")

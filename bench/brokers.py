@@ -29,17 +29,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from brokers.base import OrderRequest  # noqa: E402
-from brokers.config import CcxtAccount  # noqa: E402
-from brokers.factory import build_broker  # noqa: E402
-from brokers.ib import IBBroker  # noqa: E402
-from brokers.sim import SimBroker  # noqa: E402
-from bus.emulator import FirestoreEmulator  # noqa: E402
-from bus.models import InstrumentSpec  # noqa: E402
-from bus.store import FirestoreStore, MemoryStore  # noqa: E402
-from reconcile import reconcile  # noqa: E402
-from tests.fakes.fake_binance import FakeBinanceUSDM  # noqa: E402
-from tests.fakes.fake_tws import FakeTWS  # noqa: E402
+from brokers.base import OrderRequest
+from brokers.config import CcxtAccount
+from brokers.factory import build_broker
+from brokers.ib import IBBroker
+from brokers.sim import SimBroker
+from bus.emulator import FirestoreEmulator
+from bus.models import InstrumentSpec
+from bus.store import FirestoreStore, MemoryStore
+from reconcile import reconcile
+from tests.fakes.fake_binance import FakeBinanceUSDM
+from tests.fakes.fake_tws import FakeTWS
 
 
 def figures(name: str, times: list[float]) -> str:

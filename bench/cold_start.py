@@ -33,7 +33,7 @@ AS_OF = "2020-03-16"
 CHILD = """
 import json, sys, time
 t0 = time.perf_counter()
-import main  # noqa: F401 - what the runtime imports first
+import main  # what the runtime imports first
 t_import = time.perf_counter()
 import functions_framework
 app = functions_framework.create_app(sys.argv[1], "main.py").test_client()
@@ -73,8 +73,8 @@ def main() -> None:
 
     from bus.emulator import FirestoreEmulator
     from bus.store import FirestoreStore
-    from orchestrator.commands.serve import LocalFunctions
-    from orchestrator.config import apply_settings, load_settings
+    from ops.server import LocalFunctions
+    from pipeline.settings import apply_settings, load_settings
 
     project = f"bench-{uuid.uuid4().hex[:8]}"
     with FirestoreEmulator(project) as emu:
@@ -101,7 +101,8 @@ def main() -> None:
                 r = requests.post(url, json={"dryRun": True, "asOf": AS_OF}, timeout=120)
                 times.append(time.perf_counter() - t)
                 assert r.status_code == 200 and r.json()["dry_run"] is True, r.text
-        print(f"warm POST /orchestrator dryRun over HTTP, default strategies, emulator up, runs={args.warm}: {ms(times)}")
+        print(f"warm POST /orchestrator dryRun over HTTP, default strategies, emulator up, "
+              f"runs={args.warm}: {ms(times)}")
 
 
 if __name__ == "__main__":

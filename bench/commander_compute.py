@@ -25,10 +25,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bus.models import (  # noqa: E402
-    Holding, InstrumentSpec, Intent, OpenOrder, PortfolioSnapshot, StrategyConfig, TargetPosition, TradingConfig,
+from bus.models import (
+    Holding,
+    InstrumentSpec,
+    Intent,
+    OpenOrder,
+    PortfolioSnapshot,
+    StrategyConfig,
+    TargetPosition,
+    TradingConfig,
 )
-from commander.decide import CommanderInputs, decide  # noqa: E402
+from commander.decide import CommanderInputs, decide
 
 T = datetime(2024, 6, 3, 21, 30, tzinfo=timezone.utc)
 
@@ -44,8 +51,9 @@ def make_inputs(n_strat: int, n_sym: int, per_strategy: int | None = None, seed:
         sid = f"strat{i:04d}"
         strategies[sid] = StrategyConfig(strategy_id=sid, name=sid, capital_allocation=0.9 / n_strat)
         chosen = syms if k >= n_sym else rnd.sample(syms, k)
+        targets = [TargetPosition(symbol=s, weight=rnd.uniform(-1, 1) / k) for s in chosen]
         intents[sid] = Intent(intent_id=f"{sid}-i", strategy_id=sid, updated_at=T, as_of=T, status="success",
-                              target_positions=[TargetPosition(symbol=s, weight=rnd.uniform(-1, 1) / k) for s in chosen])
+                              target_positions=targets)
     nav = 10_000_000.0
     holdings = [Holding(symbol=s, quantity=float(rnd.randint(-50, 50)), avg_cost=prices[s], market_price=prices[s],
                         market_value=0.0) for s in syms[::2]]

@@ -31,16 +31,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bus.emulator import FirestoreEmulator  # noqa: E402
-from bus.models import Book  # noqa: E402
-from bus import paths as bus_paths  # noqa: E402
-from bus.store import FirestoreStore, MemoryStore, Store  # noqa: E402
-from market.history import HistoryProvider  # noqa: E402
-from orchestrator.config import apply_settings, load_settings  # noqa: E402
-from strategies.llm.config import ModelSpec, ModelsFile, TraderFile, TraderRisk, resolve, strategy_config  # noqa: E402
-from strategies.llm.trader import Timings, llm_intent  # noqa: E402
-from strategies.runner import run_strategies  # noqa: E402
-from tests.fakes.fake_openai import Behaviour, FakeOpenAIServer  # noqa: E402
+from bus import paths as bus_paths
+from bus.emulator import FirestoreEmulator
+from bus.models import Book
+from bus.store import FirestoreStore, MemoryStore, Store
+from market.history import HistoryProvider
+from pipeline.settings import apply_settings, load_settings
+from strategies.llm.config import ModelsFile, ModelSpec, TraderFile, TraderRisk, resolve, strategy_config
+from strategies.llm.trader import Timings, llm_intent
+from strategies.runner import run_strategies
+from tests.fakes.fake_openai import Behaviour, FakeOpenAIServer
 
 KEY_ENV = "INTENT_BUS_BENCH_LLM_KEY"
 START = datetime(2024, 3, 1, 0, 30, tzinfo=timezone.utc)
@@ -52,7 +52,8 @@ REPLY = {"decisions": [
     {"symbol": "ETH-USDT", "action": "hold", "notional": None, "quantity": None, "leverage": None, "stop_loss": None,
      "take_profit": None, "confidence": 50, "invalidation_condition": "", "reasoning": "nothing to do"},
     {"symbol": "SOL-USDT", "action": "open_short", "notional": 900, "quantity": None, "leverage": 5,
-     "stop_loss": 1e6, "take_profit": 0.01, "confidence": 90, "invalidation_condition": "", "reasoning": "over the cap"},
+     "stop_loss": 1e6, "take_profit": 0.01, "confidence": 90, "invalidation_condition": "",
+     "reasoning": "over the cap"},
 ]}
 
 
@@ -103,7 +104,8 @@ def per_decision(store: Store, provider: HistoryProvider, base_url: str, n: int,
           + ", ".join(f"{p} {statistics.median(x[p] for x in phases):.1f}" for p in names))
 
 
-def strategies_step(store: Store, provider: HistoryProvider, srv: FakeOpenAIServer, traders: int, latency: float) -> None:
+def strategies_step(store: Store, provider: HistoryProvider, srv: FakeOpenAIServer, traders: int,
+                    latency: float) -> None:
     settings = load_settings()
     classic = [s.model_copy(update={"capital_allocation": 0.1}) for s in settings.strategies]
     llm = []

@@ -20,12 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bus.emulator import FirestoreEmulator  # noqa: E402
-from bus.store import FirestoreStore  # noqa: E402
-from market.history import HistoryProvider  # noqa: E402
-from orchestrator.config import apply_settings, load_settings  # noqa: E402
-from orchestrator.local import as_of_on, make_broker  # noqa: E402
-from orchestrator.pipeline import run_pipeline  # noqa: E402
+from bus.emulator import FirestoreEmulator
+from bus.store import FirestoreStore
+from market.history import HistoryProvider
+from pipeline.run import run_pipeline
+from pipeline.settings import apply_settings, load_settings
+from pipeline.wiring import as_of_on, make_broker
 
 
 def main() -> None:
@@ -53,7 +53,8 @@ def main() -> None:
             stats.append({k: v - before.get(k, 0) for k, v in store.stats.items()})
             assert res.execution and res.execution.status == "completed", res.execution
             day += timedelta(days=1)
-    print(f"pipeline run, {len(settings.strategies)} strategies (LLM traders skipped: no keys), emulator up: runs={args.runs} "
+    print(f"pipeline run, {len(settings.strategies)} strategies (LLM traders skipped: no keys), emulator up: "
+          f"runs={args.runs} "
           f"median={statistics.median(times) * 1000:.0f} ms  min={min(times) * 1000:.0f} ms  "
           f"max={max(times) * 1000:.0f} ms")
     print("store round trips per run (last run):", dict(sorted(stats[-1].items())))

@@ -42,7 +42,16 @@ class NotConnected(BrokerError):
 
 
 class RateLimited(BrokerError):
-    """The venue asked us to slow down."""
+    """The venue asked us to slow down (HTTP 429, a 418 ban, IB error 100); it did not take the request.
+
+    ``retry_after``: seconds the venue asked us to wait (its ``Retry-After`` header, or the
+    end of a ban), or None when it named no time. The Commander waits that long (bounded)
+    before its next order.
+    """
+
+    def __init__(self, message: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class OrderNotFound(OrderRejected):
@@ -86,7 +95,14 @@ class OrderRequest:
 
 @dataclass(frozen=True)
 class OrderResult:
-    """What the venue said about an order. ``fill_price`` per unit, ``commission`` in base currency."""
+    """What the venue said about an order. ``fill_price`` per unit, ``commission`` in base currency.
+
+    ``status`` is in IB's words (``PreSubmitted``, ``Submitted``, ``Filled``, ``Cancelled``,
+    ``Expired``, ``Rejected``), which :func:`bus.orders.lifecycle_status` maps to the order
+    lifecycle. ``fill_price`` is the average price of ``filled_quantity`` and is None
+    whenever the venue has not told it (never 0): such a fill is not booked until a later
+    :meth:`Broker.order_status` finds the price.
+    """
 
     orderId: str
     client_order_id: str
@@ -165,11 +181,16 @@ class Broker(ABC):
 
     @abstractmethod
     def place_order(self, order: OrderRequest, as_of: datetime) -> OrderResult:
-        """Place one order.
+        """Place one order; return promptly with the venue's first answer (an order held
+        until the open is ``PreSubmitted``, a working one ``Submitted``).
 
         Raises:
-            DuplicateOrder, OrderRejected, InsufficientFunds, UnknownInstrument,
-            NotConnected, RateLimited.
+            DuplicateOrder, OrderRejected, InsufficientFunds, UnknownInstrument: the venue
+                did not take the order.
+            RateLimited: the venue did not take it and asked to wait (``retry_after``).
+            NotConnected, BrokerError: the answer was lost (timeout, connection or link
+                lost): the venue may have the order; :meth:`order_status` tells later.
+                Never an ``OrderRejected`` for an order that may have reached the venue.
         """
 
     @abstractmethod
@@ -182,10 +203,13 @@ class Broker(ABC):
 
     @abstractmethod
     def order_status(self, client_order_id: str) -> OrderResult:
-        """The venue's view of an order by its client order id.
+        """The venue's view of an order by its client order id, from any later session
+        (after a reconnect, a restart, on a later day), with the average price of its
+        fills when the venue still knows them (else ``fill_price`` None).
 
         Raises:
             OrderNotFound: the venue has no order with this id.
+            NotConnected: the venue cannot be asked now.
         """
 
     def close(self) -> None:

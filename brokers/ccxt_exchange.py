@@ -12,11 +12,28 @@
 * **Leverage and margin mode** are set per symbol before its first order (once per
   broker). Binance in hedge (dual-side) position mode is refused: orders are one-way.
 * **Client order ids** are passed as ``clientOrderId`` (Hyperliquid needs a 128-bit
-  hex ``cloid``: the first 32 hex digits of the SHA-256 of the id). Before placing,
-  the broker asks the venue for that id and refuses a duplicate itself; the venue's
-  own refusal (Binance -4116) maps to :class:`~brokers.base.DuplicateOrder` too. An
-  order whose answer is lost (timeout, 5xx) is looked up by its id before the error
-  is reported, so "timed out but executed" is recorded as placed.
+  hex ``cloid``: the first 32 hex digits of the SHA-256 of the id; the broker maps a
+  cloid it has seen back to our id, so open orders in :meth:`CcxtBroker.portfolio`
+  carry our client order id). Before placing, the broker asks the venue for that id
+  and refuses a duplicate itself; the venue's own refusal (Binance -4116) maps to
+  :class:`~brokers.base.DuplicateOrder` too.
+* **Lost answers.** An order whose answer is lost (timeout, reset connection, 5xx,
+  Binance -1006/-1007 "execution status unknown", an unreadable answer) is looked up
+  once by its client order id: found, its state is returned; not found, the broker
+  raises :class:`~brokers.base.NotConnected` (or a plain ``BrokerError``), never an
+  ``OrderRejected``: the order may still execute, so the Commander records it
+  ``unknown`` and the next run asks the venue. A 429/418 raises
+  :class:`~brokers.base.RateLimited` with the ``Retry-After`` seconds (the venue did not
+  take the order). Once the venue has taken an order, a failure while reading its
+  details never turns into a rejection: the answer is returned without a price.
+* **Order status** (:meth:`CcxtBroker.order_status`) works from any later process:
+  ``fetch_order`` by client order id (Binance ``origClientOrderId``, on the symbol the
+  id was derived from (:func:`bus.ids.client_order_id`), else the open orders',
+  configured and held symbols; Hyperliquid ``orderStatus`` by cloid, no symbol
+  needed). The average fill price comes from the order, else from its trades
+  (``fetch_my_trades``: Binance ``userTrades?orderId``, Hyperliquid ``userFills``,
+  whose ``orderStatus`` has no average price); a fill whose price no answer tells has
+  ``fill_price`` None, never 0.
 * **Hyperliquid**: ccxt by default signs an ``approveBuilderFee`` action and a
   ``setReferrer`` action for its own builder and referral code, and attaches the
   builder to every order. Both are switched off explicitly (options ``builderFee``
@@ -26,6 +43,10 @@
   quote (ccxt refuses a market order without a price) and the slippage.
 * **Reads** are retried on network errors and 5xx answers with exponential backoff
   (``tenacity``), never on a rate limit; orders are never blindly retried.
+* **Endpoints**: ``sandbox: true`` switches ccxt to the venue's testnet
+  (``set_sandbox_mode``); ``base_url`` sends every API request to another host (a
+  proxy, a testnet gateway, a fake venue) with each endpoint's path kept, and ccxt
+  still maps the venue's errors as it would from the original host.
 """
 
 from __future__ import annotations
@@ -34,24 +55,28 @@ import hashlib
 import logging
 from datetime import datetime, timezone
 from typing import Any, Callable, TypeVar
+from urllib.parse import urlsplit
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from brokers.base import (
-    CANCELLED, FILLED, WORKING, Broker, BrokerConfigError, DuplicateOrder, NotConnected, OrderNotFound,
+    CANCELLED, FILLED, WORKING, Broker, BrokerConfigError, BrokerError, DuplicateOrder, NotConnected, OrderNotFound,
     OrderRejected, OrderRequest, OrderResult, UnknownInstrument, limit_price_for,
 )
 from brokers.config import CcxtAccount
 from brokers.errors import from_ccxt
 from brokers.wallclock import require_current
 from brokers.secrets import read_secret
+from bus.ids import client_order_id as derive_client_order_id
 from bus.models import Holding, InstrumentSpec, OpenOrder, PortfolioSnapshot
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 SEC_TYPE = "PERP"
-_STATUS = {"open": WORKING, "closed": FILLED, "canceled": CANCELLED, "cancelled": CANCELLED, "expired": CANCELLED,
+_STATUS = {"open": WORKING, "closed": FILLED, "canceled": CANCELLED, "cancelled": CANCELLED, "expired": "Expired",
            "rejected": "Rejected"}
+#: Below this many units a fill difference counts as nothing.
+_EPS = 1e-12
 #: ccxt options that switch off Hyperliquid's builder fee and referral (see the module docstring).
 HYPERLIQUID_OPTIONS = {"builderFee": False, "approvedBuilderFee": False, "refSet": True}
 
@@ -94,7 +119,48 @@ def make_exchange(cfg: CcxtAccount, name: str) -> Any:
             ex.set_sandbox_mode(True)
         except ccxt.NotSupported as exc:
             raise BrokerConfigError(f"account {name}: {cfg.exchange} has no sandbox in ccxt: {exc}") from exc
+    if cfg.base_url:
+        rebase(ex, cfg.base_url)
     return ex
+
+
+def rebase(exchange: Any, base_url: str) -> Any:
+    """Send every API request of ``exchange`` to ``base_url`` (scheme, host, optional path prefix),
+    keeping each endpoint's own path: ``https://fapi.binance.com/fapi/v1`` becomes
+    ``{base_url}/fapi/v1``. ccxt chooses some error tables by the request's host (Binance: the
+    ``fapi`` host means "linear" errors), so the exchange keeps looking them up by the original
+    URL. Applied after sandbox mode, it rebases the testnet URLs. Returns the exchange."""
+    base = base_url.rstrip("/")
+    reverse: dict[str, str] = {}
+
+    def rewrite(value: Any) -> Any:
+        if isinstance(value, str) and "://" in value:
+            orig = exchange.implode_hostname(value).rstrip("/")
+            parts = urlsplit(orig)
+            new = base + parts.path
+            # a path two hosts share (Binance /futures/data: fapi and dapi) keeps the USD-M (fapi) host
+            if new not in reverse or (parts.hostname or "").startswith("fapi."):
+                reverse[new] = orig
+            return new
+        if isinstance(value, dict):
+            return {k: rewrite(v) for k, v in value.items()}
+        return value
+
+    exchange.urls["api"] = rewrite(exchange.urls["api"])
+    lookup = getattr(exchange, "get_exceptions_by_url", None)
+    if lookup is not None:
+        ordered = sorted(reverse.items(), key=lambda kv: len(kv[0]), reverse=True)
+
+        def get_exceptions_by_url(url: Any, exact_or_broad: str) -> dict:
+            if isinstance(url, str):
+                for new, orig in ordered:
+                    if url.startswith(new):
+                        url = orig + url[len(new):]
+                        break
+            return lookup(url, exact_or_broad)
+
+        exchange.get_exceptions_by_url = get_exceptions_by_url
+    return exchange
 
 
 def venue_client_id(exchange_id: str, client_order_id: str) -> str:
@@ -135,6 +201,7 @@ class CcxtBroker(Broker):
         self.as_of_tolerance_seconds = as_of_tolerance_seconds
         self._prepared: set[str] = set()
         self._order_symbols: dict[str, str] = {}
+        self._our_ids: dict[str, str] = {}  # the venue's client order id (a Hyperliquid cloid) -> ours
 
     def __repr__(self) -> str:
         return f"CcxtBroker({self.name}, account {self.account}, {self.mode})"
@@ -142,6 +209,16 @@ class CcxtBroker(Broker):
     # ------------------------------------------------------------------ plumbing
     def _ctx(self, what: str) -> str:
         return f"{self.name} {self.account}: {what}"
+
+    def _err(self, exc: Exception, what: str) -> BrokerError:
+        """A ccxt error as the project's own, with the rate limit's Retry-After from the answer's headers."""
+        return from_ccxt(exc, self._ctx(what), getattr(self.exchange, "last_response_headers", None))
+
+    def _venue_id(self, client_order_id: str) -> str:
+        """The id the venue knows this order by; remembered, so the venue's id maps back to ours."""
+        vid = venue_client_id(self.name, client_order_id)
+        self._our_ids[vid.lower()] = client_order_id
+        return vid
 
     def _read(self, what: str, fn: Callable[[], T]) -> T:
         """A read, retried on network errors and 5xx answers (not on rate limits or refusals), errors mapped."""
@@ -157,7 +234,7 @@ class CcxtBroker(Broker):
                 with attempt:
                     return fn()
         except ccxt.BaseError as exc:
-            raise from_ccxt(exc, self._ctx(what)) from exc
+            raise self._err(exc, what) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _markets(self) -> dict[str, Any]:
@@ -219,7 +296,7 @@ class CcxtBroker(Broker):
                     pass
                 self.exchange.set_leverage(lev, sym)
         except ccxt.BaseError as exc:
-            raise from_ccxt(exc, self._ctx(f"set {self.margin_mode} margin and {lev}x leverage on {symbol}")) from exc
+            raise self._err(exc, f"set {self.margin_mode} margin and {lev}x leverage on {symbol}") from exc
         self._prepared.add(sym)
 
     # ------------------------------------------------------------------ Broker
@@ -278,7 +355,7 @@ class CcxtBroker(Broker):
                                     market_value=qty * mark * mult,
                                     contract_details={"ccxt_symbol": p["symbol"], "marginMode": p.get("marginMode"),
                                                       "leverage": p.get("leverage")}))
-        open_orders = [_open_order(o, self.project_symbol(o["symbol"])) for o in orders]
+        open_orders = [_open_order(o, self.project_symbol(o["symbol"]), self._our_ids) for o in orders]
         total = float(acct["total"])
         return PortfolioSnapshot(
             snapshot_id="", updated_at=datetime.now(timezone.utc), as_of=as_of, broker=self.name,
@@ -286,34 +363,66 @@ class CcxtBroker(Broker):
             available_funds=float(acct.get("free") or 0.0), cash=total - upnl,
             holdings=sorted(holdings, key=lambda h: h.symbol), open_orders=open_orders)
 
-    def _fetch_by_client_id(self, sym: str, client_order_id: str) -> dict | None:
+    def _fetch_by_client_id(self, sym: str | None, client_order_id: str) -> dict | None:
+        """The order with this client order id on ``sym`` (Hyperliquid: any symbol), or None."""
         import ccxt
 
-        cid = venue_client_id(self.name, client_order_id)
+        cid = self._venue_id(client_order_id)
         try:
-            return self.exchange.fetch_order(None, sym, {"clientOrderId": cid})
+            found = self.exchange.fetch_order(None, sym, {"clientOrderId": cid})
         except ccxt.OrderNotFound:
             return None
         except ccxt.BaseError as exc:
-            raise from_ccxt(exc, self._ctx(f"look up order {client_order_id}")) from exc
+            raise self._err(exc, f"look up order {client_order_id}") from exc
+        return found if found and found.get("id") else None
+
+    def _symbols_from_id(self, client_order_id: str) -> list[str]:
+        """The listed symbols whose orders :func:`bus.ids.client_order_id` would name ``client_order_id``
+        (it is ``{execution id}-{symbol}``, shortened with a digest past 36 characters): a later process
+        finds the symbol of an order from its id alone."""
+        cuts = [k for k, ch in enumerate(client_order_id[:28]) if ch == "-" and k > 0]
+        out = []
+        for sym, m in self._markets().items():
+            if not m.get("swap"):
+                continue
+            ours = self.project_symbol(sym)
+            if any(derive_client_order_id(client_order_id[:k], ours) == client_order_id for k in cuts):
+                out.append(sym)
+        return out
 
     def _locate(self, client_order_id: str) -> tuple[str, dict] | None:
-        """(ccxt symbol, order) of a client order id: this broker's orders, then open orders, then known symbols."""
-        cid = venue_client_id(self.name, client_order_id)
-        sym = self._order_symbols.get(client_order_id)
-        if sym is not None:
+        """(ccxt symbol, order) of a client order id, from any process.
+
+        Hyperliquid answers ``orderStatus`` by cloid alone. Binance needs the symbol: this broker's
+        own orders, the symbol the id was derived from, the open orders, then the configured and
+        held symbols."""
+        cid = self._venue_id(client_order_id)
+        if self.name == "hyperliquid":
+            found = self._read(f"order {client_order_id}", lambda: self._fetch_by_client_id(None, client_order_id))
+            return (found["symbol"], found) if found else None
+        tried: set[str] = set()
+
+        def look(sym: str) -> tuple[str, dict] | None:
+            if sym in tried:
+                return None
+            tried.add(sym)
             found = self._read(f"order {client_order_id}", lambda: self._fetch_by_client_id(sym, client_order_id))
             return (sym, found) if found else None
+
+        first = [s for s in (self._order_symbols.get(client_order_id),) if s] + self._symbols_from_id(client_order_id)
+        for sym in first:
+            hit = look(sym)
+            if hit:
+                return hit
         for o in self._read("open orders", self.exchange.fetch_open_orders):
             if o.get("clientOrderId") == cid:
                 return o["symbol"], o
-        candidates = {self.ccxt_symbol(s) for s in self.leverage if self._known(s)}
+        candidates = {self.ccxt_symbol(s) for s in [*self.leverage, *self.symbol_map] if self._known(s)}
         candidates |= {p["symbol"] for p in self._read("positions", self.exchange.fetch_positions)}
         for sym in sorted(candidates):
-            found = self._read(f"order {client_order_id}",
-                               lambda sym=sym: self._fetch_by_client_id(sym, client_order_id))
-            if found:
-                return sym, found
+            hit = look(sym)
+            if hit:
+                return hit
         return None
 
     def _known(self, symbol: str) -> bool:
@@ -323,23 +432,53 @@ class CcxtBroker(Broker):
         except UnknownInstrument:
             return False
 
-    def _result(self, client_order_id: str, o: dict, sym: str) -> OrderResult:
-        filled = float(o.get("filled") or 0.0)
-        fee = 0.0
-        if o.get("fee") and o["fee"].get("cost") is not None:
-            fee = float(o["fee"]["cost"])
-        elif filled:
-            trades = self._read(f"fills of {client_order_id}",
+    def _order_trades(self, sym: str, o: dict) -> list[dict]:
+        """The fills of order ``o``: Binance ``userTrades`` by order id; Hyperliquid ``userFills`` (by time
+        from the order's placement when known), filtered by the order's id."""
+        if self.name == "hyperliquid":
+            since = o.get("timestamp")
+            trades = self._read(f"fills of order {o['id']}",
+                                lambda: self.exchange.fetch_my_trades(sym, since) if since else
+                                self.exchange.fetch_my_trades(sym))
+        else:
+            trades = self._read(f"fills of order {o['id']}",
                                 lambda: self.exchange.fetch_my_trades(sym, params={"orderId": o["id"]}))
-            fee = sum(float((t.get("fee") or {}).get("cost") or 0.0)
-                      for t in trades if str(t.get("order")) == str(o["id"]))
+        return [t for t in trades if str(t.get("order")) == str(o["id"])]
+
+    def _result(self, client_order_id: str, o: dict, sym: str, hint: dict | None = None) -> OrderResult:
+        """The venue's order ``o`` as an OrderResult. ``hint``: the create-order answer, whose filled
+        units, average and fee stand in where ``o`` (a later look-up) has none. A fill without an
+        average price takes it from the order's trades; if none tells it, ``fill_price`` is None."""
+        hint = hint or {}
+        filled = float(o.get("filled") or hint.get("filled") or 0.0)
+        avg = _positive(o.get("average")) or _positive(hint.get("average"))
+        fee_of = o.get("fee") if o.get("fee") and o["fee"].get("cost") is not None else hint.get("fee")
+        fee = float(fee_of["cost"]) if fee_of and fee_of.get("cost") is not None else None
+        if filled > _EPS and (avg is None or fee is None):
+            try:
+                trades = self._order_trades(sym, o)
+            except BrokerError as exc:  # the order stands; only its price or fee is unknown for now
+                log.warning("%s: fills of order %s not read: %s", self._ctx(client_order_id), o.get("id"), exc)
+                trades = []
+            units = sum(float(t.get("amount") or 0.0) for t in trades)
+            if avg is None and units > _EPS and units >= filled * (1 - 1e-9):
+                avg = _positive(sum(float(t["amount"]) * float(t["price"]) for t in trades) / units)
+            if fee is None and trades:
+                fee = sum(float((t.get("fee") or {}).get("cost") or 0.0) for t in trades)
         return OrderResult(orderId=str(o["id"]), client_order_id=client_order_id,
                            status=_STATUS.get(o.get("status") or "", str(o.get("status"))), filled_quantity=filled,
-                           fill_price=float(o["average"]) if o.get("average") else None, commission=fee,
+                           fill_price=avg if filled > _EPS else None, commission=fee or 0.0,
                            limit_price=float(o["price"]) if o.get("price") and o.get("type") == "limit" else None)
 
     def place_order(self, order: OrderRequest, as_of: datetime) -> OrderResult:
-        """Place with the client order id, after asking the venue for it; see the module docstring."""
+        """Place with the client order id, after asking the venue for it; see the module docstring.
+
+        Raises:
+            DuplicateOrder: the id is already at the venue; OrderRejected, InsufficientFunds,
+                UnknownInstrument: the venue refused it; RateLimited: not taken, wait ``retry_after``;
+                NotConnected / BrokerError: the answer was lost and the order is not (yet) found:
+                it may execute; the next run asks again.
+        """
         import ccxt
 
         require_current(as_of, self.as_of_tolerance_seconds, self._ctx("place order"))
@@ -363,30 +502,67 @@ class CcxtBroker(Broker):
             else:
                 price = quote
         self._prepare(order.symbol, sym)
-        params: dict[str, Any] = {"clientOrderId": venue_client_id(self.name, order.client_order_id)}
+        params: dict[str, Any] = {"clientOrderId": self._venue_id(order.client_order_id)}
         if self.name == "hyperliquid" and order.order_type == "MKT":
             params["slippage"] = str(self.market_slippage)
         kind = "limit" if order.order_type == "LMT" else "market"
         self._order_symbols[order.client_order_id] = sym
         try:
             placed = self.exchange.create_order(sym, kind, order.action.lower(), amount, price, params)
+        except (ccxt.DDoSProtection, ccxt.RateLimitExceeded) as exc:
+            raise self._err(exc, f"order {order.client_order_id}") from exc  # not taken: RateLimited
         except (ccxt.NetworkError, ccxt.OperationFailed) as exc:
-            if isinstance(exc, ccxt.DDoSProtection):
-                raise from_ccxt(exc, ctx) from exc
-            try:
-                found = self._fetch_by_client_id(sym, order.client_order_id)
-            except NotConnected:
-                found = None
-            if found is None:
-                raise from_ccxt(exc, ctx) from exc
-            log.warning("%s: the answer was lost but the order exists at the venue (%s)", ctx, found.get("status"))
-            placed = found
+            return self._answer_lost(order.client_order_id, sym, self._err(exc, f"order {order.client_order_id}"),
+                                     exc)
         except ccxt.BaseError as exc:
-            raise from_ccxt(exc, ctx) from exc
-        if placed.get("status") is None or (placed.get("filled") is None and placed.get("id")):
-            placed = self._read(f"status of {order.client_order_id}",
-                                lambda: self.exchange.fetch_order(placed["id"], sym)) or placed
-        return self._result(order.client_order_id, placed, sym)
+            raise self._err(exc, f"order {order.client_order_id}") from exc
+        except Exception as exc:  # noqa: BLE001 - an answer ccxt could not read: the order may stand
+            return self._answer_lost(order.client_order_id, sym, BrokerError(
+                f"{ctx}: unreadable answer ({type(exc).__name__}: {exc})"), exc)
+        return self._placed(order.client_order_id, sym, placed)
+
+    def _answer_lost(self, client_order_id: str, sym: str, err: Exception, cause: BaseException) -> OrderResult:
+        """The answer to an order was lost: one look-up by its client order id; found, its state,
+        else ``err`` (never an ``OrderRejected``: the venue may still carry the order out)."""
+        if isinstance(err, OrderRejected):
+            err = NotConnected(str(err))
+        try:
+            found = self._fetch_by_client_id(sym, client_order_id)
+        except BrokerError as exc:
+            log.warning("%s: answer lost, and the look-up failed too: %s", self._ctx(client_order_id), exc)
+            found = None
+        if found is None:
+            raise err from cause
+        log.warning("%s: the answer was lost but the order exists at the venue (%s)", self._ctx(client_order_id),
+                    found.get("status"))
+        return self._result(client_order_id, found, sym)
+
+    def _placed(self, client_order_id: str, sym: str, placed: dict | None) -> OrderResult:
+        """The result of an order the venue took. An answer without a status or fills (Hyperliquid's
+        ``waitingForFill``, an empty ``statuses`` list, a ``filled`` entry without a status) is
+        completed by a look-up (by id, else by client order id); the create answer's average and fee
+        stay as hints."""
+        placed = placed or {}
+        if placed.get("id") and placed.get("status") is not None and placed.get("filled") is not None:
+            return self._result(client_order_id, placed, sym)
+        try:
+            if placed.get("id"):
+                found = self._read(f"status of {client_order_id}",
+                                   lambda: self.exchange.fetch_order(placed["id"], sym))
+            else:
+                found = self._fetch_by_client_id(sym, client_order_id)
+        except BrokerError as exc:
+            if not placed.get("id"):
+                raise BrokerError(f"{self._ctx(client_order_id)}: the venue took the order but its answer names no "
+                                  f"order and the look-up failed ({exc}): its state is unknown") from exc
+            log.warning("%s: status not read after placing: %s", self._ctx(client_order_id), exc)
+            found = None
+        if not found or not found.get("id"):
+            if not placed.get("id"):
+                raise BrokerError(f"{self._ctx(client_order_id)}: the venue took the request but names no order "
+                                  f"and has none with this client order id yet: its state is unknown")
+            found = {**placed, "status": placed.get("status") or "open"}
+        return self._result(client_order_id, found, sym, hint=placed)
 
     def cancel_order(self, client_order_id: str) -> OrderResult:
         """Cancel the working order with this client order id (located across symbols)."""
@@ -402,11 +578,12 @@ class CcxtBroker(Broker):
         try:
             self.exchange.cancel_order(o["id"], sym)
         except ccxt.BaseError as exc:
-            raise from_ccxt(exc, ctx) from exc
+            raise self._err(exc, f"cancel {client_order_id}") from exc
         return self._result(client_order_id, self._read(ctx, lambda: self.exchange.fetch_order(o["id"], sym)), sym)
 
     def order_status(self, client_order_id: str) -> OrderResult:
-        """The venue's view of the order with this client order id."""
+        """The venue's view of the order with this client order id, from any process (see the module
+        docstring); ``fill_price`` from the order or its trades, None when neither tells it."""
         found = self._locate(client_order_id)
         if found is None:
             raise OrderNotFound(self._ctx(f"status {client_order_id}: no order with this client order id"))
@@ -414,9 +591,21 @@ class CcxtBroker(Broker):
         return self._result(client_order_id, o, sym)
 
 
-def _open_order(o: dict, symbol: str) -> OpenOrder:
+def _positive(x: Any) -> float | None:
+    """``x`` as a positive float, else None (a missing or zero price is no price)."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if v > 0 else None
+
+
+def _open_order(o: dict, symbol: str, our_ids: dict[str, str] | None = None) -> OpenOrder:
+    """An open order; its client order id is ours when the broker knows the venue's (a Hyperliquid cloid)."""
     ts = o.get("timestamp")
-    return OpenOrder(orderId=str(o["id"]), client_order_id=o.get("clientOrderId") or f"venue-{o['id']}", symbol=symbol,
+    cid = o.get("clientOrderId")
+    cid = (our_ids or {}).get(cid.lower(), cid) if cid else f"venue-{o['id']}"
+    return OpenOrder(orderId=str(o["id"]), client_order_id=cid, symbol=symbol,
                      secType=SEC_TYPE, action="BUY" if o["side"] == "buy" else "SELL",
                      totalQuantity=float(o.get("remaining") or o["amount"]),
                      orderType="LMT" if o.get("type") == "limit" else "MKT",

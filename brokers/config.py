@@ -21,6 +21,7 @@ otherwise be netted into an account it did not choose).
 from __future__ import annotations
 
 from typing import Annotated, Literal, Union
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -115,6 +116,13 @@ class CcxtAccount(_Account):
     symbol's first order. ``symbols`` maps a project symbol to a ccxt one when the rule
     ``BASE-QUOTE-PERP`` -> ``BASE/QUOTE:QUOTE`` does not fit. ``market_slippage``: the
     worst price a Hyperliquid market order accepts, as a fraction through the quote.
+
+    Endpoints: ``sandbox: true`` trades the venue's testnet (ccxt ``set_sandbox_mode``:
+    Binance USD-M ``testnet.binancefuture.com``, Hyperliquid ``api.hyperliquid-testnet.xyz``;
+    testnet keys differ from live ones). ``base_url`` (``http(s)://host[:port][/prefix]``)
+    sends every API request there instead, each endpoint's path kept (``/fapi/v1/order``
+    -> ``{base_url}/fapi/v1/order``): a proxy, a gateway, a fake venue. With both, the
+    testnet's paths go to ``base_url``.
     """
 
     kind: Literal["ccxt"] = "ccxt"
@@ -123,7 +131,8 @@ class CcxtAccount(_Account):
     secret_env: str | None = Field(None, pattern=ENV_NAME)
     wallet_address_env: str | None = Field(None, pattern=ENV_NAME)
     private_key_env: str | None = Field(None, pattern=ENV_NAME)
-    sandbox: bool = False
+    sandbox: bool = Field(False, description="trade the venue's testnet (ccxt set_sandbox_mode)")
+    base_url: str | None = Field(None, description="send every API request to this http(s) URL, paths kept")
     margin_mode: Literal["cross", "isolated"] = "cross"
     leverage: dict[str, int] = Field(default_factory=dict)
     default_leverage: int = Field(1, ge=1)
@@ -132,6 +141,18 @@ class CcxtAccount(_Account):
     enable_rate_limit: bool = Field(True, description="ccxt's client-side throttle by the venue's request weights")
     market_slippage: float = Field(0.01, gt=0, lt=0.5)
     retries: int = Field(2, ge=0, description="extra attempts of a read after a network error, with backoff")
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = urlsplit(v)
+        if parts.username or parts.password or "@" in parts.netloc:
+            raise ValueError("base_url must not carry credentials; name them with *_env")
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"base_url {v!r}: expected http(s)://host[:port][/path], no query")
+        return v.rstrip("/")
 
     @model_validator(mode="after")
     def _secrets_named(self) -> "CcxtAccount":

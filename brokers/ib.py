@@ -12,7 +12,7 @@ every call below is a coroutine on that loop with a timeout.
   :class:`~brokers.base.NotConnected`; a request timing out mid-run drops the
   connection so the next call starts clean.
 * **Reconcile** from ``reqPositions`` (``positions()``), ``reqAllOpenOrders``
-  (``openTrades()``) and ``accountSummary()`` (``NetLiquidation``, ``AvailableFunds``,
+  (open trades) and ``accountSummary()`` (``NetLiquidation``, ``AvailableFunds``,
   ``TotalCashValue`` in the base currency); market prices from the account's
   portfolio updates, else a market-data snapshot.
 * **Contracts** are qualified once per symbol (``reqContractDetails``); an unknown
@@ -22,7 +22,26 @@ every call below is a coroutine on that loop with a timeout.
   publish them).
 * **Orders** carry ``orderRef`` = the client order id. IB does not refuse a reused
   ``orderRef``, so before placing, the broker looks for it among this session's
-  trades, all open orders and today's executions, and refuses a duplicate itself.
+  trades, all open orders, completed orders and executions, and refuses a duplicate
+  itself.
+* **Placing** returns as soon as the venue's answer says what happens next: a market
+  order filled (with its commission reports), a limit order working, or an order held
+  until the open (``PreSubmitted`` with warning 399 outside regular hours: the next run
+  finds its fill at the open through :meth:`IBBroker.order_status`). Notices are not
+  rejections: 399, 404 and 10349 ("Order TIF was set to DAY based on order preset") leave
+  the order going on, although ``ib_async`` 2.1.0 marks the trade ``ValidationError`` or
+  ``Cancelled`` until the next status; the status reported is the last one IB itself sent.
+* **Connectivity** between TWS and IB (error 1100, restored by 1101 / 1102): while it is
+  lost, TWS answers from stale data and holds order reports back, so every call raises
+  :class:`~brokers.base.NotConnected` (nothing is sent); a 1100 while an order waits for its
+  answer raises it too (the order's fate is unknown: the Commander records ``unknown`` and
+  the next run asks again).
+* **Order status** by ``orderRef`` from any later session (a reconnect, a TWS restart, the
+  next day): this session's trades, all open orders (``reqAllOpenOrders``), completed
+  orders (``reqCompletedOrders``) and executions (``reqExecutions``), with the average fill
+  price and the commissions of the executions and their commission reports. When no
+  execution is listed any more (and no status carries an average price), the fill price is
+  None, never 0.
 """
 
 from __future__ import annotations
@@ -40,16 +59,19 @@ from brokers.base import (
     CANCELLED, FILLED, WORKING, Broker, BrokerError, DuplicateOrder, NotConnected, OrderNotFound, OrderRejected,
     OrderRequest, OrderResult, UnknownInstrument, limit_price_for, round_to_tick,
 )
-from brokers.errors import from_connection, from_ib
+from brokers.errors import IB_LINK_LOST, IB_LINK_RESTORED, IB_ORDER_GOES_ON, from_connection, from_ib, ib_informational
 from brokers.wallclock import require_current
 from bus.models import Holding, InstrumentSpec, OpenOrder, PortfolioSnapshot
 
 log = logging.getLogger(__name__)
 
 _DONE = {"Filled", "Cancelled", "ApiCancelled", "Inactive"}
+#: IB's order states -> the words an OrderResult speaks (a held order stays ``PreSubmitted``).
 _STATUS = {"Filled": FILLED, "Cancelled": CANCELLED, "ApiCancelled": CANCELLED, "Inactive": "Rejected",
-           "PendingCancel": WORKING, "PreSubmitted": WORKING, "Submitted": WORKING, "PendingSubmit": WORKING,
-           "ApiPending": WORKING, "ValidationError": WORKING}
+           "PendingCancel": WORKING, "PreSubmitted": "PreSubmitted", "Submitted": WORKING, "PendingSubmit": WORKING,
+           "ApiPending": WORKING}
+#: Seconds between two looks at an order waiting for its answer.
+_POLL = 0.01
 
 
 class IBBroker(Broker):
@@ -84,6 +106,7 @@ class IBBroker(Broker):
         self.market_data_type = market_data_type
         self.as_of_tolerance_seconds = as_of_tolerance_seconds
         self.connections = 0
+        self._link_lost: str | None = None  # TWS's last word on its link to IB when it is down (1100)
         self._ib: Any = None
         self._contracts: dict[str, Any] = {}
         self._specs: dict[str, InstrumentSpec] = {}
@@ -102,6 +125,9 @@ class IBBroker(Broker):
 
         async def run() -> Any:
             ib = await self._connected()
+            if self._link_lost:  # one round trip first: a 1101/1102 TWS already sent is read before its answer
+                await asyncio.wait_for(ib.reqCurrentTimeAsync(), self.request_timeout)
+            self._check_link()
             try:
                 return await asyncio.wait_for(fn(ib), timeout or self.request_timeout)
             except (asyncio.TimeoutError, ConnectionError, OSError) as exc:
@@ -113,6 +139,22 @@ class IBBroker(Broker):
         except TimeoutError as exc:
             self._loop.loop.call_soon_threadsafe(self._drop)
             raise from_connection(exc, self._where()) from exc
+
+    def _check_link(self) -> None:
+        """Raise NotConnected while TWS has lost its link to IB (1100 without 1101/1102 since)."""
+        if self._link_lost:
+            raise NotConnected(f"{self._where()}: {self._link_lost}; TWS answers from stale data and holds order "
+                               f"reports until the link is restored (1101/1102)")
+
+    def _on_ib_error(self, req_id: int, code: int, text: str, contract: Any = None) -> None:
+        """ib_async's errorEvent: follow TWS's link to IB (1100 lost, 1101/1102 restored)."""
+        if code in IB_LINK_LOST:
+            self._link_lost = f"IB {code}: {text}"
+            log.warning("%s: %s", self._where(), self._link_lost)
+        elif code in IB_LINK_RESTORED:
+            if self._link_lost:
+                log.info("%s: IB %s: %s", self._where(), code, text)
+            self._link_lost = None
 
     def _drop(self) -> None:
         if self._ib is not None:
@@ -157,6 +199,8 @@ class IBBroker(Broker):
                               f"account but this run's mode is {self.mode}; check the port")
         if self.market_data_type != 1:
             ib.reqMarketDataType(self.market_data_type)
+        self._link_lost = None  # a new connection: TWS tells again if its link is down
+        ib.errorEvent += self._on_ib_error
         self.account = acct
         self._ib = ib
         self.connections += 1
@@ -164,7 +208,9 @@ class IBBroker(Broker):
         return ib
 
     def close(self) -> None:
-        """Disconnect and stop the loop thread."""
+        """Disconnect and stop the loop thread (a second call does nothing)."""
+        if self._loop.loop.is_closed():
+            return
         try:
             self._loop.loop.call_soon_threadsafe(self._drop)
         finally:
@@ -207,7 +253,7 @@ class IBBroker(Broker):
 
         async def read(ib: Any) -> PortfolioSnapshot:
             positions = [p for p in await ib.reqPositionsAsync() if p.account == self.account and p.position]
-            await ib.reqAllOpenOrdersAsync()
+            working = await ib.reqAllOpenOrdersAsync()  # what TWS holds now, not this client's cache
             summary = await ib.accountSummaryAsync(self.account)
             values = {v.tag: v.value for v in summary if v.currency in (self.base_currency, "BASE", "")}
             missing = [t for t in ("NetLiquidation", "AvailableFunds", "TotalCashValue") if t not in values]
@@ -229,7 +275,9 @@ class IBBroker(Broker):
                                         else c.exchange, currency=c.currency, quantity=p.position,
                                         avg_cost=p.avgCost / mult, market_price=px, market_value=p.position * px * mult,
                                         contract_details={"conId": c.conId}))
-            orders = [_open_order(t) for t in ib.openTrades() if (t.order.account or self.account) == self.account]
+            # working orders (held ones included) keep their orderRef: reconcile matches them to our records
+            orders = [_open_order(t) for t in {id(t): t for t in working}.values()
+                      if _venue_status(t) not in _DONE and (t.order.account or self.account) == self.account]
             return PortfolioSnapshot(
                 snapshot_id="", updated_at=datetime.now(timezone.utc), as_of=as_of, broker=self.name,
                 account=self.account, mode=self.mode, base_currency=self.base_currency,
@@ -264,16 +312,55 @@ class IBBroker(Broker):
         return self._call(prices)
 
     async def _find(self, ib: Any, client_order_id: str) -> tuple[Any | None, list[Any]]:
-        """The trade with ``orderRef`` == id (session or open orders), and today's fills with it."""
-        trade = next((t for t in ib.trades() if t.order.orderRef == client_order_id), None)
+        """The trade with ``orderRef`` == id and the executions with it, from any session.
+
+        Looks in this session's trades, then all open orders (``reqAllOpenOrders``: working and
+        held ones, after a reconnect or a TWS restart too), then completed orders
+        (``reqCompletedOrders``: filled or cancelled ones, no longer open); executions come from
+        ``reqExecutions`` (their commission reports with them)."""
+        trade = _match(ib.trades(), client_order_id)
         if trade is None:
             await ib.reqAllOpenOrdersAsync()
-            trade = next((t for t in ib.trades() if t.order.orderRef == client_order_id), None)
+            trade = _match(ib.trades(), client_order_id)
         fills = [f for f in await ib.reqExecutionsAsync() if f.execution.orderRef == client_order_id]
+        if trade is None:
+            trade = _match(await ib.reqCompletedOrdersAsync(True), client_order_id)
         return trade, fills
 
+    async def _settle(self, ib: Any, trade: Any, wait_fill: bool) -> None:
+        """Wait (at most ``order_wait``) until the order's answer says what happens next: done (a
+        fill with its commission reports), held until the open (399), or, unless ``wait_fill``,
+        acknowledged as working.
+
+        Raises:
+            NotConnected: TWS lost its link to IB (1100) or the connection dropped meanwhile: the
+                order was sent and its fate is unknown.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.order_wait
+        while True:
+            if self._link_lost or not ib.isConnected():
+                raise NotConnected(f"{self._where()}: order {trade.order.orderRef} sent, then "
+                                   f"{self._link_lost or 'the connection dropped'}: its state is unknown")
+            st = _venue_status(trade)
+            if st in _DONE:
+                if st != "Filled" or all(f.commissionReport.execId for f in trade.fills):
+                    return
+            elif _held(trade) or (st in ("Submitted", "PreSubmitted") and not wait_fill):
+                return
+            if loop.time() >= deadline:
+                return
+            await asyncio.sleep(_POLL)
+
     def place_order(self, order: OrderRequest, as_of: datetime) -> OrderResult:
-        """Place with ``orderRef`` = client order id, after refusing a reused id; waits for the first status."""
+        """Place with ``orderRef`` = client order id, after refusing a reused id; returns on the first
+        answer that says what happens next (see the module docstring).
+
+        Raises:
+            DuplicateOrder: the id is already at IB (any session); OrderRejected (and
+                InsufficientFunds): IB refused it; NotConnected: not sent (no connection, link
+                lost), or sent and its answer lost.
+        """
         require_current(as_of, self.as_of_tolerance_seconds, self._where())
         ctx = f"{self._where()}: order {order.client_order_id}"
 
@@ -284,7 +371,7 @@ class IBBroker(Broker):
             spec = self._specs[order.symbol]
             trade, fills = await self._find(ib, order.client_order_id)
             if trade is not None or fills:
-                status = trade.orderStatus.status if trade is not None else "Filled"
+                status = _venue_status(trade) if trade is not None else "Filled"
                 raise DuplicateOrder(f"{ctx}: client order id already used at IB (status {status}); order refused")
             lots = order.quantity / spec.lot_size
             if order.quantity <= 0 or abs(lots - round(lots)) > 1e-9 or order.quantity < spec.min_quantity:
@@ -303,9 +390,10 @@ class IBBroker(Broker):
             else:
                 lmt = None
                 ib_order = MarketOrder(order.action, order.quantity, **common)
+            self._check_link()  # a 1100 that arrived during the checks above: nothing is sent
             trade = ib.placeOrder(contract, ib_order)
-            await _settle(trade, self.order_wait, wait_fill=order.order_type == "MKT")
-            return _result(trade, order.client_order_id, ctx, lmt)
+            await self._settle(ib, trade, wait_fill=order.order_type == "MKT")
+            return _result(trade, order.client_order_id, ctx, lmt, known=ib.fills())
 
         return self._call(place, self.request_timeout + self.order_wait)
 
@@ -319,31 +407,34 @@ class IBBroker(Broker):
                 if fills:
                     raise OrderRejected(f"{ctx}: the order is already filled")
                 raise OrderNotFound(f"{ctx}: no order with this client order id")
-            if trade.orderStatus.status in _DONE:
-                raise OrderRejected(f"{ctx}: the order is {trade.orderStatus.status}, not working")
+            if _venue_status(trade) in _DONE:
+                raise OrderRejected(f"{ctx}: the order is {_venue_status(trade)}, not working")
             ib.cancelOrder(trade.order)
             deadline = asyncio.get_running_loop().time() + self.order_wait
-            while trade.orderStatus.status not in _DONE and asyncio.get_running_loop().time() < deadline:
-                await asyncio.sleep(0.02)
-            return _result(trade, client_order_id, ctx, None, raise_errors=False)
+            while _venue_status(trade) not in _DONE and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(_POLL)
+            return _result(trade, client_order_id, ctx, None, raise_errors=False, fills=fills, known=ib.fills())
 
         return self._call(cancel, self.request_timeout + self.order_wait)
 
     def order_status(self, client_order_id: str) -> OrderResult:
-        """The order with this ``orderRef``: session trades, open orders, then today's executions."""
+        """The order with this ``orderRef`` from any session: its status, filled units, average price and
+        commissions (see the module docstring; a price no execution tells is None).
+
+        Raises:
+            OrderNotFound: IB has no order and no execution with this ``orderRef``.
+            NotConnected: IB cannot be asked (no connection, or TWS's link to IB is lost).
+        """
         ctx = f"{self._where()}: status {client_order_id}"
 
         async def status(ib: Any) -> OrderResult:
             trade, fills = await self._find(ib, client_order_id)
             if trade is not None:
-                return _result(trade, client_order_id, ctx, None, raise_errors=False)
+                return _result(trade, client_order_id, ctx, None, raise_errors=False, fills=fills, known=ib.fills())
             if fills:
-                shares = sum(f.execution.shares for f in fills)
-                avg = sum(f.execution.shares * f.execution.price for f in fills) / shares
-                known = {f.execution.execId: f for f in ib.fills()}
-                fee = sum(known.get(f.execution.execId, f).commissionReport.commission for f in fills)
+                filled, avg, fee = _fill_numbers(None, fills, ib.fills())
                 return OrderResult(orderId=str(fills[0].execution.permId), client_order_id=client_order_id,
-                                   status=FILLED, filled_quantity=shares, fill_price=avg, commission=fee)
+                                   status=FILLED, filled_quantity=filled, fill_price=avg, commission=fee)
             raise OrderNotFound(f"{ctx}: no order with this client order id")
 
         return self._call(status)
@@ -365,27 +456,81 @@ def _price_of(ticker: Any) -> float:
     return float(px) if _finite(px) else float("nan")
 
 
-async def _settle(trade: Any, wait: float, wait_fill: bool) -> None:
-    """Wait until the order is acknowledged (and for a market order, filled with its commissions)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
-    while loop.time() < deadline:
-        st = trade.orderStatus.status
-        if st in _DONE or (st in ("Submitted", "PreSubmitted") and not wait_fill):
-            if st != "Filled" or all(f.commissionReport.execId for f in trade.fills):
-                return
-        await asyncio.sleep(0.01)
+def _match(trades: list[Any], client_order_id: str) -> Any | None:
+    """The trade with this ``orderRef`` (a working one before a finished one, the latest of each)."""
+    found = [t for t in trades if t.order.orderRef == client_order_id]
+    if not found:
+        return None
+    working = [t for t in found if _venue_status(t) not in _DONE]
+    return (working or found)[-1]
 
 
-def _result(trade: Any, client_order_id: str, ctx: str, lmt: float | None, raise_errors: bool = True) -> OrderResult:
+def _venue_status(trade: Any) -> str:
+    """The order's status as IB itself last reported it.
+
+    ``ib_async`` 2.1.0 overwrites the status on a notice about an order that goes on:
+    ``ValidationError`` on warning 399 (held until the open) or 404, ``Cancelled`` on 10349
+    (TIF set by preset). Those are not the order's status: the last status IB sent is.
+    """
     st = trade.orderStatus.status
-    errors = [e for e in trade.log if e.errorCode and e.errorCode not in (202,)]
+    if st == "Cancelled":
+        last = next((e for e in reversed(trade.log) if e.status == st), None)
+        if last is None or last.errorCode not in IB_ORDER_GOES_ON:
+            return st
+    elif st != "ValidationError":
+        return st
+    for e in reversed(trade.log):
+        if e.status == "ValidationError" or e.errorCode in IB_ORDER_GOES_ON:
+            continue
+        return e.status
+    return "PendingSubmit"
+
+
+def _held(trade: Any) -> bool:
+    """The order is held until the session opens: warning 399 and still pre-submitted."""
+    return _venue_status(trade) in ("PreSubmitted", "PendingSubmit") and any(e.errorCode == 399 for e in trade.log)
+
+
+def _number(x: Any) -> float:
+    """A finite number, else 0 (IB's "unset" is 1.797e308)."""
+    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) and abs(x) < 1e300 else 0.0
+
+
+def _fill_numbers(trade: Any | None, fills: list[Any], known: list[Any]) -> tuple[float, float | None, float]:
+    """(filled units, average price or None, commission) of an order from its trade and executions.
+
+    Executions are taken once each (by execId), with the commission report the client holds for
+    them. The average comes from the executions when they cover every filled unit, else from
+    IB's own ``avgFillPrice``; when neither tells it, None (never 0).
+    """
+    reports = {f.execution.execId: f for f in known}
+    by_id: dict[str, Any] = {}
+    for f in [*(trade.fills if trade is not None else []), *fills]:
+        by_id.setdefault(f.execution.execId, reports.get(f.execution.execId, f))
+    execs = list(by_id.values())
+    exec_qty = sum(_number(f.execution.shares) for f in execs)
+    filled = exec_qty
+    if trade is not None:
+        filled = max(filled, _number(trade.orderStatus.filled), _number(trade.order.filledQuantity))
+    avg: float | None = None
+    if exec_qty > 0 and exec_qty >= filled - 1e-9:
+        avg = sum(_number(f.execution.shares) * _number(f.execution.price) for f in execs) / exec_qty
+    elif trade is not None and _finite(trade.orderStatus.avgFillPrice):
+        avg = float(trade.orderStatus.avgFillPrice)
+    if filled <= 0 or (avg is not None and avg <= 0):
+        avg = None
+    fee = sum(_number(f.commissionReport.commission) for f in execs)
+    return filled, avg, fee
+
+
+def _result(trade: Any, client_order_id: str, ctx: str, lmt: float | None, raise_errors: bool = True,
+            fills: list[Any] = (), known: list[Any] = ()) -> OrderResult:  # type: ignore[assignment]
+    """The trade as an OrderResult; with ``raise_errors``, a refused order raises its IB error instead."""
+    st = _venue_status(trade)
+    errors = [e for e in trade.log if e.errorCode and not ib_informational(e.errorCode)]
     if raise_errors and st in ("Cancelled", "Inactive", "ApiCancelled") and errors:
         raise from_ib(errors[-1].errorCode, errors[-1].message, ctx)
-    filled = sum(f.execution.shares for f in trade.fills) or trade.orderStatus.filled
-    avg = (sum(f.execution.shares * f.execution.price for f in trade.fills) / filled) if trade.fills else (
-        trade.orderStatus.avgFillPrice or None)
-    fee = sum(f.commissionReport.commission for f in trade.fills)
+    filled, avg, fee = _fill_numbers(trade, list(fills), list(known))
     lmt_out = lmt if lmt is not None else (trade.order.lmtPrice if _finite(trade.order.lmtPrice) else None)
     return OrderResult(orderId=str(trade.order.permId or trade.order.orderId), client_order_id=client_order_id,
                        status=_STATUS.get(st, st), filled_quantity=float(filled), fill_price=avg, commission=fee,

@@ -1,9 +1,11 @@
 """``sim``: a paper broker whose account lives in the store, realistic enough to trust.
 
-State: ``sim_accounts/{account}`` holds cash, positions, resting orders and the
-time the account has been brought up to; each order is also
-``sim_accounts/{account}/orders/{client_order_id}``. Nothing lives in memory:
-a new instance reads the same account.
+State: ``sim_accounts/{account}`` (:class:`~bus.models.SimAccountState`) holds
+cash, positions, resting orders, fees, funding and the time the account has been
+brought up to; each order is also ``sim_accounts/{account}/orders/{client_order_id}``
+(:class:`~bus.models.SimOrder`). Nothing lives in memory: a new instance reads the
+same account. Outside ``brokers/`` read it through :meth:`SimBroker.account_state`
+and :meth:`SimBroker.order_record`, never from the store.
 
 Fills (arithmetic in :mod:`brokers.sim_costs`):
 
@@ -49,16 +51,20 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Iterable, Protocol
 
+from pydantic import ValidationError
+
 from brokers.base import (
-    CANCELLED, FILLED, WORKING, Broker, DuplicateOrder, InsufficientFunds, NotConnected, OrderNotFound, OrderRejected,
-    OrderRequest, OrderResult, PriceSource, UnknownInstrument, limit_price_for,
+    CANCELLED, FILLED, WORKING, Broker, BrokerError, DuplicateOrder, InsufficientFunds, NotConnected, OrderNotFound,
+    OrderRejected, OrderRequest, OrderResult, PriceSource, UnknownInstrument, limit_price_for,
 )
 from brokers.sim_costs import (
     MARGINED_SEC_TYPES, CostModel, funding_payment, initial_margin, limit_crossed, resting_fill_price,
 )
 from bus import paths
 from bus.accounting import apply_fill
-from bus.models import Holding, InstrumentSpec, OpenOrder, PortfolioSnapshot
+from bus.models import (
+    Holding, InstrumentSpec, OpenOrder, PortfolioSnapshot, SimAccountState, SimOrder, SimPosition, SimRestingOrder,
+)
 from bus.store import Store
 
 EPS = 1e-9
@@ -124,20 +130,57 @@ class SimBroker(Broker):
         self.bars = bars
 
     # ------------------------------------------------------------------ state
-    def _new_state(self) -> dict[str, Any]:
-        return {"account": self.account, "cash": float(self.starting_cash), "starting_cash": float(self.starting_cash),
-                "positions": {}, "open_orders": {}, "fees_paid": 0.0, "realized_pnl": 0.0, "funding_paid": 0.0,
-                "order_count": 0, "created_at": datetime.now(timezone.utc)}
+    def _new_state(self) -> SimAccountState:
+        return SimAccountState(account=self.account, cash=float(self.starting_cash),
+                               starting_cash=float(self.starting_cash), created_at=datetime.now(timezone.utc))
 
-    def state(self) -> dict[str, Any]:
-        """The persisted account, created with ``starting_cash`` on first use."""
-        st = self.store.get(paths.sim_account(self.account)) or self._new_state()
-        st.setdefault("open_orders", {})
-        st.setdefault("funding_paid", 0.0)
-        return st
+    def account_state(self) -> SimAccountState:
+        """The persisted account as stored, created with ``starting_cash`` on first use.
 
-    def _check_time(self, st: dict[str, Any], as_of: datetime) -> None:
-        last = st.get("last_as_of")
+        It is not brought up to any time: resting fills and funding since ``accrued_to``
+        are applied by the next :meth:`portfolio` or :meth:`place_order`.
+
+        Raises:
+            BrokerError: the stored document does not load as a :class:`~bus.models.SimAccountState`.
+        """
+        path = paths.sim_account(self.account)
+        doc = self.store.get(path)
+        if not doc:
+            return self._new_state()
+        try:
+            return SimAccountState.model_validate(doc)
+        except ValidationError as exc:
+            raise BrokerError(f"sim: paper account {path} does not load: {exc}") from exc
+
+    def order_records(self) -> list[SimOrder]:
+        """Every order the paper account was sent, in client order id order.
+
+        Raises:
+            BrokerError: a stored document does not load as a :class:`~bus.models.SimOrder`.
+        """
+        prefix = paths.sim_order(self.account, "x")[:-2]
+        try:
+            return [SimOrder.model_validate(d) for _, d in self.store.list_docs(prefix)]
+        except ValidationError as exc:
+            raise BrokerError(f"sim: an order of {self.account} is malformed: {exc}") from exc
+
+    def order_record(self, client_order_id: str) -> SimOrder | None:
+        """The persisted order ``client_order_id`` and its fill; None when there is none.
+
+        Raises:
+            BrokerError: the stored document does not load as a :class:`~bus.models.SimOrder`.
+        """
+        path = paths.sim_order(self.account, client_order_id)
+        doc = self.store.get(path)
+        if doc is None:
+            return None
+        try:
+            return SimOrder.model_validate(doc)
+        except ValidationError as exc:
+            raise BrokerError(f"sim: paper order {path} does not load: {exc}") from exc
+
+    def _check_time(self, st: SimAccountState, as_of: datetime) -> None:
+        last = st.last_as_of
         if last is not None and as_of < last:
             raise NotConnected(
                 f"sim: paper account {self.account} has fills as of {last.isoformat()}; as-of {as_of.isoformat()} "
@@ -167,73 +210,72 @@ class SimBroker(Broker):
     def _margined(self, symbol: str) -> bool:
         return self._spec(symbol).secType in MARGINED_SEC_TYPES
 
-    def _margin(self, positions: dict[str, Any], marks: dict[str, float]) -> float:
-        return sum(initial_margin(p["quantity"], marks[s], self._spec(s).multiplier, self.leverage_for(s))
-                   for s, p in positions.items() if p["quantity"])
+    def _margin(self, positions: dict[str, SimPosition], marks: dict[str, float]) -> float:
+        return sum(initial_margin(p.quantity, marks[s], self._spec(s).multiplier, self.leverage_for(s))
+                   for s, p in positions.items() if p.quantity)
 
-    def _reserved(self, open_orders: dict[str, Any], positions: dict[str, Any]) -> float:
+    def _reserved(self, open_orders: dict[str, SimRestingOrder], positions: dict[str, SimPosition]) -> float:
         """Margin held by resting orders that add exposure, at their limit price."""
         total = 0.0
         for o in open_orders.values():
-            q0 = (positions.get(o["symbol"]) or {"quantity": 0.0})["quantity"]
-            signed = o["remaining"] if o["action"] == "BUY" else -o["remaining"]
+            q0 = (positions.get(o.symbol) or _FLAT).quantity
+            signed = o.remaining if o.action == "BUY" else -o.remaining
             added = max(0.0, abs(q0 + signed) - abs(q0))
-            total += initial_margin(added, o["lmtPrice"], self._spec(o["symbol"]).multiplier,
-                                    self.leverage_for(o["symbol"]))
+            total += initial_margin(added, o.lmtPrice, self._spec(o.symbol).multiplier, self.leverage_for(o.symbol))
         return total
 
-    def _nav(self, cash: float, positions: dict[str, Any], marks: dict[str, float]) -> float:
+    def _nav(self, cash: float, positions: dict[str, SimPosition], marks: dict[str, float]) -> float:
         nav = cash
         for s, p in positions.items():
-            if not p["quantity"]:
+            if not p.quantity:
                 continue
             m = self._spec(s).multiplier
-            nav += p["quantity"] * m * ((marks[s] - p["avg_cost"]) if self._margined(s) else marks[s])
+            nav += p.quantity * m * ((marks[s] - p.avg_cost) if self._margined(s) else marks[s])
         return nav
 
-    def _apply_fill(self, st: dict[str, Any], symbol: str, action: str, quantity: float, price: float,
+    def _apply_fill(self, st: SimAccountState, symbol: str, action: str, quantity: float, price: float,
                     maker: bool) -> float:
         """Book a fill into ``st`` (cash, position, fees, realized PnL); returns the fee."""
         spec = self._spec(symbol)
         sign = 1.0 if action == "BUY" else -1.0
         notional = quantity * price * spec.multiplier
         fee = self.cost_model(symbol).fee(notional, maker)
-        before = st["positions"].get(symbol) or {"quantity": 0.0, "avg_cost": 0.0}
-        q1, avg, realized = apply_fill(before["quantity"], before["avg_cost"], sign * quantity, price)
+        before = st.positions.get(symbol) or _FLAT
+        q1, avg, realized = apply_fill(before.quantity, before.avg_cost, sign * quantity, price)
         q1 = round(q1, 12)  # quantities are lot multiples: drop float noise (0.15 - 0.1 + 0.05)
-        st["positions"][symbol] = {**before, "quantity": q1, "avg_cost": avg}
+        st.positions[symbol] = before.model_copy(update={"quantity": q1, "avg_cost": avg})
         if self._margined(symbol):
-            st["cash"] += realized * spec.multiplier - fee
+            st.cash += realized * spec.multiplier - fee
         else:
-            st["cash"] -= sign * notional + fee
-        st["fees_paid"] += fee
-        st["realized_pnl"] += realized * spec.multiplier
+            st.cash -= sign * notional + fee
+        st.fees_paid += fee
+        st.realized_pnl += realized * spec.multiplier
         return fee
 
     # ------------------------------------------------------------------ time
-    def _advance(self, st: dict[str, Any], as_of: datetime) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
+    def _advance(self, st: SimAccountState, as_of: datetime) -> tuple[list[tuple[str, SimOrder]], bool]:
         """Bring ``st`` up to ``as_of``: resting fills and funding, in time order.
 
         Returns the order documents to write and whether the account changed.
         """
-        start = st.get("accrued_to")
-        writes: list[tuple[str, dict[str, Any]]] = []
+        start = st.accrued_to
+        writes: list[tuple[str, SimOrder]] = []
         if start is None or as_of <= start:
-            st["accrued_to"] = max(as_of, start) if start else as_of
+            st.accrued_to = max(as_of, start) if start else as_of
             return writes, False
         changed = False
-        symbols = {o["symbol"] for o in st["open_orders"].values()}
-        symbols |= {s for s, p in st["positions"].items() if p["quantity"] and self._margined(s)}
+        symbols = {o.symbol for o in st.open_orders.values()}
+        symbols |= {s for s, p in st.positions.items() if p.quantity and self._margined(s)}
         for sym in sorted(symbols):
             events: list[tuple[datetime, int, Any]] = []
             try:
                 if self.funding is not None and self._margined(sym):
                     events += [(t, 1, rate) for t, rate in self.funding(sym, start, as_of)]
-                if self.bars is not None and any(o["symbol"] == sym for o in st["open_orders"].values()):
+                if self.bars is not None and any(o.symbol == sym for o in st.open_orders.values()):
                     events += [(b[0], 0, b) for b in self.bars(sym, start, as_of)]
             except LookupError as exc:
                 raise NotConnected(f"sim: {sym} between {start.isoformat()} and {as_of.isoformat()}: {exc}") from exc
-            if any(o["symbol"] == sym for o in st["open_orders"].values()):
+            if any(o.symbol == sym for o in st.open_orders.values()):
                 if self.bars is None:
                     px = self._price(sym, as_of)
                     events.append((as_of, 0, (as_of, None, px, px, px)))  # no open: fills at the limit
@@ -241,41 +283,45 @@ class SimBroker(Broker):
                 if kind == 0:
                     writes += self._fill_resting(st, sym, when, data)
                 else:
-                    q = (st["positions"].get(sym) or {"quantity": 0.0})["quantity"]
-                    if q:
+                    pos = st.positions.get(sym)
+                    if pos is not None and pos.quantity:
                         changed = True
-                        pay = funding_payment(q, self._spec(sym).multiplier, self._price(sym, when), data)
-                        st["cash"] -= pay
-                        st["funding_paid"] += pay
-                        pos = st["positions"][sym]
-                        pos["funding"] = pos.get("funding", 0.0) + pay
-        st["accrued_to"] = as_of
+                        pay = funding_payment(pos.quantity, self._spec(sym).multiplier, self._price(sym, when), data)
+                        st.cash -= pay
+                        st.funding_paid += pay
+                        pos.funding += pay
+        st.accrued_to = as_of
         return writes, changed or bool(writes)
 
-    def _fill_resting(self, st: dict[str, Any], sym: str, when: datetime,
-                      bar: tuple[datetime, float | None, float, float, float]) -> list[tuple[str, dict[str, Any]]]:
+    def _fill_resting(self, st: SimAccountState, sym: str, when: datetime,
+                      bar: tuple[datetime, float | None, float, float, float]) -> list[tuple[str, SimOrder]]:
         _, bar_open, high, low, _close = bar
         writes = []
-        for coid, o in sorted(st["open_orders"].items(), key=lambda kv: kv[1]["seq"]):
-            if o["symbol"] != sym or not limit_crossed(o["action"], o["lmtPrice"], low, high):
+        for coid, o in sorted(st.open_orders.items(), key=lambda kv: kv[1].seq):
+            if o.symbol != sym or not limit_crossed(o.action, o.lmtPrice, low, high):
                 continue
-            price = o["lmtPrice"] if bar_open is None else resting_fill_price(o["action"], o["lmtPrice"], bar_open)
-            fee = self._apply_fill(st, sym, o["action"], o["remaining"], price, maker=True)
-            del st["open_orders"][coid]
-            rec = self.store.get(paths.sim_order(self.account, coid)) or {}
-            rec.update(status=FILLED, filled_quantity=o["totalQuantity"], fill_price=price, commission=fee,
-                       filled_as_of=when, maker=True)
+            price = o.lmtPrice if bar_open is None else resting_fill_price(o.action, o.lmtPrice, bar_open)
+            fee = self._apply_fill(st, sym, o.action, o.remaining, price, maker=True)
+            del st.open_orders[coid]
+            rec = self.order_record(coid) or SimOrder(  # written with the order: missing only if lost by hand
+                orderId=o.orderId, client_order_id=coid, symbol=o.symbol, action=o.action,
+                totalQuantity=o.totalQuantity, orderType="LMT", lmtPrice=o.lmtPrice, as_of=o.as_of, placed_at=o.as_of,
+                status=WORKING)
+            rec = rec.model_copy(update=dict(status=FILLED, filled_quantity=o.totalQuantity, fill_price=price,
+                                             commission=fee, filled_as_of=when, maker=True))
             writes.append((paths.sim_order(self.account, coid), rec))
         return writes
 
-    def _load(self, as_of: datetime) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]], bool]:
-        st = self.state()
+    def _load(self, as_of: datetime) -> tuple[SimAccountState, list[tuple[str, SimOrder]], bool]:
+        st = self.account_state()
         self._check_time(st, as_of)
         return st, *self._advance(st, as_of)
 
-    def _save(self, st: dict[str, Any], as_of: datetime, extra: Iterable[tuple[str, dict[str, Any]]] = ()) -> None:
-        st.update(updated_at=datetime.now(timezone.utc), last_as_of=as_of)
-        self.store.write_batch([(paths.sim_account(self.account), st), *extra])
+    def _save(self, st: SimAccountState, as_of: datetime, extra: Iterable[tuple[str, SimOrder]] = ()) -> None:
+        st.updated_at = datetime.now(timezone.utc)
+        st.last_as_of = as_of
+        self.store.write_batch([(paths.sim_account(self.account), st.to_store()),
+                                *((path, rec.to_store()) for path, rec in extra)])
 
     # ------------------------------------------------------------------ Broker
     def portfolio(self, as_of: datetime) -> PortfolioSnapshot:
@@ -285,27 +331,26 @@ class SimBroker(Broker):
             self._save(st, as_of, writes)
         holdings = []
         marks = {}
-        for sym, p in sorted(st["positions"].items()):
-            if not p["quantity"]:
+        for sym, p in sorted(st.positions.items()):
+            if not p.quantity:
                 continue
             spec = self._spec(sym)
             px = self._price(sym, as_of)
             marks[sym] = px
             holdings.append(Holding(symbol=sym, secType=spec.secType, exchange=spec.exchange, currency=spec.currency,
-                                    quantity=p["quantity"], avg_cost=p["avg_cost"], market_price=px,
-                                    market_value=p["quantity"] * px * spec.multiplier,
-                                    funding=float(p.get("funding", 0.0))))
-        nav = self._nav(st["cash"], st["positions"], marks)
-        open_orders = [OpenOrder(orderId=o["orderId"], client_order_id=coid, symbol=o["symbol"],
-                                 secType=self._spec(o["symbol"]).secType, action=o["action"],
-                                 totalQuantity=o["remaining"], orderType="LMT", lmtPrice=o["lmtPrice"], status=WORKING,
-                                 created_at=o["as_of"])
-                       for coid, o in sorted(st["open_orders"].items(), key=lambda kv: kv[1]["seq"])]
-        available = nav - self._margin(st["positions"], marks) - self._reserved(st["open_orders"], st["positions"])
+                                    quantity=p.quantity, avg_cost=p.avg_cost, market_price=px,
+                                    market_value=p.quantity * px * spec.multiplier, funding=p.funding))
+        nav = self._nav(st.cash, st.positions, marks)
+        open_orders = [OpenOrder(orderId=o.orderId, client_order_id=coid, symbol=o.symbol,
+                                 secType=self._spec(o.symbol).secType, action=o.action,
+                                 totalQuantity=o.remaining, orderType="LMT", lmtPrice=o.lmtPrice, status=WORKING,
+                                 created_at=o.as_of)
+                       for coid, o in sorted(st.open_orders.items(), key=lambda kv: kv[1].seq)]
+        available = nav - self._margin(st.positions, marks) - self._reserved(st.open_orders, st.positions)
         return PortfolioSnapshot(
             snapshot_id="", updated_at=datetime.now(timezone.utc), as_of=as_of, broker=self.name,
             account=self.account, mode=self.mode, base_currency=self.base_currency, net_liquidation=nav,
-            available_funds=available, cash=st["cash"], holdings=holdings, open_orders=open_orders)
+            available_funds=available, cash=st.cash, holdings=holdings, open_orders=open_orders)
 
     def instrument_specs(self, symbols: list[str]) -> dict[str, InstrumentSpec]:
         """Specs as configured; ``max_leverage`` is the leverage this account trades the symbol at."""
@@ -363,27 +408,28 @@ class SimBroker(Broker):
         if notional < spec.min_notional - EPS:
             raise OrderRejected(f"sim: {order.symbol} notional {notional:.2f} below minimum {spec.min_notional}")
         sign = 1.0 if order.action == "BUY" else -1.0
-        before = st["positions"].get(order.symbol) or {"quantity": 0.0, "avg_cost": 0.0}
-        st["order_count"] += 1
-        order_id = f"sim-{st['order_count']}"
+        q0 = (st.positions.get(order.symbol) or _FLAT).quantity
+        st.order_count += 1
+        order_id = f"sim-{st.order_count}"
         now = datetime.now(timezone.utc)
-        record = {"orderId": order_id, "client_order_id": order.client_order_id, "symbol": order.symbol,
-                  "action": order.action, "totalQuantity": order.quantity, "orderType": order.order_type,
-                  "lmtPrice": lmt, "as_of": as_of, "placed_at": now}
+        record = SimOrder(orderId=order_id, client_order_id=order.client_order_id, symbol=order.symbol,
+                          action=order.action, totalQuantity=order.quantity, orderType=order.order_type, lmtPrice=lmt,
+                          as_of=as_of, placed_at=now, status=WORKING)
         if rests:
-            st["open_orders"][order.client_order_id] = {
-                "orderId": order_id, "symbol": order.symbol, "action": order.action, "totalQuantity": order.quantity,
-                "remaining": order.quantity, "lmtPrice": lmt, "as_of": as_of, "seq": st["order_count"]}
-            if self._adds_exposure(before["quantity"], sign * order.quantity):
+            assert lmt is not None
+            st.open_orders[order.client_order_id] = SimRestingOrder(
+                orderId=order_id, symbol=order.symbol, action=order.action, totalQuantity=order.quantity,
+                remaining=order.quantity, lmtPrice=lmt, as_of=as_of, seq=st.order_count)
+            if self._adds_exposure(q0, sign * order.quantity):
                 self._check_funds(st, order, as_of, px)
-            record.update(status=WORKING, filled_quantity=0.0, fill_price=None, commission=0.0)
             self._save(st, as_of, [*writes, (order_path, record)])
             return OrderResult(orderId=order_id, client_order_id=order.client_order_id, status=WORKING,
                                limit_price=lmt)
         fee = self._apply_fill(st, order.symbol, order.action, order.quantity, fill, maker=False)
-        if self._adds_exposure(before["quantity"], sign * order.quantity):
+        if self._adds_exposure(q0, sign * order.quantity):
             self._check_funds(st, order, as_of, px)
-        record.update(status=FILLED, filled_quantity=order.quantity, fill_price=fill, commission=fee, maker=False)
+        record = record.model_copy(update=dict(status=FILLED, filled_quantity=order.quantity, fill_price=fill,
+                                               commission=fee, maker=False))
         self._save(st, as_of, [*writes, (order_path, record)])
         return OrderResult(orderId=order_id, client_order_id=order.client_order_id, status=FILLED,
                            filled_quantity=order.quantity, fill_price=fill, commission=fee, limit_price=lmt)
@@ -392,46 +438,53 @@ class SimBroker(Broker):
     def _adds_exposure(q0: float, signed_qty: float) -> bool:
         return abs(q0 + signed_qty) > abs(q0) + EPS
 
-    def _check_funds(self, st: dict[str, Any], order: OrderRequest, as_of: datetime, px: float) -> None:
+    def _check_funds(self, st: SimAccountState, order: OrderRequest, as_of: datetime, px: float) -> None:
         marks = {s: (px if s == order.symbol else self._price(s, as_of))
-                 for s, p in st["positions"].items() if p["quantity"]}
-        nav = self._nav(st["cash"], st["positions"], marks)
-        need = self._margin(st["positions"], marks) + self._reserved(st["open_orders"], st["positions"])
+                 for s, p in st.positions.items() if p.quantity}
+        nav = self._nav(st.cash, st.positions, marks)
+        need = self._margin(st.positions, marks) + self._reserved(st.open_orders, st.positions)
         if need > nav + EPS:
             raise InsufficientFunds(
                 f"sim: {order.action} {order.quantity} {order.symbol} needs margin {need:.2f} beyond NAV {nav:.2f}")
 
     def cancel_order(self, client_order_id: str) -> OrderResult:
         """Cancel a resting limit order (OrderNotFound, or OrderRejected when it is not working)."""
-        rec = self.store.get(paths.sim_order(self.account, client_order_id))
+        rec = self.order_record(client_order_id)
         if rec is None:
             raise OrderNotFound(f"sim: no order with client order id {client_order_id}")
-        st = self.state()
-        if rec["status"] != WORKING or client_order_id not in st["open_orders"]:
-            raise OrderRejected(f"sim: order {client_order_id} is {rec['status']}, not working; nothing to cancel")
-        del st["open_orders"][client_order_id]
-        rec["status"] = CANCELLED
-        st["updated_at"] = datetime.now(timezone.utc)
-        self.store.write_batch([(paths.sim_account(self.account), st),
-                                (paths.sim_order(self.account, client_order_id), rec)])
-        return self._result(client_order_id, rec)
+        st = self.account_state()
+        if rec.status != WORKING or client_order_id not in st.open_orders:
+            raise OrderRejected(f"sim: order {client_order_id} is {rec.status}, not working; nothing to cancel")
+        del st.open_orders[client_order_id]
+        rec = rec.model_copy(update={"status": CANCELLED})
+        st.updated_at = datetime.now(timezone.utc)
+        self.store.write_batch([(paths.sim_account(self.account), st.to_store()),
+                                (paths.sim_order(self.account, client_order_id), rec.to_store())])
+        return self._result(rec)
 
     def order_status(self, client_order_id: str) -> OrderResult:
         """The persisted order record (OrderNotFound when there is none)."""
-        rec = self.store.get(paths.sim_order(self.account, client_order_id))
+        rec = self.order_record(client_order_id)
         if rec is None:
             raise OrderNotFound(f"sim: no order with client order id {client_order_id}")
-        return self._result(client_order_id, rec)
+        return self._result(rec)
 
     @staticmethod
-    def _result(client_order_id: str, rec: dict[str, Any]) -> OrderResult:
-        return OrderResult(orderId=rec["orderId"], client_order_id=client_order_id, status=rec["status"],
-                           filled_quantity=rec["filled_quantity"], fill_price=rec["fill_price"],
-                           commission=rec["commission"], limit_price=rec.get("lmtPrice"))
+    def _result(rec: SimOrder) -> OrderResult:
+        return OrderResult(orderId=rec.orderId, client_order_id=rec.client_order_id, status=rec.status,
+                           filled_quantity=rec.filled_quantity, fill_price=rec.fill_price,
+                           commission=rec.commission, limit_price=rec.lmtPrice)
 
     def set_position(self, symbol: str, quantity: float, avg_cost: float) -> None:
-        """Change a holding directly, as a manual trade at the broker would (tests, demos)."""
+        """Change a holding directly, as a manual trade at the broker would (tests, demos).
+
+        The position is replaced whole: its cumulative ``funding`` starts again at 0.
+        """
         self._spec(symbol)
-        st = self.state()
-        st["positions"][symbol] = {"quantity": float(quantity), "avg_cost": float(avg_cost)}
-        self.store.set(paths.sim_account(self.account), st)
+        st = self.account_state()
+        st.positions[symbol] = SimPosition(quantity=float(quantity), avg_cost=float(avg_cost))
+        self.store.set(paths.sim_account(self.account), st.to_store())
+
+
+#: A position that is not there: no units, no cost, no funding (never mutated).
+_FLAT = SimPosition()

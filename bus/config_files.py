@@ -1,6 +1,6 @@
 """Reading configuration files that become documents: YAML in, one-line errors out.
 
-Shared by the local runner's configuration (``orchestrator/config.py``) and the
+Shared by the local runner's configuration (``pipeline/settings.py``) and the
 LLM traders' (``strategies/llm/config.py``), so a problem reads the same
 everywhere: ``{file}: [line N] what is wrong`` or ``{file}: {field}: {reason}``.
 """
@@ -8,10 +8,13 @@ everywhere: ``{file}: [line N] what is wrong`` or ``{file}: {field}: {reason}``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import ValidationError
+
+#: The exception class a caller wants its configuration problems raised as.
+E = TypeVar("E", bound=Exception)
 
 
 def read_yaml(path: Path, error: type[Exception]) -> Any:
@@ -30,7 +33,7 @@ def read_yaml(path: Path, error: type[Exception]) -> Any:
         raise error(f"{path}:{where} malformed YAML: {getattr(exc, 'problem', exc)}") from exc
 
 
-def first_error(where: Path | str, exc: ValidationError, error: type[Exception]) -> Exception:
+def first_error(where: Path | str, exc: ValidationError, error: type[E]) -> E:
     """The first validation problem as ``error("{where}: {field}: {reason} (+N more)")``."""
     e = exc.errors()[0]
     loc = ".".join(str(x) for x in e["loc"])

@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -67,6 +68,37 @@ def find_binary() -> Path:
         if out and (Path(out) / _RELATIVE).is_file():
             return Path(out) / _RELATIVE
     raise EmulatorError(f"Firestore emulator not found; {INSTALL_HINT}")
+
+
+#: Main class of the emulator's jar (what the SDK's launcher script runs).
+_MAIN_CLASS = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
+_PR_SET_PDEATHSIG = 1
+
+
+def launch_command(binary: Path) -> list[str]:
+    """The command that runs the emulator as one process.
+
+    The SDK's launcher is a shell script that starts Java as its child without ``exec``; a
+    Java process started that way would outlive a parent killed with ``kill -9``. When the
+    jar sits beside the script and ``java`` is on the PATH, Java is started directly, so the
+    parent-death signal set in :func:`_die_with_parent` reaches the emulator itself.
+    """
+    jar = binary.parent / "cloud-firestore-emulator.jar"
+    java = os.environ.get("JAVA") or shutil.which("java")
+    if jar.is_file() and java:
+        return [java, "-Duser.language=en", "-cp", str(jar), _MAIN_CLASS]
+    return [str(binary)]
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGKILL it when the parent thread dies (``prctl``)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the group is still stopped on every normal exit
+        pass
 
 
 def free_port() -> int:
@@ -154,7 +186,7 @@ class FirestoreEmulator:
         """
         binary = find_binary()
         self.port = free_port()
-        cmd = [str(binary), "start", "--host=127.0.0.1", f"--port={self.port}"]
+        cmd = [*launch_command(binary), "start", "--host=127.0.0.1", f"--port={self.port}"]
         imported = self._current_export()
         if imported:
             cmd.append(f"--import-data={imported}")
@@ -163,9 +195,12 @@ class FirestoreEmulator:
         log_dir = self.state_dir or Path(os.environ.get("TMPDIR", "/tmp"))
         log_dir.mkdir(parents=True, exist_ok=True)
         self._log_path = log_dir / f"emulator-{self.port}.log"
-        log = open(self._log_path, "wb")  # noqa: SIM115 - closed with the process
+        log = open(self._log_path, "wb")  # closed with the process
+        # Its own process group (stopped with killpg), and killed by the kernel if this process dies,
+        # even by kill -9 (only when started from the main thread: the signal follows the thread).
+        pdeath = _die_with_parent if threading.current_thread() is threading.main_thread() else None
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=pdeath)
         log.close()
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:

@@ -1,10 +1,12 @@
-"""Structured logs for Cloud Logging: one JSON object per line on stdout.
+"""Structured logs for Cloud Logging: one JSON object per line, written by google-cloud-logging's own
+``StructuredLogHandler`` (stdout, no API call).
 
 Cloud Functions (gen2) and Cloud Run parse a JSON line on stdout into a log
 entry: ``severity`` and ``message`` become the entry's severity and text,
 ``logging.googleapis.com/trace`` / ``spanId`` / ``trace_sampled`` tie it to the
-request's trace, ``logging.googleapis.com/sourceLocation`` to the code, and
-every other key lands in ``jsonPayload``. See
+request's trace, ``logging.googleapis.com/sourceLocation`` to the code,
+``logging.googleapis.com/labels`` (``python_logger``) to the logger, and every
+other key lands in ``jsonPayload``. See
 https://cloud.google.com/logging/docs/structured-logging.
 
 Context travels in :mod:`contextvars`, so every line logged while a request is
@@ -18,13 +20,17 @@ handled carries its ``execution_id``, ``strategy_id``, ``function``,
 Threads do not inherit context variables: a thread pool must submit
 ``contextvars.copy_context().run`` for its lines to keep them.
 
-Secrets never reach a line: the whole serialized line goes through
-:func:`redact`, which removes bearer tokens, ``key=value`` pairs whose key
-names a secret, well-known key and token formats, and the value of every
-environment variable whose name says it is a secret (``*KEY*``, ``*TOKEN*``,
-``*SECRET*``, ``*PASSWORD*``, ``*CREDENTIAL*``).
+The project's own :class:`ContextFilter`, which runs on the handler before the
+library's, puts those fields on the record where the library reads them
+(``json_fields``, ``trace``, ``span_id``, ``trace_sampled``) and redacts the
+record with :mod:`bus.redaction`: message, traceback, stack and every JSON
+field, so no secret reaches a line (see that module for what counts).
 
-This module imports nothing from the project (``bus`` is the bottom layer).
+The library is imported by :func:`configure`, not with this module: it brings
+the whole Cloud Logging client with it, and a function that only imports its
+code should not pay for it.
+
+This module imports nothing from the project but :mod:`bus.redaction` (``bus`` is the bottom layer).
 """
 
 from __future__ import annotations
@@ -35,38 +41,23 @@ import logging
 import os
 import re
 import sys
+import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any, Iterator, TypeGuard
+
+from bus.redaction import redact, scrub, secrets
 
 TRACE_HEADER = "X-Cloud-Trace-Context"
 TRACEPARENT_HEADER = "traceparent"
-REDACTED = "[REDACTED]"
 #: Context fields every line carries when set.
 FIELDS = ("execution_id", "strategy_id", "function", "error_id", "trace", "span_id", "trace_sampled")
 
 _VARS: dict[str, contextvars.ContextVar[Any]] = {
     name: contextvars.ContextVar(f"intent_bus_log_{name}", default=None) for name in FIELDS
 }
-_SEVERITY = {logging.DEBUG: "DEBUG", logging.INFO: "INFO", logging.WARNING: "WARNING",
-             logging.ERROR: "ERROR", logging.CRITICAL: "CRITICAL"}
-_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE", re.IGNORECASE)
-_KEY_WORDS = (r"api[_-]?key|apikey|access[_-]?key|secret[_-]?key|private[_-]?key|client[_-]?secret|secret|"
-              r"password|passwd|token|access[_-]?token|refresh[_-]?token|id[_-]?token|authorization|auth")
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # "Authorization: Bearer xyz", "bearer xyz"
-    (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9\-._~+/]+=*"), rf"\1\2{REDACTED}"),
-    # key=value, key: value, "key": "value" where the key names a secret
-    (re.compile(rf"(?i)\b((?:[a-z0-9]+[_-])*(?:{_KEY_WORDS})(?:\\?[\"'])?\s*[:=]\s*(?:\\?[\"'])?)"
-                r"(?!\[REDACTED\])(?!bearer\b)(?!basic\b)[^\s\"'\\,;&{}\[\]()]+"), rf"\1{REDACTED}"),
-    (re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"), REDACTED),                       # OpenAI-style API keys
-    (re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"), REDACTED),                      # Google API keys
-    (re.compile(r"\bya29\.[0-9A-Za-z_\-.]+"), REDACTED),                       # Google OAuth access tokens
-    (re.compile(r"\beyJ[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]*"), REDACTED),  # JWTs
-    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.DOTALL), REDACTED),
-)
-_SECRET_KEY = re.compile(rf"(?i)(?:[a-z0-9]+[_-])*(?:{_KEY_WORDS})")
-_MIN_SECRET_LEN = 6
+_TRACE_KEYS = ("trace", "span_id", "trace_sampled")
+_FORMATTER = logging.Formatter()  # formats a traceback the way every handler does
 
 
 # --------------------------------------------------------------------------- context
@@ -130,107 +121,143 @@ def trace_fields(cloud_trace: str | None, traceparent: str | None = None) -> dic
     return {}
 
 
-# --------------------------------------------------------------------------- redaction
+# --------------------------------------------------------------------------- the filter
 
 
-def _env_secrets() -> list[str]:
-    values = {v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= _MIN_SECRET_LEN}
-    # A path (GOOGLE_APPLICATION_CREDENTIALS) is not itself a secret, but hiding it costs nothing.
-    return sorted(values, key=len, reverse=True)
-
-
-def redact(text: str, _secrets: list[str] | None = None) -> str:
-    """``text`` with secrets replaced by ``[REDACTED]`` (see the module docstring for what counts)."""
-    for value in _env_secrets() if _secrets is None else _secrets:
-        if value in text:
-            text = text.replace(value, REDACTED)
-    for pattern, repl in _PATTERNS:
-        text = pattern.sub(repl, text)
-    return text
-
-
-def scrub(obj: Any, _secrets: list[str] | None = None) -> Any:
-    """``obj`` (JSON-like) with every string redacted and every value under a secret-named key
-    (``api_key``, ``token``, ``password``, ...) replaced by ``[REDACTED]``."""
-    secrets = _env_secrets() if _secrets is None else _secrets
-    if isinstance(obj, str):
-        return redact(obj, secrets)
-    if isinstance(obj, dict):
-        return {k: (REDACTED if isinstance(k, str) and v not in (None, "") and _SECRET_KEY.fullmatch(k)
-                    else scrub(v, secrets)) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [scrub(v, secrets) for v in obj]
-    return obj
-
-
-# --------------------------------------------------------------------------- formatting
-
-
-class JsonFormatter(logging.Formatter):
-    """Formats a record as one JSON object in the shape Cloud Logging parses.
+class ContextFilter(logging.Filter):
+    """Redacts a record and adds the context fields where ``StructuredLogHandler`` reads them.
 
     Args:
         project: the project id for ``projects/{project}/traces/{trace}``;
-            default ``$GOOGLE_CLOUD_PROJECT`` at format time.
+            default ``$GOOGLE_CLOUD_PROJECT`` when the record is filtered.
 
-    Keys: ``severity``, ``message`` (with the traceback, if any), ``time``
-    (RFC 3339 UTC), ``logger``, the context :data:`FIELDS` (from context
-    variables, or from ``extra=`` on the call, which wins), the trace keys, and
-    ``data`` when ``extra={"data": {...}}`` is given.
+    * the message (``msg`` % ``args``), the traceback (``exc_text``) and ``stack_info``
+      are redacted in place, so any later handler prints them redacted too;
+    * ``json_fields`` (which becomes ``jsonPayload``) gets the context :data:`FIELDS`
+      from context variables, or from ``extra=`` on the call, which wins, and
+      ``data`` when ``extra={"data": {...}}`` is given; it is scrubbed whole;
+    * ``trace`` (full resource name), ``span_id`` and ``trace_sampled`` are set when known;
+      ``http_request`` is only kept when given, scrubbed: the platform's request log has it.
+
+    Never drops a record.
     """
 
     def __init__(self, project: str | None = None) -> None:
         super().__init__()
         self.project = project
 
-    def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        if record.exc_info:
-            message = f"{message}\n{self.formatException(record.exc_info)}"
-        elif record.exc_text:
-            message = f"{message}\n{record.exc_text}"
-        entry: dict[str, Any] = {
-            "severity": _SEVERITY.get(record.levelno, "DEFAULT"),
-            "message": message,
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat().replace("+00:00", "Z"),
-            "logger": record.name,
-        }
+    def filter(self, record: logging.LogRecord) -> bool:
+        values = secrets()
+        if isinstance(record.msg, dict):
+            record.msg = scrub(record.msg, known=values)
+        else:
+            try:
+                msg = record.getMessage()
+            except Exception:  # a badly formatted record: logging reports it at format time
+                msg = None
+            clean = None if msg is None else redact(msg, known=values)
+            if clean != msg:
+                record.msg, record.args = clean, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _FORMATTER.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, known=values)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info, known=values)
+
         fields = current()
         for name in FIELDS:
             value = getattr(record, name, None)
             if value is not None:
                 fields[name] = value
-        trace, span, sampled = fields.pop("trace", None), fields.pop("span_id", None), fields.pop("trace_sampled", None)
-        entry.update(fields)
-        project = self.project or os.environ.get("GOOGLE_CLOUD_PROJECT")
-        if trace:
-            entry["logging.googleapis.com/trace"] = f"projects/{project}/traces/{trace}" if project else trace
-        if span:
-            entry["logging.googleapis.com/spanId"] = span
-        if sampled is not None:
-            entry["logging.googleapis.com/trace_sampled"] = bool(sampled)
+        trace, span, sampled = (fields.pop(k, None) for k in _TRACE_KEYS)
+        payload = {**(getattr(record, "json_fields", None) or {}), **fields}
         data = getattr(record, "data", None)
         if data is not None:
-            entry["data"] = data
-        entry["logging.googleapis.com/sourceLocation"] = {
-            "file": record.pathname, "line": str(record.lineno), "function": record.funcName}
-        return json.dumps(scrub(json.loads(json.dumps(entry, default=str))), ensure_ascii=False)
+            payload["data"] = data
+        record.json_fields = scrub(payload, known=values)
+        if trace:
+            project = self.project or os.environ.get("GOOGLE_CLOUD_PROJECT")
+            trace = str(trace)
+            record.trace = (f"projects/{project}/traces/{trace}" if project and not trace.startswith("projects/")
+                            else trace)
+        if span:
+            record.span_id = str(span)
+        if sampled is not None:
+            record.trace_sampled = bool(sampled)
+        http = getattr(record, "http_request", None)
+        record.http_request = scrub(http, known=values) if http else None
+        return True
 
 
-class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stdout`` (or ``sys.stderr``) is at emit time (test capture, a redirect)."""
+# --------------------------------------------------------------------------- the handler
 
-    def __init__(self, to_stderr: bool = False) -> None:
-        self.to_stderr = to_stderr
-        super().__init__(sys.stdout)
 
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
-        return sys.stderr if self.to_stderr else sys.stdout
+def _rfc3339(created: float) -> str:
+    return datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
-    @stream.setter
-    def stream(self, _value: Any) -> None:
-        pass
+
+_HANDLER_CLASS: Any = None
+_CONFIGURE_LOCK = threading.Lock()  # two first requests at once must not add two handlers
+
+
+class _OurHandler(logging.Handler):
+    """What :func:`configure` knows of the structured-log handler, whose class is built on first use."""
+
+    intent_bus = True
+    to_stderr: bool = False
+
+
+def _handler_class() -> Any:
+    """``StructuredLogHandler`` fitted to this project, imported on first use (it is heavy)."""
+    global _HANDLER_CLASS
+    if _HANDLER_CLASS is not None:
+        return _HANDLER_CLASS
+    import google.cloud.logging_v2
+    from google.cloud.logging_v2.handlers import StructuredLogHandler
+
+    class _Encoder(json.JSONEncoder):
+        def default(self, o: Any) -> Any:
+            return str(o)
+
+    class Handler(StructuredLogHandler, _OurHandler):
+        """Writes to whatever ``sys.stdout`` (or ``sys.stderr``) is at emit time (test capture, a
+        redirect); adds ``time``; prints no diagnostic line of its own."""
+
+        def __init__(self, project: str | None = None, to_stderr: bool = False) -> None:
+            self.to_stderr = to_stderr
+            super().__init__(project_id=project or os.environ.get("GOOGLE_CLOUD_PROJECT"),
+                             json_encoder_cls=_Encoder)
+            self.filters.insert(0, ContextFilter(project))  # before the library's filter reads the record
+
+        @property
+        def stream(self) -> Any:
+            return sys.stderr if self.to_stderr else sys.stdout
+
+        @stream.setter
+        def stream(self, _value: Any) -> None:
+            pass
+
+        def format(self, record: logging.LogRecord) -> str:
+            # The library strips a "time" key from json_fields; the line starts with "{".
+            return f'{{"time": "{_rfc3339(record.created)}", ' + super().format(record)[1:]
+
+        def emit_instrumentation_info(self) -> None:
+            # The library's one-off line naming itself has no message; mark it sent instead.
+            google.cloud.logging_v2._instrumentation_emitted = True
+
+    _HANDLER_CLASS = Handler
+    return Handler
+
+
+def make_handler(project: str | None = None, to_stderr: bool = False) -> logging.Handler:
+    """A new structured-log handler (not attached): ``StructuredLogHandler`` with :class:`ContextFilter`
+    first. ``handler.filter(record)`` then ``handler.format(record)`` gives the line without writing it."""
+    return _handler_class()(project, to_stderr)
+
+
+def _ours(h: logging.Handler) -> TypeGuard[_OurHandler]:
+    return getattr(h, "intent_bus", False) is True
 
 
 def configure(level: int | str = logging.INFO, project: str | None = None,
@@ -241,23 +268,25 @@ def configure(level: int | str = logging.INFO, project: str | None = None,
     root logger, so no line is printed twice in another shape. Returns the handler.
     """
     root = logging.getLogger()
-    for h in list(root.handlers):
-        if isinstance(h, _StdoutHandler):
-            h.setFormatter(JsonFormatter(project))
-            h.to_stderr = to_stderr
-            root.setLevel(level)
-            return h
-    for h in list(root.handlers):
-        if type(h) is logging.StreamHandler:  # basicConfig's plain-text handler
-            root.removeHandler(h)
-    handler = _StdoutHandler(to_stderr)
-    handler.setFormatter(JsonFormatter(project))
-    root.addHandler(handler)
-    root.setLevel(level)
-    return handler
+    with _CONFIGURE_LOCK:
+        for h in list(root.handlers):
+            if _ours(h):
+                h.to_stderr = to_stderr
+                for f in h.filters:
+                    if isinstance(f, ContextFilter):
+                        f.project = project
+                root.setLevel(level)
+                return h
+        for h in list(root.handlers):
+            if type(h) is logging.StreamHandler:  # basicConfig's plain-text handler
+                root.removeHandler(h)
+        handler = make_handler(project, to_stderr)
+        root.addHandler(handler)
+        root.setLevel(level)
+        return handler
 
 
 def ensure_configured() -> None:
     """:func:`configure` with the defaults, unless it was already called (a function's first request)."""
-    if not any(isinstance(h, _StdoutHandler) for h in logging.getLogger().handlers):
+    if not any(_ours(h) for h in logging.getLogger().handlers):
         configure()

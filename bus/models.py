@@ -14,14 +14,14 @@ timezone-aware UTC ``datetime`` objects.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from typing import Annotated
-
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AllowInfNan, AwareDatetime, BaseModel, ConfigDict, Field, Strict, model_validator
 
 IntentStatus = Literal["success", "error", "skipped"]
-ExecutionStatus = Literal["completed", "failed", "partial_success", "skipped"]
+#: ``placing``: written ahead of the venue calls; a run that died while placing stays ``placing``
+#: until a later run resolves its orders.
+ExecutionStatus = Literal["completed", "failed", "partial_success", "skipped", "placing"]
 Action = Literal["BUY", "SELL"]
 
 
@@ -38,6 +38,10 @@ def utc(dt: datetime) -> datetime:
 
 #: A timezone-aware datetime, converted to UTC; a naive one is refused.
 UTCDateTime = Annotated[AwareDatetime, AfterValidator(utc)]
+
+
+#: A number as a number: a string such as ``"10"`` is refused (strict), and so are NaN and ±inf.
+FiniteNumber = Annotated[float, Strict(), AllowInfNan(False)]
 
 
 class Doc(BaseModel):
@@ -188,13 +192,13 @@ class TargetPosition(Instrument):
         pydantic.ValidationError: when zero or several sizes are set.
     """
 
-    quantity: float | None = None
-    weight: float | None = None
-    notional: float | None = None
-    leverage: float | None = Field(None, gt=0)
-    stop_loss: float | None = None
-    take_profit: float | None = None
-    confidence: float | None = Field(None, ge=0, le=100)
+    quantity: FiniteNumber | None = None
+    weight: FiniteNumber | None = None
+    notional: FiniteNumber | None = None
+    leverage: FiniteNumber | None = Field(None, gt=0)
+    stop_loss: FiniteNumber | None = None
+    take_profit: FiniteNumber | None = None
+    confidence: FiniteNumber | None = Field(None, ge=0, le=100)
 
     @model_validator(mode="after")
     def _one_size(self) -> "TargetPosition":
@@ -213,13 +217,42 @@ class IntentMetadata(Doc):
     indicators: dict[str, float | str | None] = Field(default_factory=dict)
 
 
+# --------------------------------------------------------------------------- bars used (market data provenance)
+# What an intent records about the bars its strategy read (market/usage.py fills it in): enough for an
+# audit or a replay to check that it sees the same data. Kept together: BarsUsed and IntentSource.bars.
+
+
+class BarsUsed(Doc):
+    """One bar series a strategy read for an intent.
+
+    Attributes:
+        symbol / timeframe: the series (``SPY`` / ``1d``).
+        source: where the bars came from: ``bundled`` (market/data), a source name of ``market.yaml``
+            (bars fetched and cached), or ``bundled+NAME`` when the bars read span both.
+        bars: how many bars were read (the widest read of the series).
+        first_open: open time of the oldest bar read (UTC).
+        last_close: close time of the newest bar read (UTC): no bar closing later was visible.
+        digest: ``sha256:`` + hex digest of the bars read (:func:`market.bars.bars_digest`).
+    """
+
+    symbol: str
+    timeframe: str
+    source: str
+    bars: int = Field(ge=0)
+    first_open: UTCDateTime
+    last_close: UTCDateTime
+    digest: str
+
+
 class IntentSource(Doc):
-    """Where an intent came from: code version, and for LLM traders prompt digest, model, journal."""
+    """Where an intent came from: code version, for LLM traders prompt digest, model, journal; and the bars read."""
 
     code_version: str = ""
     prompt_digest: str | None = None
     model: str | None = None
     journal_ref: str | None = None
+    bars: list[BarsUsed] = Field(default_factory=list, description="every bar series the strategy read")
+# --------------------------------------------------------------------------- end of bars used
 
 
 class Intent(Doc):
@@ -415,6 +448,19 @@ class ExecutionContext(Doc):
     code_version: str = ""
 
 
+class LateFillRecord(Doc):
+    """Fills of an earlier order booked by this run: signed units, their average price, commission, and
+    each strategy's booked units."""
+
+    client_order_id: str
+    execution_id: str
+    symbol: str
+    quantity: float
+    price: float
+    commission: float = 0.0
+    booked: dict[str, float] = Field(default_factory=dict)
+
+
 class Execution(Doc):
     """``executions/{execution_id}``: the audit record of one Commander run."""
 
@@ -436,6 +482,11 @@ class Execution(Doc):
     errored_strategies: list[str] = Field(default_factory=list)
     skipped_strategies: list[str] = Field(default_factory=list)
     unmanaged: list[str] = Field(default_factory=list)
+    blocked: dict[str, str] = Field(default_factory=dict, description="symbol -> why no order went out on it "
+                                    "(an earlier order the venue has not answered for)")
+    late_fills: list[LateFillRecord] = Field(default_factory=list)
+    strategy_reasons: dict[str, str] = Field(default_factory=dict, description="strategy id -> why its intent "
+                                             "was not used (missing, stale, errored, skipped)")
 
 
 # --------------------------------------------------------------------------- books
@@ -539,3 +590,126 @@ class AccountState(Doc):
     last_trade_at: UTCDateTime | None = Field(
         None, description="wall-clock time of the last execution that filled orders; a snapshot taken before it "
                           "does not show those fills and is refused")
+    orders_planned_at: UTCDateTime | None = Field(
+        None, description="wall-clock time of the last write-ahead of orders (orders/*); a snapshot taken before "
+                          "it may miss those orders' fills and is refused")
+
+
+# --------------------------------------------------------------------------- paper broker (sim) account
+# ``sim_accounts/{account}`` and ``sim_accounts/{account}/orders/{client_order_id}``, written and read only by
+# brokers/sim.py. Fields added after the first version have defaults, so documents an older version stored load.
+
+
+class SimPosition(Doc):
+    """One symbol's position in the paper account (``SimAccountState.positions[symbol]``).
+
+    Attributes:
+        quantity: signed units of the instrument (> 0 long, < 0 short); 0 once closed (the entry stays, so
+            its ``funding`` keeps counting up when the symbol is traded again).
+        avg_cost: average entry price per unit, base currency (the paper broker converts no currency).
+        funding: cumulative perpetual funding paid on this symbol, base currency (> 0 paid, < 0 received);
+            0 for instruments without funding. Older documents lack it (0).
+    """
+
+    quantity: float = 0.0
+    avg_cost: float = 0.0
+    funding: float = 0.0
+
+
+class SimRestingOrder(Doc):
+    """A resting limit order of the paper account (``SimAccountState.open_orders[client_order_id]``).
+
+    Attributes:
+        orderId: the paper broker's order id (``sim-N``).
+        symbol, action: instrument and side.
+        totalQuantity: units ordered (> 0).
+        remaining: units not yet filled (> 0); the paper broker fills a resting order whole.
+        lmtPrice: limit price per unit, base currency, on the instrument's tick.
+        as_of: the market time the order was placed at (UTC).
+        seq: the account's order number at placement; resting orders fill in this order.
+    """
+
+    orderId: str
+    symbol: str
+    action: Action
+    totalQuantity: float = Field(gt=0)
+    remaining: float = Field(gt=0)
+    lmtPrice: float
+    as_of: UTCDateTime
+    seq: int
+
+
+class SimAccountState(Doc):
+    """``sim_accounts/{account}``: the paper broker's account.
+
+    Amounts are in base currency and cumulative since the account was created.
+
+    Attributes:
+        account: the account id (the document id).
+        cash: the wallet balance. Buying a cash instrument (shares, coins) pays its notional from it; for a
+            margined one (perpetual, future) it moves only by realized PnL, fees and funding.
+        starting_cash: cash when the account was created.
+        positions: symbol -> :class:`SimPosition` (closed ones stay, with quantity 0).
+        open_orders: client order id -> resting limit order (:class:`SimRestingOrder`). Older documents lack it.
+        fees_paid: commissions paid (slippage is not tracked apart: it is in the fill prices).
+        realized_pnl: realized PnL of closed units (× multiplier), before fees and funding.
+        funding_paid: perpetual funding paid (> 0) or received (< 0), all symbols. Older documents lack it (0).
+        order_count: orders placed so far (the ``N`` of the next ``sim-N`` order id is one more).
+        created_at, updated_at: wall-clock times the account was created and last written (UTC).
+        last_as_of: the market time of the last fill, order or funding written (UTC); an earlier as-of is refused.
+        accrued_to: the market time up to which resting fills and funding have been applied (UTC);
+            None before the account was first brought up to a time.
+    """
+
+    account: str
+    cash: float
+    starting_cash: float
+    positions: dict[str, SimPosition] = Field(default_factory=dict)
+    open_orders: dict[str, SimRestingOrder] = Field(default_factory=dict)
+    fees_paid: float = 0.0
+    realized_pnl: float = 0.0
+    funding_paid: float = 0.0
+    order_count: int = 0
+    created_at: UTCDateTime
+    updated_at: UTCDateTime | None = None
+    last_as_of: UTCDateTime | None = None
+    accrued_to: UTCDateTime | None = None
+
+    def quantities(self) -> dict[str, float]:
+        """Symbol -> signed units held, closed positions left out."""
+        return {s: p.quantity for s, p in self.positions.items() if p.quantity}
+
+
+class SimOrder(Doc):
+    """``sim_accounts/{account}/orders/{client_order_id}``: one paper order and its fill (IB field names).
+
+    Attributes:
+        orderId: the paper broker's order id (``sim-N``); ``client_order_id`` the caller's (the document id).
+        symbol, action, orderType: instrument, side, ``MKT`` or ``LMT``.
+        totalQuantity: units ordered (> 0).
+        lmtPrice: limit price per unit, base currency (None for a market order). Older documents lack it.
+        as_of: the market time the order was placed at; ``placed_at`` the wall-clock time (UTC).
+        status: ``Submitted`` (resting), ``Filled`` or ``Cancelled`` (the constants of :mod:`brokers.base`).
+        filled_quantity: units filled (the whole order or 0).
+        fill_price: price per unit filled at, base currency, slippage included (None until filled).
+        commission: fee paid on the fill, base currency.
+        maker: True when it filled resting (maker fee), False when it filled on arrival (taker fee);
+            None until filled, and in older documents.
+        filled_as_of: the market time a resting order filled at (the bar's close time); None otherwise.
+    """
+
+    orderId: str
+    client_order_id: str
+    symbol: str
+    action: Action
+    totalQuantity: float = Field(gt=0)
+    orderType: Literal["MKT", "LMT"] = "MKT"
+    lmtPrice: float | None = None
+    as_of: UTCDateTime
+    placed_at: UTCDateTime
+    status: str
+    filled_quantity: float = 0.0
+    fill_price: float | None = None
+    commission: float = 0.0
+    maker: bool | None = None
+    filled_as_of: UTCDateTime | None = None

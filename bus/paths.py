@@ -88,3 +88,12 @@ def sim_account(account: str) -> str:
 def sim_order(account: str, client_order_id: str) -> str:
     """``sim_accounts/{account}/orders/{client_order_id}``: one paper order and its fill."""
     return f"sim_accounts/{account}/orders/{client_order_id}"
+
+
+#: ``orders``: the order lifecycle records (the collection).
+ORDERS = "orders"
+
+
+def order(client_order_id: str) -> str:
+    """``orders/{client_order_id}``: one order's lifecycle, written ahead of the venue call."""
+    return f"{ORDERS}/{client_order_id}"

@@ -11,15 +11,42 @@ check that a run reads many documents in one ``get_all``.
 from __future__ import annotations
 
 import copy
+import logging
+import os
+import socket
 import threading
 from abc import ABC, abstractmethod
 from collections import Counter
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 from pydantic import BaseModel
 
+log = logging.getLogger(__name__)
+
 M = TypeVar("M", bound=BaseModel)
+
+#: Firestore refuses a batch (a commit) of more than this many writes.
+FIRESTORE_BATCH_LIMIT = 500
+#: Writes per batch in :meth:`Store.write_batches`: below the limit, with room to spare.
+BATCH_WRITES = 400
+
+
+#: Seconds one store call may take (one attempt), unless ``$INTENT_BUS_STORE_TIMEOUT`` says otherwise.
+STORE_TIMEOUT_SECONDS = 10.0
+#: Seconds all attempts of one store call may take together, unless ``$INTENT_BUS_STORE_DEADLINE`` says otherwise.
+STORE_DEADLINE_SECONDS = 20.0
+STORE_TIMEOUT_ENV = "INTENT_BUS_STORE_TIMEOUT"
+STORE_DEADLINE_ENV = "INTENT_BUS_STORE_DEADLINE"
+
+
+def _env_seconds(name: str, default: float) -> float:
+    """A positive number of seconds from the environment, else ``default``."""
+    try:
+        value = float(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value > 0 else default
 
 
 class StoreError(RuntimeError):
@@ -30,12 +57,21 @@ class Store(ABC):
     """A document store. Paths have an even number of segments.
 
     ``stats`` counts round trips by kind: ``get``, ``get_all``, ``set``,
-    ``batch``, ``list``, ``delete``, ``transaction``.
+    ``batch``, ``list``, ``delete``, ``transaction``. Subclasses implement the
+    abstract methods; :meth:`write_batches` (chunking over :meth:`write_batch`)
+    is shared by every store.
     """
 
     def __init__(self) -> None:
         self.stats: Counter[str] = Counter()
         self._stats_lock = threading.Lock()
+        #: Called with the paths of every committed write (``set``, ``write_batch``), after the commit.
+        #: The embedded emulator uses it to save its state at the pipeline's commit points.
+        self.on_commit: Callable[[list[str]], None] | None = None
+
+    def _committed(self, paths: list[str]) -> None:
+        if self.on_commit is not None:
+            self.on_commit(paths)
 
     def _count(self, kind: str) -> None:
         with self._stats_lock:
@@ -57,9 +93,35 @@ class Store(ABC):
     def write_batch(self, writes: list[tuple[str, dict[str, Any]]]) -> None:
         """Create or replace several documents atomically, in one round trip."""
 
+    def write_batches(self, writes: list[tuple[str, dict[str, Any]]], size: int | None = None) -> None:
+        """Create or replace any number of documents: :meth:`write_batch` on consecutive
+        chunks of at most ``size`` writes (default :data:`BATCH_WRITES`), in order (one
+        round trip each; nothing for no writes). Shared by :class:`MemoryStore` and
+        :class:`FirestoreStore`, so a backtest batches exactly as the cloud does.
+
+        Each chunk is atomic, the whole is not: when a chunk fails, the earlier ones stay
+        written and the later ones are not tried (the error propagates).
+
+        Raises:
+            ValueError: ``size`` is not within 1..:data:`FIRESTORE_BATCH_LIMIT`.
+            StoreError: a chunk could not be written.
+        """
+        size = BATCH_WRITES if size is None else size
+        if not 1 <= size <= FIRESTORE_BATCH_LIMIT:
+            raise ValueError(f"batch size must be within 1..{FIRESTORE_BATCH_LIMIT}, got {size}")
+        for start in range(0, len(writes), size):
+            self.write_batch(writes[start:start + size])
+
     @abstractmethod
     def list_docs(self, collection: str) -> list[tuple[str, dict[str, Any]]]:
         """All documents of a collection as (id, data), sorted by id."""
+
+    @abstractmethod
+    def list_where(self, collection: str, field: str, value: Any) -> list[tuple[str, dict[str, Any]]]:
+        """Documents of a collection whose top-level ``field`` equals ``value``, as (id, data), sorted by id.
+
+        One round trip (a Firestore equality query on a single-field index).
+        """
 
     @abstractmethod
     def delete(self, path: str) -> None:
@@ -79,13 +141,37 @@ class Store(ABC):
         """Release the lease if ``holder`` holds it."""
 
 
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _lease_decision(current: dict[str, Any] | None, holder: str, now: datetime) -> bool:
+    """May ``holder`` take the lease ``current``? Yes when there is none, it is its own, it has expired, or
+    its holder was a process on this host that no longer exists (a ``kill -9``'d run: no need to wait
+    for the expiry)."""
     if current is None:
         return True
     expires = current.get("expires_at")
     if current.get("holder") == holder:
         return True
-    return expires is None or expires <= now
+    if expires is None or expires <= now:
+        return True
+    pid = current.get("pid")
+    return bool(current.get("host") == socket.gethostname() and isinstance(pid, int) and pid != os.getpid()
+                and not _alive(pid))
+
+
+def _lease_doc(holder: str, now: datetime, ttl_seconds: float) -> dict[str, Any]:
+    """The lease document: who holds it, until when, and which process (host, pid) took it."""
+    return {"holder": holder, "taken_at": now, "expires_at": now + timedelta(seconds=ttl_seconds),
+            "host": socket.gethostname(), "pid": os.getpid()}
 
 
 #: Values a document may hold that never change in place: shared, not copied.
@@ -162,6 +248,14 @@ class MemoryStore(Store):
             out = [(i, _copy(self._docs[prefix + i])) for i in ids]
         return sorted(out, key=lambda x: x[0])
 
+    def list_where(self, collection: str, field: str, value: Any) -> list[tuple[str, dict[str, Any]]]:
+        self._count("list")
+        prefix = collection + "/"
+        with self._lock:
+            ids = self._collections.get(collection, {})
+            out = [(i, _copy(self._docs[prefix + i])) for i in ids if self._docs[prefix + i].get(field) == value]
+        return sorted(out, key=lambda x: x[0])
+
     def delete(self, path: str) -> None:
         self._count("delete")
         with self._lock:
@@ -174,7 +268,7 @@ class MemoryStore(Store):
             current = self._docs.get(path)
             if not _lease_decision(current, holder, now):
                 return False, _copy(current)
-            doc = {"holder": holder, "taken_at": now, "expires_at": now + timedelta(seconds=ttl_seconds)}
+            doc = _lease_doc(holder, now, ttl_seconds)
             self._put(path, doc)
             return True, _copy(doc)
 
@@ -193,13 +287,36 @@ class FirestoreStore(Store):
         StoreError: wrapping any client error, with the path involved.
     """
 
-    def __init__(self, project: str, client: Any | None = None) -> None:
+    def __init__(self, project: str, client: Any | None = None, timeout: float | None = None,
+                 deadline: float | None = None) -> None:
+        """Args:
+            timeout: seconds one attempt of a call may take (default ``$INTENT_BUS_STORE_TIMEOUT``
+                or :data:`STORE_TIMEOUT_SECONDS`).
+            deadline: seconds all retries of a call may take together (default
+                ``$INTENT_BUS_STORE_DEADLINE`` or :data:`STORE_DEADLINE_SECONDS`). The client's own
+                default is 300 s a call: an unreachable store took minutes to report.
+        """
         super().__init__()
-        from google.cloud import firestore  # heavy import kept at the edge
+        from google.api_core import retry as api_retry  # heavy imports kept at the edge
+        from google.cloud import firestore
 
         self._fs = firestore
         self.project = project
         self.client = client or firestore.Client(project=project)
+        self.timeout = timeout or _env_seconds(STORE_TIMEOUT_ENV, STORE_TIMEOUT_SECONDS)
+        self.deadline = deadline or _env_seconds(STORE_DEADLINE_ENV, STORE_DEADLINE_SECONDS)
+        from google.api_core import exceptions as api_exceptions
+
+        def transient(exc: Exception) -> bool:  # the client's transient errors, and an attempt that timed out
+            return api_retry.if_transient_error(exc) or isinstance(exc, api_exceptions.DeadlineExceeded)
+
+        self._retry = api_retry.Retry(initial=0.1, maximum=1.0, multiplier=2.0, timeout=self.deadline,
+                                      predicate=transient)
+
+    @property
+    def _call(self) -> dict[str, Any]:
+        """The bounded ``retry`` and ``timeout`` every client call gets."""
+        return {"retry": self._retry, "timeout": self.timeout}
 
     def _wrap(self, what: str, exc: Exception) -> StoreError:
         return StoreError(f"firestore {what} failed: {type(exc).__name__}: {exc}")
@@ -207,8 +324,8 @@ class FirestoreStore(Store):
     def get(self, path: str) -> dict[str, Any] | None:
         self._count("get")
         try:
-            snap = self.client.document(path).get()
-        except Exception as exc:  # noqa: BLE001 - re-raised as StoreError
+            snap = self.client.document(path).get(**self._call)
+        except Exception as exc:  # re-raised as StoreError
             raise self._wrap(f"get {path}", exc) from exc
         return snap.to_dict() if snap.exists else None
 
@@ -220,18 +337,19 @@ class FirestoreStore(Store):
         self._count("get_all")
         refs = [self.client.document(p) for p in paths]
         try:
-            for snap in self.client.get_all(refs):
+            for snap in self.client.get_all(refs, **self._call):
                 out[snap.reference.path] = snap.to_dict() if snap.exists else None
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self._wrap(f"get_all of {len(paths)} documents", exc) from exc
         return out
 
     def set(self, path: str, data: dict[str, Any]) -> None:
         self._count("set")
         try:
-            self.client.document(path).set(data)
-        except Exception as exc:  # noqa: BLE001
+            self.client.document(path).set(data, **self._call)
+        except Exception as exc:
             raise self._wrap(f"set {path}", exc) from exc
+        self._committed([path])
 
     def write_batch(self, writes: list[tuple[str, dict[str, Any]]]) -> None:
         if not writes:
@@ -241,23 +359,35 @@ class FirestoreStore(Store):
         for path, data in writes:
             batch.set(self.client.document(path), data)
         try:
-            batch.commit()
-        except Exception as exc:  # noqa: BLE001
+            batch.commit(**self._call)
+        except Exception as exc:
             raise self._wrap(f"batch write of {[p for p, _ in writes]}", exc) from exc
+        self._committed([p for p, _ in writes])
 
     def list_docs(self, collection: str) -> list[tuple[str, dict[str, Any]]]:
         self._count("list")
         try:
-            snaps = list(self.client.collection(collection).stream())
-        except Exception as exc:  # noqa: BLE001
+            snaps = list(self.client.collection(collection).stream(**self._call))
+        except Exception as exc:
             raise self._wrap(f"list {collection}", exc) from exc
+        return sorted(((s.id, s.to_dict()) for s in snaps), key=lambda x: x[0])
+
+    def list_where(self, collection: str, field: str, value: Any) -> list[tuple[str, dict[str, Any]]]:
+        self._count("list")
+        try:
+            from google.cloud.firestore_v1.base_query import FieldFilter
+
+            query = self.client.collection(collection).where(filter=FieldFilter(field, "==", value))
+            snaps = list(query.stream(**self._call))
+        except Exception as exc:
+            raise self._wrap(f"query {collection} where {field} == {value!r}", exc) from exc
         return sorted(((s.id, s.to_dict()) for s in snaps), key=lambda x: x[0])
 
     def delete(self, path: str) -> None:
         self._count("delete")
         try:
-            self.client.document(path).delete()
-        except Exception as exc:  # noqa: BLE001
+            self.client.document(path).delete(**self._call)
+        except Exception as exc:
             raise self._wrap(f"delete {path}", exc) from exc
 
     def try_lease(self, path: str, holder: str, ttl_seconds: float) -> tuple[bool, dict[str, Any] | None]:
@@ -267,18 +397,21 @@ class FirestoreStore(Store):
 
         @fs.transactional
         def take(tx: Any) -> tuple[bool, dict[str, Any] | None]:
-            snap = ref.get(transaction=tx)
+            snap = ref.get(transaction=tx, **self._call)
             current = snap.to_dict() if snap.exists else None
             now = datetime.now(timezone.utc)
             if not _lease_decision(current, holder, now):
                 return False, current
-            doc = {"holder": holder, "taken_at": now, "expires_at": now + timedelta(seconds=ttl_seconds)}
+            doc = _lease_doc(holder, now, ttl_seconds)
             tx.set(ref, doc)
             return True, doc
 
         try:
             return take(self.client.transaction())
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # contention is a refusal; anything else a store failure
+            if _contended(exc):
+                log.warning("lease %s: transaction contended (%s): refused", path, exc)
+                return False, {"holder": "? (contended: another run was taking it)"}
             raise self._wrap(f"lease {path}", exc) from exc
 
     def release_lease(self, path: str, holder: str) -> None:
@@ -288,14 +421,20 @@ class FirestoreStore(Store):
 
         @fs.transactional
         def release(tx: Any) -> None:
-            snap = ref.get(transaction=tx)
+            snap = ref.get(transaction=tx, **self._call)
             if snap.exists and (snap.to_dict() or {}).get("holder") == holder:
                 tx.delete(ref)
 
         try:
             release(self.client.transaction())
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self._wrap(f"release {path}", exc) from exc
+
+
+def _contended(exc: Exception) -> bool:
+    """A transaction that lost to concurrent ones: Firestore's ABORTED, or the client giving up retrying."""
+    name = type(exc).__name__
+    return name in ("Aborted", "Conflict") or "Failed to commit transaction" in str(exc)
 
 
 def read(store: Store, path: str, model: type[M]) -> M | None:

@@ -5,7 +5,7 @@
   the configuration is applied, naming the strategies).
 * ``equal``: each enabled strategy gets (1 − reserve) / N of NAV.
 * ``performance_based``: weights proportional to each book's annualized Sharpe
-  ratio (see :mod:`commander.metrics`) over the look-back, clamped to
+  ratio (see :mod:`bus.metrics`) over the look-back, clamped to
   [``floor``, ``cap``]; too little history or a Sharpe ≤ 0 gets the floor. The
   strategies with a positive Sharpe share what the floors leave of 1 − reserve;
   whatever the caps cut stays unallocated (it is not pushed onto others).
@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from bus.constants import LIMIT_EPS
 from bus.models import StrategyConfig, TradingConfig
 
 
@@ -33,14 +34,14 @@ def validate_allocations(config: TradingConfig, strategies: list[StrategyConfig]
     limit = 1.0 - config.reserve_fraction
     if config.allocation_method == "custom":
         total = sum(s.capital_allocation for s in enabled)
-        if total > limit + 1e-9:
+        if total > limit + LIMIT_EPS:
             parts = ", ".join(f"{s.strategy_id}={s.capital_allocation:g}" for s in enabled)
             raise AllocationError(f"capital allocations sum to {total:g}, past 1 - reserve = {limit:g} ({parts})")
     elif config.allocation_method == "performance_based":
         p = config.performance
         if p.floor > p.cap:
             raise AllocationError(f"performance floor {p.floor:g} is above the cap {p.cap:g}")
-        if p.floor * len(enabled) > limit + 1e-9:
+        if p.floor * len(enabled) > limit + LIMIT_EPS:
             names = ", ".join(s.strategy_id for s in enabled)
             raise AllocationError(f"{len(enabled)} strategies x floor {p.floor:g} = {p.floor * len(enabled):g} "
                                   f"is past 1 - reserve = {limit:g} ({names})")

@@ -18,14 +18,15 @@ to the books that held the symbol, in proportion to their signed units. Average 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from bus.accounting import apply_fill
+from bus.constants import NOISE_EPS, QTY_EPS
 from bus.models import Book, BookPosition, EquityPoint, InstrumentSpec, Trade
 
 EXTERNAL = "external"
-EPS = 1e-9
 CURVE_DAYS = 400
 
 
@@ -55,9 +56,9 @@ def _mult(specs: dict[str, InstrumentSpec], sym: str) -> float:
 def split_fill(fill_qty: float, wanted: dict[str, float]) -> dict[str, float]:
     """Units of one fill per strategy, pro rata to its wanted change (empty when nobody wanted any)."""
     total = sum(wanted.values())
-    if abs(total) < EPS or abs(fill_qty) < EPS:
+    if abs(total) < QTY_EPS or abs(fill_qty) < QTY_EPS:
         return {}
-    return {sid: fill_qty * w / total for sid, w in wanted.items() if abs(w) > EPS}
+    return {sid: fill_qty * w / total for sid, w in wanted.items() if abs(w) > QTY_EPS}
 
 
 def split_funding(books: dict[str, Book], funding: dict[str, float]) -> dict[str, float]:
@@ -68,17 +69,47 @@ def split_funding(books: dict[str, Book], funding: dict[str, float]) -> dict[str
     for sym, amount in funding.items():
         held = {sid: b.positions[sym].quantity for sid, b in books.items() if sym in b.positions}
         total = sum(held.values())
-        if abs(amount) < 1e-12 or abs(total) < EPS:
+        if abs(amount) < NOISE_EPS or abs(total) < QTY_EPS:
             continue
         for sid, q in held.items():
             out[sid] = out.get(sid, 0.0) + amount * q / total
     return out
 
 
+#: A fill booked by explicit shares: (symbol, fill, strategy id -> signed units it wanted).
+Booking = tuple[str, Fill, dict[str, float]]
+
+
+def _book_fill(new: dict[str, Book], sym: str, f: Fill, shares: dict[str, float], specs: dict[str, InstrumentSpec],
+               as_of: datetime, execution_id: str, trades: list[Trade]) -> None:
+    """Book ``shares`` (strategy id -> signed units of this fill) at the fill's price into ``new``;
+    the commission is split by |units|; every reduction appends a closed :class:`Trade`."""
+    booked = sum(abs(q) for q in shares.values())
+    for sid, units in sorted(shares.items()):
+        b = new.get(sid)
+        if b is None:
+            continue
+        pos = b.positions.get(sym) or BookPosition(quantity=0.0)
+        q, avg, realized = apply_fill(pos.quantity, pos.avg_price, units, f.price)
+        fee = f.commission * abs(units) / booked if booked else 0.0
+        m = _mult(specs, sym)
+        b.positions[sym] = BookPosition(quantity=q, avg_price=avg)
+        b.cash -= units * f.price * m + fee
+        b.fees += fee
+        b.realized_pnl += realized * m
+        if abs(pos.quantity) > QTY_EPS and (pos.quantity > 0) != (units > 0):
+            closed = min(abs(units), abs(pos.quantity))
+            trades.append(Trade(trade_id=f"{execution_id}-{sym}", strategy_id=sid, symbol=sym,
+                                side="long" if pos.quantity > 0 else "short", quantity=closed,
+                                entry_price=pos.avg_price, exit_price=f.price, closed_at=as_of,
+                                execution_id=execution_id, realized_pnl=realized * m))
+
+
 def update_books(books: dict[str, Book], desired: dict[str, dict[str, float]], fills: dict[str, Fill],
                  holdings_after: dict[str, float], prices: dict[str, float], specs: dict[str, InstrumentSpec],
                  capital: dict[str, float], as_of: datetime, execution_id: str,
-                 funding: dict[str, float] | None = None) -> BookUpdate:
+                 funding: dict[str, float] | None = None,
+                 bookings: Sequence[Booking] = ()) -> BookUpdate:
     """Books after this run's fills, marked at ``prices``.
 
     Args:
@@ -88,6 +119,8 @@ def update_books(books: dict[str, Book], desired: dict[str, dict[str, float]], f
         holdings_after: symbol -> units the broker holds after the fills.
         capital: strategy id -> allocated capital, the starting cash of a new book; every strategy
             in it gets a book (a strategy that has not traded yet holds its capital as cash).
+        bookings: fills booked by explicit shares, before ``fills``: (symbol, fill, strategy id ->
+            signed units it wanted), e.g. an order's fills with the shares recorded when it was planned.
         funding: symbol -> perpetual funding the account paid since the last run (base currency,
             > 0 paid), charged to the books that held it before this run's fills (:func:`split_funding`).
     """
@@ -97,37 +130,23 @@ def update_books(books: dict[str, Book], desired: dict[str, dict[str, float]], f
         b = books.get(sid)
         if b is None:
             cash = capital.get(sid, 0.0)
-            b = Book(strategy_id=sid, updated_at=as_of, starting_cash=cash, cash=cash, equity=cash, high_water_mark=cash)
+            b = Book(strategy_id=sid, updated_at=as_of, starting_cash=cash, cash=cash, equity=cash,
+                     high_water_mark=cash)
         new[sid] = b.model_copy(deep=True, update={"updated_at": as_of, "execution_id": execution_id})
     for sid, paid in split_funding({s: b for s, b in books.items() if s != EXTERNAL}, funding or {}).items():
         if sid in new:
             new[sid].cash -= paid
             new[sid].funding += paid
     trades: list[Trade] = []
+    for sym, f, shares in bookings:
+        _book_fill(new, sym, f, split_fill(f.quantity, shares), specs, as_of, execution_id, trades)
     for sym, f in sorted(fills.items()):
         wanted = {sid: want.get(sym, 0.0) - (new[sid].positions[sym].quantity if sym in new[sid].positions else 0.0)
                   for sid, want in desired.items()}
-        shares = split_fill(f.quantity, wanted)
-        booked = sum(abs(q) for q in shares.values())
-        for sid, units in sorted(shares.items()):
-            b = new[sid]
-            pos = b.positions.get(sym) or BookPosition(quantity=0.0)
-            q, avg, realized = apply_fill(pos.quantity, pos.avg_price, units, f.price)
-            fee = f.commission * abs(units) / booked if booked else 0.0
-            m = _mult(specs, sym)
-            b.positions[sym] = BookPosition(quantity=q, avg_price=avg)
-            b.cash -= units * f.price * m + fee
-            b.fees += fee
-            b.realized_pnl += realized * m
-            if abs(pos.quantity) > EPS and (pos.quantity > 0) != (units > 0):
-                closed = min(abs(units), abs(pos.quantity))
-                trades.append(Trade(trade_id=f"{execution_id}-{sym}", strategy_id=sid, symbol=sym,
-                                    side="long" if pos.quantity > 0 else "short", quantity=closed,
-                                    entry_price=pos.avg_price, exit_price=f.price, closed_at=as_of,
-                                    execution_id=execution_id, realized_pnl=realized * m))
+        _book_fill(new, sym, f, split_fill(f.quantity, wanted), specs, as_of, execution_id, trades)
     points = []
     for b in new.values():
-        b.positions = {s: p for s, p in b.positions.items() if abs(p.quantity) > EPS}
+        b.positions = {s: p for s, p in b.positions.items() if abs(p.quantity) > QTY_EPS}
         value = sum(p.quantity * prices.get(s, p.avg_price) * _mult(specs, s) for s, p in b.positions.items())
         b.unrealized_pnl = sum((prices.get(s, p.avg_price) - p.avg_price) * p.quantity * _mult(specs, s)
                                for s, p in b.positions.items())

@@ -11,9 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from bus.constants import NOISE_EPS
 from bus.models import (
-    Decision, Instrument, InstrumentSpec, Intent, OpenOrder, OrderRecord, PortfolioSnapshot, RiskAdjustment,
-    StrategyConfig, TradingConfig,
+    Decision,
+    Instrument,
+    InstrumentSpec,
+    Intent,
+    OpenOrder,
+    OrderRecord,
+    PortfolioSnapshot,
+    RiskAdjustment,
+    StrategyConfig,
+    TradingConfig,
 )
 from commander.aggregate import aggregate
 from commander.allocate import allocate
@@ -83,7 +92,7 @@ def _isolate(sid: str, wanted: dict[str, float], book: dict[str, float], drawdow
     out, adj = {}, []
     for sym, q in wanted.items():
         r = reduce_only(q, book.get(sym, 0.0))
-        if abs(r - q) > 1e-12:
+        if abs(r - q) > NOISE_EPS:
             adj.append(RiskAdjustment(rule="strategy_drawdown", symbol=sym, strategy_id=sid, before=q, after=r,
                                       note=f"book drawdown {drawdown:.2%} > max_drawdown {limit:.2%}: reduce only"))
         out[sym] = r

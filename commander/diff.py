@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from bus.constants import QTY_EPS
 from bus.models import DiffLine, InstrumentSpec, OpenOrder, PortfolioSnapshot, TargetLine, TradingConfig
-
-EPS = 1e-9
 
 
 def round_to_lot(quantity: float, lot: float) -> float:
@@ -32,7 +31,8 @@ def pending_by_symbol(open_orders: list[OpenOrder]) -> dict[str, float]:
     return out
 
 
-def expired_orders(open_orders: list[OpenOrder], managed: set[str], as_of: datetime, ttl_seconds: int) -> list[OpenOrder]:
+def expired_orders(open_orders: list[OpenOrder], managed: set[str], as_of: datetime,
+                   ttl_seconds: int) -> list[OpenOrder]:
     """Open orders on managed symbols placed more than ``ttl_seconds`` before ``as_of``: to cancel."""
     limit = timedelta(seconds=ttl_seconds)
     return [o for o in open_orders if o.symbol in managed and as_of - o.created_at > limit]
@@ -58,24 +58,24 @@ def diff(final: list[TargetLine], snapshot: PortfolioSnapshot, specs: dict[str, 
         raw = t.quantity - held - pend
         spec = specs.get(sym) or InstrumentSpec(symbol=sym)
         price = prices.get(sym)
-        closing = abs(t.quantity) < EPS
+        closing = abs(t.quantity) < QTY_EPS
         qty = round(raw, 10) if closing else round_to_lot(raw, spec.lot_size)
         reason = None
         notional = abs(qty) * price * spec.multiplier if price else 0.0
         min_notional = max(spec.min_notional, config.min_order_notional)
-        if abs(qty) < EPS:
-            reason = "below one lot" if abs(raw) > EPS else None
+        if abs(qty) < QTY_EPS:
+            reason = "below one lot" if abs(raw) > QTY_EPS else None
         elif price is None:
             reason = "no price"
         elif abs(qty) < spec.min_quantity:
             reason = f"below minimum quantity {spec.min_quantity:g}"
         elif notional < min_notional and not closing:
             reason = f"notional {notional:.2f} below minimum {min_notional:.2f}"
-        elif (not closing and abs(held + pend) > EPS
+        elif (not closing and abs(held + pend) > QTY_EPS
               and notional < config.rebalance_band * abs(t.quantity) * price * spec.multiplier):
             reason = f"within rebalance band {config.rebalance_band:g}"
         lines.append(DiffLine(symbol=sym, target=t.quantity, holding=held, pending=pend, raw_quantity=raw,
                               quantity=0.0 if reason else qty, price=price,
                               notional=0.0 if reason else notional, reason=reason))
-    unmanaged = sorted(s for s, q in holdings.items() if s not in managed and abs(q) > EPS)
+    unmanaged = sorted(s for s, q in holdings.items() if s not in managed and abs(q) > QTY_EPS)
     return lines, unmanaged

@@ -45,6 +45,7 @@ def gate(config: TradingConfig, snapshot: PortfolioSnapshot | None, as_of: datet
             f"portfolio snapshot {snapshot.snapshot_id} was taken at {snapshot.updated_at.isoformat()}, before the "
             f"fills of the last execution at {last_trade_at.isoformat()}: reconcile again"), tuple(notes))
     if snapshot.net_liquidation <= 0:
-        return GateResult(dry_run, f"net liquidation {snapshot.net_liquidation:.2f} is not positive: nothing to allocate",
+        return GateResult(dry_run,
+                          f"net liquidation {snapshot.net_liquidation:.2f} is not positive: nothing to allocate",
                           tuple(notes))
     return GateResult(dry_run, None, tuple(notes))

@@ -21,15 +21,14 @@ Notional = |quantity| × price × multiplier, in base currency.
 
 from __future__ import annotations
 
+from bus.constants import NOISE_EPS, REL_EPS
 from bus.models import Conflict, InstrumentSpec, PortfolioSnapshot, RiskAdjustment, TargetLine, TradingConfig
-
-EPS = 1e-12
 
 
 def _scale(line: TargetLine, factor: float, rule: str, note: str, adj: list[RiskAdjustment],
            conflicts: list[Conflict]) -> None:
     before = line.quantity
-    shared = {s: q for s, q in line.contributions.items() if abs(q) > EPS}
+    shared = {s: q for s, q in line.contributions.items() if abs(q) > NOISE_EPS}
     line.quantity *= factor
     line.contributions = {s: q * factor for s, q in line.contributions.items()}
     adj.append(RiskAdjustment(rule=rule, symbol=line.symbol, before=before, after=line.quantity, note=note))
@@ -78,30 +77,30 @@ def apply_global_risk(aggregated: list[TargetLine], snapshot: PortfolioSnapshot,
     cap = lim.max_symbol_exposure * nav
     for line in final:
         v = notional(line)
-        if v > cap * (1 + 1e-12):
+        if v > cap * (1 + REL_EPS):
             _scale(line, cap / v, "max_symbol_exposure", f"{v:.2f} > {lim.max_symbol_exposure:g} x NAV", adj, conflicts)
-    live = sorted((line for line in final if abs(line.quantity) > EPS), key=lambda x: (-notional(x), x.symbol))
+    live = sorted((line for line in final if abs(line.quantity) > NOISE_EPS), key=lambda x: (-notional(x), x.symbol))
     for line in live[lim.max_open_positions:]:
         _scale(line, 0.0, "max_open_positions", f"more than {lim.max_open_positions} positions; smallest removed",
                adj, conflicts)
     margin = sum(notional(line) / spec(line.symbol).max_leverage for line in final)
     mcap = lim.max_margin_use * nav
-    if margin > mcap * (1 + 1e-12):
+    if margin > mcap * (1 + REL_EPS):
         for line in final:
-            if abs(line.quantity) > EPS:
+            if abs(line.quantity) > NOISE_EPS:
                 _scale(line, mcap / margin, "max_margin_use", f"margin {margin:.2f} > {mcap:.2f}", adj, conflicts)
     gross = sum(notional(line) for line in final)
     gcap = lim.max_gross_leverage * nav
-    if gross > gcap * (1 + 1e-12):
+    if gross > gcap * (1 + REL_EPS):
         for line in final:
-            if abs(line.quantity) > EPS:
+            if abs(line.quantity) > NOISE_EPS:
                 _scale(line, gcap / gross, "max_gross_leverage", f"gross {gross:.2f} > {gcap:.2f}", adj, conflicts)
     halts = halt_reasons(snapshot, prev_close_nav, config)
     if halts:
         held = {h.symbol: h.quantity for h in snapshot.holdings}
         for line in final:
             clamped = reduce_only(line.quantity, held.get(line.symbol, 0.0))
-            if abs(clamped - line.quantity) > EPS:
+            if abs(clamped - line.quantity) > NOISE_EPS:
                 factor = clamped / line.quantity if line.quantity else 0.0
                 _scale(line, factor, halts[0].split(":")[0], "; ".join(halts), adj, conflicts)
                 line.quantity = clamped

@@ -1,161 +1,59 @@
 """The Commander's shell: the only part that does I/O.
 
-Reads (a constant number of round trips): ``config/trading``, the
-``strategies`` collection, then one ``get_all`` for every enabled strategy's
-latest intent and book plus the latest portfolio snapshot. Takes the lease,
-asks the broker for specs and quotes, runs :func:`commander.decide.decide`,
-places the orders unless dry, and writes the execution and the books in one
-batch. Any failure after the lease is recorded as a ``failed`` execution.
+Reads (a constant number of round trips): ``config/trading``, the ``strategies``
+collection, one ``get_all`` for every enabled strategy's latest intent and book plus
+the latest portfolio snapshot and account state, and one query for the account's open
+``orders/*``. Takes the lease, asks the broker for specs and quotes, runs
+:func:`commander.decide.decide`, and unless dry:
+
+1. writes ahead, in one batch: the execution as ``placing``, one ``planned``
+   ``orders/{client_order_id}`` per order, and the account's ``orders_planned_at``;
+2. places the orders sells first, writing each order's record as the venue answers
+   (:mod:`commander.execute`);
+3. audits, in one batch when it fits (else in batches, the execution last): the books
+   with this run's fills and any late fills of earlier orders, the orders marked
+   booked, the execution's final status and the account state.
+
+A crash at any point leaves a record: the next run's reconcile resolves the orders
+(:mod:`reconcile.resolve`), this shell books what they filled, and no new order goes
+out on a symbol while an earlier order on it is ``planned`` or ``unknown``. Any
+failure after the lease is recorded as a ``failed`` execution.
+
+:func:`run_commander` reads as its steps: load and the idempotency check, the lease,
+then under it :func:`_trade`: gate -> :func:`_plan` -> :func:`_execute` -> :func:`_audit`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from brokers.base import Broker, BrokerError
 from bus import paths
+from bus.constants import NOISE_EPS
+from bus.faults import fault_point
 from bus.ids import new_id
-from bus.models import (
-    AccountState, Book, Execution, ExecutionContext, InstrumentSpec, Intent, OrderRecord, PortfolioSnapshot,
-    StrategyConfig, TradingConfig,
-)
-from bus.store import Store
-from commander.attribute import EXTERNAL, Fill, update_books
+from bus.models import Execution, ExecutionStatus, InstrumentSpec, LateFillRecord, OrderRecord, PortfolioSnapshot
+from bus.orders import NEVER_SENT_STATUS, OrderLifecycle
+from bus.store import FIRESTORE_BATCH_LIMIT, Store
+from commander.attribute import Booking, BookUpdate, Fill, split_fill, update_books
 from commander.decide import CommanderInputs, Plan, decide, symbols_involved
 from commander.execute import place
-from commander.gate import gate
-from commander.metrics import curve_sharpe
+from commander.gate import GateResult, gate
+from commander.orders import LateFill, blocked_symbols, mark_booked, planned_orders, sells_first, unbooked_fills
+from commander.record import build_execution
+from commander.state import LoadedState, inputs_from_state, load_state, next_account_state
 
 log = logging.getLogger(__name__)
-CODE_VERSION = "commander/1"
 LEASE_REFUSED = "lease refused"
+
+__all__ = ["LEASE_REFUSED", "lease_refused", "run_commander", "market_inputs", "cancel_expired", "cancel_records"]
 
 
 def lease_refused(execution: Execution) -> bool:
     """True when this execution was skipped because another Commander held the lease."""
     return execution.status == "skipped" and (execution.reason or "").startswith(LEASE_REFUSED)
-
-
-@dataclass
-class LoadedState:
-    """What the Commander read from the store."""
-
-    config: TradingConfig
-    strategies: dict[str, StrategyConfig]
-    intents: dict[str, Intent | None]
-    books: dict[str, Book]
-    snapshot: PortfolioSnapshot | None
-    account: AccountState | None
-    previous: Execution | None = None
-
-
-def load_state(store: Store, execution_id: str | None = None) -> LoadedState:
-    """Read config, enabled strategies, then in one ``get_all`` their latest intents and books,
-    the ``external`` book, the latest snapshot and the account state.
-
-    Raises:
-        RuntimeError: ``config/trading`` is missing.
-    """
-    raw_cfg = store.get(paths.TRADING_CONFIG)
-    if raw_cfg is None:
-        raise RuntimeError("config/trading is missing: apply the configuration first")
-    config = TradingConfig.model_validate(raw_cfg)
-    strategies = {}
-    for sid, data in store.list_docs("strategies"):
-        cfg = StrategyConfig.model_validate(data)
-        if cfg.enabled:
-            strategies[sid] = cfg
-    want = [paths.intent(s) for s in strategies] + [paths.book(s) for s in [*strategies, EXTERNAL]]
-    want += [paths.portfolio(config.mode), paths.account_state(config.mode)]
-    if execution_id:
-        want.append(paths.execution(execution_id))
-    docs = store.get_all(want)
-    intents = {s: (Intent.model_validate(docs[paths.intent(s)]) if docs[paths.intent(s)] else None) for s in strategies}
-    books = {s: Book.model_validate(docs[paths.book(s)]) for s in [*strategies, EXTERNAL] if docs[paths.book(s)]}
-    snap_doc = docs[paths.portfolio(config.mode)]
-    acct_doc = docs[paths.account_state(config.mode)]
-    done = docs.get(paths.execution(execution_id)) if execution_id else None
-    return LoadedState(config, strategies, intents, books,
-                       PortfolioSnapshot.model_validate(snap_doc) if snap_doc else None,
-                       AccountState.model_validate(acct_doc) if acct_doc else None,
-                       Execution.model_validate(done) if done else None)
-
-
-def prev_close_nav(account: AccountState | None, as_of: datetime) -> float | None:
-    """The NAV the daily-loss halt compares against: the last NAV of an earlier day."""
-    if account is None:
-        return None
-    today = as_of.date().isoformat()
-    return account.last_nav if account.last_date < today else account.prev_close_nav
-
-
-def next_account_state(account: AccountState | None, mode: str, as_of: datetime, nav: float) -> AccountState:
-    """Roll the account state forward to this run's NAV."""
-    today = as_of.date().isoformat()
-    if account is None:
-        return AccountState(mode=mode, updated_at=as_of, last_date=today, last_nav=nav)
-    if account.last_date < today:
-        return AccountState(mode=mode, updated_at=as_of, last_date=today, last_nav=nav,
-                            prev_close_date=account.last_date, prev_close_nav=account.last_nav,
-                            last_trade_at=account.last_trade_at, funding_seen=account.funding_seen)
-    return account.model_copy(update={"updated_at": as_of, "last_nav": nav})
-
-
-def inputs_from_state(st: LoadedState, execution_id: str, as_of: datetime, prices: dict[str, float],
-                      specs: dict[str, InstrumentSpec]) -> CommanderInputs:
-    """The pure decision's inputs, derived from what was read (and recorded in the execution)."""
-    p = st.config.performance
-    books = {s: b for s, b in st.books.items() if s in st.strategies}
-    sharpes = {s: (curve_sharpe(books[s].equity_curve, p.lookback_days, p.min_history_days, p.periods_per_year)
-                   if s in books else None) for s in st.strategies} \
-        if st.config.allocation_method == "performance_based" else {}
-    assert st.snapshot is not None
-    return CommanderInputs(execution_id, as_of, st.config, st.strategies, st.intents,
-                           {s: b.quantities() for s, b in books.items()}, st.snapshot, prices, specs,
-                           drawdowns={s: b.drawdown for s, b in books.items()}, sharpes=sharpes,
-                           prev_close_nav=prev_close_nav(st.account, as_of))
-
-
-def _summary(dry_run: bool, orders: list[OrderRecord]) -> str:
-    if not orders:
-        return "No orders: holdings already match the targets."
-    parts = ", ".join(f"{o.action} {o.totalQuantity:g} {o.symbol}" + ("" if o.status in ("Filled", "DryRun", "Submitted")
-                                                                      else f" ({o.status})") for o in orders)
-    if dry_run:
-        return f"Dry run: would place {len(orders)} orders: {parts}."
-    return f"Placed {len(orders)} orders: {parts}."
-
-
-def build_execution(execution_id: str, as_of: datetime, trigger: str, dry_run: bool, status: str, st: LoadedState,
-                    plan: Plan | None, orders: list[OrderRecord], inputs: CommanderInputs | None = None,
-                    reason: str | None = None, notes: tuple[str, ...] = (),
-                    cancelled: list[OrderRecord] | None = None, external: dict[str, float] | None = None) -> Execution:
-    """Assemble the audit record (no I/O). ``inputs`` are recorded for replay."""
-    snap = st.snapshot
-    ctx = ExecutionContext(
-        portfolio_snapshot_ref=paths.portfolio(snap.mode, snap.snapshot_id) if snap else None,
-        strategy_intents_refs={s: paths.intent(s, i.intent_id) for s, i in st.intents.items() if i},
-        config_used=st.config.to_store(),
-        strategy_configs={s: c.to_store() for s, c in st.strategies.items()},
-        code_version=CODE_VERSION)
-    if inputs:
-        ctx.books_used, ctx.drawdowns, ctx.sharpes = inputs.books, inputs.drawdowns, inputs.sharpes
-        ctx.prev_close_nav, ctx.prices, ctx.specs = inputs.prev_close_nav, inputs.prices, inputs.specs
-    summary = _summary(dry_run, orders) if plan else (reason or "")
-    if notes:
-        summary = " ".join(notes) + ". " + summary
-    ex = Execution(execution_id=execution_id, executed_at=datetime.now(timezone.utc), as_of=as_of, trigger=trigger,
-                   dry_run=dry_run, status=status, summary=summary, reason=reason, context=ctx,
-                   orders_placed=orders, orders_cancelled=cancelled or [], external=external or {})
-    if plan:
-        c = plan.classification
-        ex.decision = plan.decision
-        ex.missing_strategies, ex.stale_strategies = c.missing, c.stale
-        ex.errored_strategies, ex.skipped_strategies = c.errored, c.skipped
-        ex.unmanaged = plan.unmanaged
-    return ex
 
 
 def market_inputs(broker: Broker, symbols: list[str], as_of: datetime
@@ -193,82 +91,304 @@ def cancel_expired(broker: Broker, plan: Plan) -> list[OrderRecord]:
     return out
 
 
+@dataclass
+class CommanderRun:
+    """One Commander run: what it was asked, what it read, and what its steps produced so far.
+
+    The steps below fill it in order; :attr:`inputs` is recorded in a ``failed``
+    execution when a later step raises.
+    """
+
+    store: Store
+    broker: Broker
+    as_of: datetime
+    trigger: str
+    dry_run: bool
+    execution_id: str
+    st: LoadedState
+    inputs: CommanderInputs | None = None
+    late: list[LateFill] = field(default_factory=list)
+    blocked: dict[str, str] = field(default_factory=dict)
+    placed: list[OrderRecord] = field(default_factory=list)
+
+    @property
+    def lock(self) -> str:
+        """Path of the lease on this run's account."""
+        return paths.lock(self.st.config.mode)
+
+
+@dataclass
+class Outcome:
+    """What the execute step did: the orders placed (or, dry, planned), their lifecycle records, the cancels."""
+
+    orders: list[OrderRecord]
+    cancelled: list[OrderRecord]
+    lifecycle: list[OrderLifecycle] = field(default_factory=list)
+
+    @property
+    def refused(self) -> bool:
+        """Some order or cancel was refused, or its answer lost (the run is a ``partial_success``)."""
+        return any(o.status in ("Rejected", "CancelFailed", "Unknown") for o in self.orders + self.cancelled)
+
+
 def run_commander(store: Store, broker: Broker, as_of: datetime, dry_run: bool = False, trigger: str = "manual",
                   execution_id: str | None = None, skip_reason: str | None = None) -> Execution:
     """One Commander run. Returns the execution it wrote.
 
+    Steps: load the state; return the earlier record when this execution id already
+    ran to an end (idempotency; a ``placing`` one, left by a crash, runs again with
+    its orders resolved first); take the lease; then, holding it, :func:`_trade`.
+
     Statuses: ``skipped`` (lease held, gate closed, ``skip_reason`` given),
-    ``completed``, ``partial_success`` (some order or cancel refused),
-    ``failed`` (an error; recorded, nothing further traded).
+    ``completed``, ``partial_success`` (some order or cancel refused, or its answer
+    lost), ``failed`` (an error; recorded, nothing further traded).
 
     Raises:
         bus.store.StoreError: the store is unreachable (nothing traded on unrecorded state).
     """
     execution_id = execution_id or new_id(as_of)
     st = load_state(store, execution_id)
-    if st.previous is not None and st.previous.status != "skipped":
+    if st.previous is not None and st.previous.status not in ("skipped", "placing"):
         log.warning("execution %s already ran (%s): returning its record, nothing traded again",
                     execution_id, st.previous.status)
         return st.previous
-    mode = st.config.mode
-    taken, lease = store.try_lease(paths.lock(mode), execution_id, st.config.lease_ttl_seconds)
+    run = CommanderRun(store, broker, as_of, trigger, dry_run, execution_id, st)
+    taken, lease = store.try_lease(run.lock, execution_id, st.config.lease_ttl_seconds)
     if not taken:
-        reason = f"{LEASE_REFUSED}: {paths.lock(mode)} is held by {lease.get('holder') if lease else '?'}"
-        ex = build_execution(execution_id, as_of, trigger, dry_run, "skipped", st, None, [], reason=reason)
-        store.set(paths.execution(execution_id), ex.to_store())
-        return ex
-    inputs: CommanderInputs | None = None
+        reason = f"{LEASE_REFUSED}: {run.lock} is held by {lease.get('holder') if lease else '?'}"
+        return _record(run, build_execution(execution_id, as_of, trigger, dry_run, "skipped", st, None, [],
+                                            reason=reason))
     try:
-        g = gate(st.config, st.snapshot, as_of, dry_run, st.account.last_trade_at if st.account else None)
-        if skip_reason or g.skip_reason:
-            ex = build_execution(execution_id, as_of, trigger, g.dry_run, "skipped", st, None, [],
-                                 reason=skip_reason or g.skip_reason, notes=g.notes)
-            store.set(paths.execution(execution_id), ex.to_store())
-            return ex
-        assert st.snapshot is not None
-        book_units = {s: b.quantities() for s, b in st.books.items()}
-        specs, prices = market_inputs(broker, symbols_involved(st.intents, book_units, st.snapshot), as_of)
-        inputs = inputs_from_state(st, execution_id, as_of, prices, specs)
-        plan = decide(inputs)
-        if g.dry_run:
-            orders, cancelled = plan.orders, cancel_records(plan)
-        else:
-            cancelled = cancel_expired(broker, plan)
-            orders = place(broker, plan.orders, as_of)
-        refused = any(o.status in ("Rejected", "CancelFailed") for o in orders + cancelled)
-        fills = {o.symbol: Fill((o.filled_quantity if o.action == "BUY" else -o.filled_quantity),
-                                o.fill_price or 0.0, o.commission) for o in orders if o.filled_quantity}
-        after = {h.symbol: h.quantity for h in st.snapshot.holdings}
-        for s, f in fills.items():
-            after[s] = after.get(s, 0.0) + f.quantity
-        seen = st.account.funding_seen if st.account else {}
-        funding_now = {h.symbol: h.funding for h in st.snapshot.holdings if h.funding}
-        funding = {s: v - seen.get(s, 0.0) for s, v in funding_now.items() if abs(v - seen.get(s, 0.0)) > 1e-12}
-        upd = update_books(st.books, plan.desired, fills, after, prices, specs, plan.decision.allocations, as_of,
-                           execution_id, funding)
-        ex = build_execution(execution_id, as_of, trigger, g.dry_run, "partial_success" if refused else "completed",
-                             st, plan, orders, inputs, notes=g.notes, cancelled=cancelled, external=upd.external)
-        writes = [(paths.execution(execution_id), ex.to_store())]
-        if not g.dry_run:
-            writes += [(paths.book(s), b.to_store()) for s, b in upd.books.items()]
-            writes += [(paths.equity_point(p.strategy_id, p.date), p.to_store()) for p in upd.equity_points]
-            writes += [(paths.trade(t.strategy_id, t.trade_id), t.to_store()) for t in upd.trades]
-            acct = next_account_state(st.account, mode, as_of, st.snapshot.net_liquidation)
-            if fills:
-                acct = acct.model_copy(update={"last_trade_at": datetime.now(timezone.utc)})
-            acct = acct.model_copy(update={"funding_seen": {**seen, **funding_now}})
-            writes.append((paths.account_state(mode), acct.to_store()))
-        for i in range(0, len(writes), 400):  # Firestore allows 500 writes per batch
-            store.write_batch(writes[i:i + 400])
-        return ex
-    except Exception as exc:  # noqa: BLE001 - recorded as a failed execution, then surfaced by status
+        return _trade(run, skip_reason)
+    except Exception as exc:  # recorded as a failed execution, then surfaced by status
         log.exception("commander failed")
-        ex = build_execution(execution_id, as_of, trigger, dry_run, "failed", st, None, [], inputs,
-                             reason=f"{type(exc).__name__}: {exc}")
-        store.set(paths.execution(execution_id), ex.to_store())
-        return ex
+        # The orders already sent stay in the record (and in orders/*, where the next run resolves and books them).
+        return _record(run, build_execution(execution_id, as_of, trigger, dry_run, "failed", st, None, run.placed,
+                                            run.inputs, reason=f"{type(exc).__name__}: {exc}"))
     finally:
-        store.release_lease(paths.lock(mode), execution_id)
+        store.release_lease(run.lock, execution_id)
+
+
+def _record(run: CommanderRun, ex: Execution) -> Execution:
+    """Write a run's execution alone (a skipped or failed run), and return it."""
+    run.store.set(paths.execution(run.execution_id), ex.to_store())
+    return ex
+
+
+def _trade(run: CommanderRun, skip_reason: str | None) -> Execution:
+    """Under the lease: gate, then plan, execute and audit. Raises on any failure (recorded by the caller)."""
+    g = _gate(run)
+    if skip_reason or g.skip_reason:
+        return _record(run, build_execution(run.execution_id, run.as_of, run.trigger, g.dry_run, "skipped", run.st,
+                                            None, [], reason=skip_reason or g.skip_reason, notes=g.notes))
+    run.late = unbooked_fills(run.st.open_orders)
+    plan = _plan(run)
+    run.blocked = _block(run, plan)
+    outcome = _execute(run, plan, g.dry_run)
+    return _audit(run, plan, outcome, g, run.blocked)
+
+
+def _gate(run: CommanderRun) -> GateResult:
+    """Step 1: kill switch, snapshot freshness, snapshot after the last fills and the last write-ahead
+    (see :func:`commander.gate.gate`)."""
+    st = run.st
+    return gate(st.config, st.snapshot, run.as_of, run.dry_run, st.must_snapshot_after)
+
+
+def _late_units(late: list[LateFill]) -> dict[str, dict[str, float]]:
+    """Strategy id -> symbol -> signed units the late fills will book."""
+    out: dict[str, dict[str, float]] = {}
+    for f in late:
+        for sid, q in split_fill(f.quantity, f.order.shares).items():
+            per = out.setdefault(sid, {})
+            per[f.order.symbol] = per.get(f.order.symbol, 0.0) + q
+    return out
+
+
+def _plan(run: CommanderRun) -> Plan:
+    """Ask the broker for the specs and quotes of every symbol involved, record the inputs, and decide (pure).
+
+    Books are seen as they will be once this run's late fills are booked."""
+    st = run.st
+    assert st.snapshot is not None
+    book_units = {s: b.quantities() for s, b in st.books.items()}
+    specs, prices = market_inputs(run.broker, symbols_involved(st.intents, book_units, st.snapshot), run.as_of)
+    run.inputs = inputs = inputs_from_state(st, run.execution_id, run.as_of, prices, specs, _late_units(run.late))
+    return decide(inputs)
+
+
+def _block(run: CommanderRun, plan: Plan) -> dict[str, str]:
+    """Drop the plan's orders on symbols an earlier order still blocks; symbol -> why."""
+    blocking = blocked_symbols(run.st.open_orders)
+    blocked = {o.symbol: (f"order {blocking[o.symbol]} of an earlier execution is not answered for by the venue "
+                          f"(planned or unknown): no new order until it is resolved")
+               for o in plan.orders if o.symbol in blocking}
+    if blocked:
+        plan.orders = [o for o in plan.orders if o.symbol not in blocked]
+        log.warning("orders held back on %s: earlier orders not resolved", ", ".join(sorted(blocked)))
+    return blocked
+
+
+def _wanted(run: CommanderRun, plan: Plan) -> dict[str, dict[str, float]]:
+    """Symbol -> strategy id -> signed units it wants to change (desired minus book, late fills included)."""
+    units = run.inputs.books if run.inputs is not None else {}
+    out: dict[str, dict[str, float]] = {}
+    for sid, want in plan.desired.items():
+        mine = units.get(sid, {})
+        for sym in set(want) | set(mine):
+            d = want.get(sym, 0.0) - mine.get(sym, 0.0)
+            if abs(d) > NOISE_EPS:
+                out.setdefault(sym, {})[sid] = d
+    return out
+
+
+def _already_written(run: CommanderRun, orders: list[OrderRecord]) -> dict[str, str]:
+    """Symbol -> why, for orders whose client order id an earlier attempt of this execution already wrote
+    ahead and that may have reached the venue: never sent again (their fills come through their records).
+    An id the venue was asked about and never saw (closed as never sent) may be used again."""
+    if not orders:
+        return {}
+    existing = run.store.get_all([paths.order(o.client_order_id) for o in orders])
+    out = {}
+    for o in orders:
+        doc = existing.get(paths.order(o.client_order_id))
+        if doc is None or (doc.get("status") == "cancelled" and doc.get("venue_status") == NEVER_SENT_STATUS):
+            continue
+        out[o.symbol] = (f"order {o.client_order_id} was already written ahead by an earlier attempt of this "
+                         f"execution ({doc.get('status')}): not sent again")
+    return out
+
+
+def _execute(run: CommanderRun, plan: Plan, dry_run: bool) -> Outcome:
+    """Dry: the plan's orders and cancels as records. Otherwise cancel the expired orders, write the orders
+    ahead, then place them sells first, recording each answer."""
+    if dry_run:
+        return Outcome(sells_first(plan.orders), cancel_records(plan))
+    cancelled = cancel_expired(run.broker, plan)
+    again = _already_written(run, plan.orders)
+    if again:
+        run.blocked.update(again)
+        plan.orders = [o for o in plan.orders if o.symbol not in again]
+    orders = sells_first(plan.orders)
+    if not orders:
+        return Outcome([], cancelled)
+    now = datetime.now(timezone.utc)
+    docs = {d.client_order_id: d for d in planned_orders(run.execution_id, run.st.config.mode, orders,
+                                                          _wanted(run, plan), now)}
+    _write_ahead(run, plan, orders, list(docs.values()), now)
+    fault_point("commander.before_orders")
+    placed, lifecycle = place(run.broker, orders, docs, run.as_of,
+                              record=lambda d: run.store.set(paths.order(d.client_order_id), d.to_store()))
+    run.placed = placed
+    fault_point("commander.before_audit")
+    return Outcome(placed, cancelled, lifecycle)
+
+
+def _write_ahead(run: CommanderRun, plan: Plan, orders: list[OrderRecord], docs: list[OrderLifecycle],
+                 now: datetime) -> None:
+    """One batch: the execution as ``placing`` (with its decision), the ``planned`` orders, and the
+    account's ``orders_planned_at``: from here on a crash leaves a record of every order."""
+    st = run.st
+    assert st.snapshot is not None
+    ex = build_execution(run.execution_id, run.as_of, run.trigger, False, "placing", st, plan, orders,
+                         run.inputs)
+    ex.summary = (f"Placing {len(orders)} orders (written ahead; a run that ends here left them to be resolved): "
+                  + ", ".join(f"{o.action} {o.totalQuantity:g} {o.symbol}" for o in orders) + ".")
+    acct = next_account_state(st.account, st.config.mode, run.as_of, st.snapshot.net_liquidation)
+    acct = acct.model_copy(update={"orders_planned_at": now})
+    writes = [(paths.execution(run.execution_id), ex.to_store())]
+    writes += [(paths.order(d.client_order_id), d.to_store()) for d in docs]
+    writes.append((paths.account_state(st.config.mode), acct.to_store()))
+    run.store.write_batches(writes)
+
+
+def _bookings(fills: list[LateFill]) -> list[Booking]:
+    """Each fill as a booking by the shares its order recorded when it was planned."""
+    return [(f.order.symbol, Fill(f.quantity, f.price, f.commission), f.order.shares) for f in fills]
+
+
+def _late_records(fills: list[LateFill]) -> list[LateFillRecord]:
+    return [LateFillRecord(client_order_id=f.order.client_order_id, execution_id=f.order.execution_id,
+                           symbol=f.order.symbol, quantity=f.quantity, price=f.price, commission=f.commission,
+                           booked=split_fill(f.quantity, f.order.shares)) for f in fills]
+
+
+def _audit(run: CommanderRun, plan: Plan, outcome: Outcome, g: GateResult, blocked: dict[str, str]) -> Execution:
+    """Book this run's priced fills and the late fills of earlier orders (by each order's recorded shares) and
+    the funding, build the execution, and write it with the books, the orders marked booked, the equity points,
+    trades and account state (dry: the execution alone)."""
+    st, as_of = run.st, run.as_of
+    assert st.snapshot is not None and run.inputs is not None
+    own = unbooked_fills(outcome.lifecycle)
+    late = [] if g.dry_run else run.late
+    fills = late + own
+    seen = st.account.funding_seen if st.account else {}
+    funding = _funding_since(st.snapshot, seen)
+    own_units: dict[str, float] = {}
+    for f in own:
+        own_units[f.order.symbol] = own_units.get(f.order.symbol, 0.0) + f.quantity
+    upd = update_books(st.books, plan.desired, {}, _holdings_after(st.snapshot, own_units),
+                       run.inputs.prices, run.inputs.specs,
+                       plan.decision.allocations, as_of, run.execution_id, funding, bookings=_bookings(fills))
+    status: ExecutionStatus = "partial_success" if outcome.refused else "completed"
+    notes = g.notes + ((f"no order on {', '.join(sorted(blocked))}: an earlier order is not resolved",)
+                       if blocked else ())
+    ex = build_execution(run.execution_id, as_of, run.trigger, g.dry_run, status, st, plan, outcome.orders,
+                         run.inputs, notes=notes, cancelled=outcome.cancelled,
+                         external=upd.external)
+    ex.blocked, ex.late_fills = blocked, _late_records(late)
+    if g.dry_run:
+        run.store.write_batches([(paths.execution(run.execution_id), ex.to_store())])
+        return ex
+    booked = {d.client_order_id: d for d in outcome.lifecycle}
+    booked.update({d.client_order_id: d for d in mark_booked(fills)})
+    writes = _book_writes(upd) + [(paths.order(c), d.to_store()) for c, d in booked.items()]
+    writes.append(_account_write(st, as_of, bool(own), planned_at=bool(outcome.lifecycle)))
+    writes.append((paths.execution(run.execution_id), ex.to_store()))
+    fault_point("commander.books_write")
+    if len(writes) <= FIRESTORE_BATCH_LIMIT:
+        run.store.write_batch(writes)
+    else:
+        run.store.write_batches(writes)
+    return ex
+
+
+def _holdings_after(snapshot: PortfolioSnapshot, fills: dict[str, float]) -> dict[str, float]:
+    """The snapshot's holdings plus this run's booked fills (symbol -> signed units)."""
+    after = {h.symbol: h.quantity for h in snapshot.holdings}
+    for s, q in fills.items():
+        after[s] = after.get(s, 0.0) + q
+    return after
+
+
+def _funding_since(snapshot: PortfolioSnapshot, seen: dict[str, float]) -> dict[str, float]:
+    """Funding paid per symbol since the last run (cumulative funding now minus ``seen``)."""
+    now = {h.symbol: h.funding for h in snapshot.holdings if h.funding}
+    return {s: v - seen.get(s, 0.0) for s, v in now.items() if abs(v - seen.get(s, 0.0)) > NOISE_EPS}
+
+
+def _book_writes(upd: BookUpdate) -> list[tuple[str, dict]]:
+    """The updated books, their new equity points and closed trades, as store writes."""
+    writes = [(paths.book(s), b.to_store()) for s, b in upd.books.items()]
+    writes += [(paths.equity_point(p.strategy_id, p.date), p.to_store()) for p in upd.equity_points]
+    writes += [(paths.trade(t.strategy_id, t.trade_id), t.to_store()) for t in upd.trades]
+    return writes
+
+
+def _account_write(st: LoadedState, as_of: datetime, traded: bool, planned_at: bool = False) -> tuple[str, dict]:
+    """The account state rolled to this run's NAV, its last trade time (when something filled)
+    and the cumulative funding seen, as a store write."""
+    assert st.snapshot is not None
+    mode = st.config.mode
+    seen = st.account.funding_seen if st.account else {}
+    acct = next_account_state(st.account, mode, as_of, st.snapshot.net_liquidation)
+    if planned_at:
+        acct = acct.model_copy(update={"orders_planned_at": datetime.now(timezone.utc)})
+    if traded:
+        acct = acct.model_copy(update={"last_trade_at": datetime.now(timezone.utc)})
+    funding_now = {h.symbol: h.funding for h in st.snapshot.holdings if h.funding}
+    acct = acct.model_copy(update={"funding_seen": {**seen, **funding_now}})
+    return paths.account_state(mode), acct.to_store()
 
 
 def cancel_records(plan: Plan) -> list[OrderRecord]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bus.constants import LIMIT_EPS
 from bus.models import Instrument, InstrumentSpec, RiskAdjustment, StrategyConfig, TargetPosition
 
 
@@ -31,6 +32,15 @@ class Sized:
 def _multiplier(specs: dict[str, InstrumentSpec], symbol: str) -> float:
     spec = specs.get(symbol)
     return spec.multiplier if spec else 1.0
+
+
+def _amount(t: TargetPosition, capital: float) -> float:
+    """Base-currency amount of a weight or notional target (a validated target has exactly one size)."""
+    if t.weight is not None:
+        return t.weight * capital
+    if t.notional is None:
+        raise SizingError(f"target {t.symbol} has no size: one of quantity, weight, notional is required")
+    return float(t.notional)
 
 
 def unit_values(prices: dict[str, float], specs: dict[str, InstrumentSpec]) -> dict[str, float]:
@@ -58,7 +68,7 @@ def size_targets(strategy: StrategyConfig, targets: list[TargetPosition], capita
             v = values.get(sym)
             if not v:
                 raise SizingError(f"no price for {sym}: cannot size a weight/notional target")
-            q = (t.weight * capital if t.weight is not None else float(t.notional)) / v  # type: ignore[operator,arg-type]
+            q = _amount(t, capital) / v
         if sym in q_of:
             out.duplicates[sym] = out.duplicates.get(sym, 1) + 1
             q_of[sym] += q
@@ -70,7 +80,7 @@ def size_targets(strategy: StrategyConfig, targets: list[TargetPosition], capita
     gross = 0.0
     for sym, q in q_of.items():
         v = abs(q) * values.get(sym, 0.0)
-        if v > cap_pos + 1e-9:
+        if v > cap_pos + LIMIT_EPS:
             new = q * cap_pos / v
             out.adjustments.append(RiskAdjustment(rule="max_single_position_exposure", symbol=sym,
                                                   strategy_id=strategy.strategy_id, before=q, after=new,
@@ -79,7 +89,7 @@ def size_targets(strategy: StrategyConfig, targets: list[TargetPosition], capita
             v = cap_pos
         gross += v
     cap_gross = rp.max_leverage * capital
-    if gross > cap_gross + 1e-9:
+    if gross > cap_gross + LIMIT_EPS:
         f = cap_gross / gross
         for sym, q in q_of.items():
             if q:

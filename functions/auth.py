@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import hmac
 import os
-from typing import Mapping
+from typing import Protocol
 
+from bus.constants import TOKEN_ENV
 from functions.errors import Unauthorized
 
-TOKEN_ENV = "INTENT_BUS_TOKEN"
+
+class Headers(Protocol):
+    """Request headers, looked up by name: a plain mapping, or Flask's case-insensitive ``request.headers``."""
+
+    def get(self, key: str) -> str | None: ...
 
 
 def required_token() -> str | None:
@@ -28,7 +33,7 @@ def required_token() -> str | None:
     return os.environ.get(TOKEN_ENV) or None
 
 
-def check(headers: Mapping[str, str]) -> None:
+def check(headers: Headers) -> None:
     """Refuse the request unless it carries the required bearer token (when one is required).
 
     Raises:

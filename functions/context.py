@@ -20,19 +20,21 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # functions/ may import only orchestrator and bus (DESIGN.md)
+from bus.constants import CONFIG_DIR_ENV
+
+if TYPE_CHECKING:  # functions/ may import only pipeline and bus (DESIGN.md)
     from bus.models import StrategyConfig
     from bus.store import Store
-    from orchestrator.config import Settings
+    from pipeline.settings import Settings
 
     Broker = Any  # brokers.base.Broker
     HistoryProvider = Any  # market.history.HistoryProvider
 
-CONFIG_DIR_ENV = "INTENT_BUS_CONFIG_DIR"
 
 _lock = threading.Lock()
 _stores: dict[tuple[str, str], Any] = {}
 _provider: Any = None
+_markets: dict[tuple[int, str], Any] = {}
 _files: dict[str, Any] = {}
 
 
@@ -43,7 +45,7 @@ class NotConfigured(RuntimeError):
 def store() -> "Store":
     """The Firestore store of ``$GOOGLE_CLOUD_PROJECT``, one client per project and emulator host."""
     from bus.store import FirestoreStore
-    from orchestrator.local import project_id
+    from pipeline.wiring import project_id
 
     key = (project_id(), os.environ.get("FIRESTORE_EMULATOR_HOST", ""))
     with _lock:
@@ -56,7 +58,7 @@ def store() -> "Store":
 def provider() -> "HistoryProvider":
     """The bundled history, shared by all requests of this instance (thread-safe, parsed once)."""
     global _provider
-    from orchestrator.steps import history_provider
+    from pipeline.steps import history_provider
 
     with _lock:
         if _provider is None:
@@ -64,13 +66,28 @@ def provider() -> "HistoryProvider":
     return _provider
 
 
+def market(st: "Store", settings: "Settings") -> "HistoryProvider":
+    """The market data of this instance for store ``st``: the bundled history (:func:`provider`), the
+    bar cache in ``st`` and the ``market.yaml`` sources (fetched only for a run as of now); one per
+    store and configuration folder, so fetched bars stay memoized between requests."""
+    from pipeline.steps import history_provider
+
+    key = (id(st), os.environ.get(CONFIG_DIR_ENV, ""))
+    bundled = provider()
+    with _lock:
+        md = _markets.get(key)
+        if md is None or md.config != settings.market:
+            md = _markets[key] = history_provider(settings, st, bundled=bundled)
+    return md
+
+
 def file_settings() -> "Settings":
     """The YAML configuration deployed with the source (cached per folder).
 
     Raises:
-        orchestrator.config.ConfigError: a file is missing or invalid.
+        pipeline.settings.ConfigError: a file is missing or invalid.
     """
-    from orchestrator.config import load_settings
+    from pipeline.settings import load_settings
 
     folder = os.environ.get(CONFIG_DIR_ENV, "")
     with _lock:
@@ -84,7 +101,7 @@ def file_settings() -> "Settings":
 
 @dataclass
 class Runtime:
-    """One request's view: the store, the history, and the settings with the store's configuration.
+    """One request's view: the store, the market data, and the settings with the store's configuration.
 
     ``settings.trading`` and ``settings.strategies`` come from the store;
     ``settings.account`` and ``settings.instruments`` from the files.
@@ -106,18 +123,22 @@ class Runtime:
         return [c for _, c in sorted(self.strategies.items()) if c.enabled]
 
     def as_of(self, day: date | None) -> datetime:
-        """The run's as-of instant: the configured run time on ``day`` (default the last bundled day).
+        """The run's as-of instant: now when ``day`` is None and ``market.yaml`` says ``as_of_now: true``
+        (the provider then refreshes the bars from the configured sources); else the configured run
+        time on ``day`` (default the last day every instrument's bundled or cached bars cover).
 
         Raises:
-            orchestrator.local.RunInputError: ``day`` outside the bundled data.
+            pipeline.wiring.RunInputError: ``day`` outside the bundled and cached bars; a live broker
+                with a historical as-of.
         """
-        from orchestrator.local import resolve_as_of
+        from pipeline.wiring import resolve_as_of
 
-        return resolve_as_of(day, self.settings, self.provider)
+        now = day is None and self.settings.market.as_of_now
+        return resolve_as_of(day, self.settings, self.provider, now=now)
 
     def broker(self) -> "Broker":
         """The paper broker of the configured account (persisted in the store)."""
-        from orchestrator.local import make_broker
+        from pipeline.wiring import make_broker
 
         return make_broker(self.store, self.settings, self.provider)
 
@@ -128,7 +149,7 @@ def runtime() -> Runtime:
     Raises:
         NotConfigured: ``config/trading`` is missing, or its mode has no account in ``brokers.yaml``.
         bus.store.StoreError: the store is unreachable.
-        orchestrator.config.ConfigError: the deployed files are invalid.
+        pipeline.settings.ConfigError: the deployed files are invalid.
     """
     from dataclasses import replace
 
@@ -147,4 +168,4 @@ def runtime() -> Runtime:
                            f"brokers.yaml was loaded for mode {files.trading.mode!r}")
     strategies = {sid: StrategyConfig.model_validate(doc) for sid, doc in st.list_docs("strategies")}
     settings = replace(files, trading=trading, strategies=[strategies[k] for k in sorted(strategies)])
-    return Runtime(st, provider(), settings, strategies)
+    return Runtime(st, market(st, settings), settings, strategies)

@@ -1,5 +1,5 @@
 """One handler per Cloud Function. Thin: validate, check ids in the store, delegate to
-:mod:`orchestrator.steps`, shape the JSON answer. No trading logic and no state here.
+:mod:`pipeline.steps`, shape the JSON answer. No trading logic and no state here.
 
 * ``orchestrator``: POST :class:`~functions.bodies.OrchestratorBody` -> 200 the run's summary,
   202 the workflow started (workflow mode), 409 lease refused.
@@ -52,7 +52,7 @@ def _runtime() -> "Runtime":
 
 
 def _as_of(rt: "Runtime", day: date | None) -> datetime:
-    from orchestrator.local import RunInputError
+    from pipeline.wiring import RunInputError
 
     try:
         return rt.as_of(day)
@@ -79,15 +79,15 @@ def _enabled(rt: "Runtime", ids: list[str] | None, field: str) -> list["Strategy
 
 
 def _summary(as_of: datetime, execution: "Execution", **more: Any) -> dict[str, Any]:
-    from orchestrator.pipeline import PipelineResult
-    from orchestrator.summary import summarize
+    from pipeline.run import PipelineResult
+    from pipeline.summary import summarize
 
     return {**summarize(PipelineResult(as_of=as_of, execution=execution)), **more}
 
 
 def _outcome(doc: dict[str, Any], execution: "Execution") -> tuple[int, dict[str, Any]]:
     """200 for a recorded run; 409 when the lease was refused; 500 when it failed."""
-    from orchestrator.steps import lease_refused
+    from pipeline.steps import lease_refused
 
     if lease_refused(execution):
         raise Conflict(f"another run holds the account: {execution.reason}", extra=doc)
@@ -107,8 +107,8 @@ def _orchestrator_post(request: flask.Request) -> tuple[int, dict[str, Any]]:
     if workflow_client.mode() == "workflow":
         return _start_workflow(body)
     from bus.ids import new_id
-    from orchestrator.steps import run_exclusive
-    from orchestrator.summary import summarize
+    from pipeline.steps import run_exclusive
+    from pipeline.summary import summarize
 
     execution_id = new_id(as_of)
     with logs.context(execution_id=execution_id):
@@ -158,7 +158,7 @@ def _strategy_post(request: flask.Request) -> tuple[int, dict[str, Any]]:
     rt = _runtime()
     config = _enabled(rt, [sid], "strategy")[0]
     as_of = _as_of(rt, body.asOf)
-    from orchestrator.steps import run_strategy_step
+    from pipeline.steps import run_strategy_step
 
     with logs.context(strategy_id=sid):
         intent = run_strategy_step(rt.store, rt.provider, config, as_of)
@@ -180,7 +180,7 @@ def _reconcile_post(request: flask.Request) -> tuple[int, dict[str, Any]]:
     body = validate(ReconcileBody, parse_body(request))
     rt = _runtime()
     as_of = _as_of(rt, body.asOf)
-    from orchestrator.steps import run_reconcile_step
+    from pipeline.steps import run_reconcile_step
 
     out = run_reconcile_step(rt.store, rt.broker(), as_of, rt.mode)
     if out.refused_by is not None:
@@ -209,7 +209,7 @@ def _allocation_post(request: flask.Request) -> tuple[int, dict[str, Any]]:
     rt = _runtime()
     _known(rt, list(body.strategyErrors), "strategyErrors")
     as_of = _as_of(rt, body.asOf)
-    from orchestrator.steps import run_allocation_step
+    from pipeline.steps import run_allocation_step
 
     with logs.context(execution_id=body.executionId):
         for sid, msg in sorted(body.strategyErrors.items()):

@@ -71,7 +71,7 @@ def _known_failure(exc: Exception) -> HttpError | None:
 
     if isinstance(exc, (NotConfigured, WorkflowConfigError)):
         return Internal(str(exc))
-    if type(exc).__name__ == "ConfigError":  # orchestrator.config.ConfigError, not imported here to stay light
+    if type(exc).__name__ == "ConfigError":  # pipeline.settings.ConfigError, not imported here to stay light
         return Internal(f"deployed configuration is invalid: {exc}")
     return None
 
@@ -91,7 +91,7 @@ def respond(name: str, request: flask.Request, handlers: dict[str, Handler]) -> 
                 raise MethodNotAllowed(f"method {request.method} is not allowed; use {allowed}",
                                        headers={"Allow": allowed})
             status, payload = handler(request)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON answer with an error id
+        except Exception as exc:  # every failure becomes a JSON answer with an error id
             err = exc if isinstance(exc, HttpError) else _known_failure(exc)
             error_id = new_error_id()
             if err is None:

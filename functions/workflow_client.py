@@ -22,11 +22,9 @@ import json
 import os
 from typing import Any, Protocol
 
-MODE_ENV = "INTENT_BUS_ORCHESTRATOR"
-WORKFLOW_ENV = "INTENT_BUS_WORKFLOW"
-FUNCTIONS_URL_ENV = "INTENT_BUS_FUNCTIONS_URL"
-ENDPOINT_ENV = "INTENT_BUS_WORKFLOWS_ENDPOINT"
-STEP_FUNCTIONS = ("strategy", "reconcile", "allocation")
+from bus.constants import FUNCTIONS_URL_ENV, STEP_FUNCTIONS, WORKFLOW_ENV
+from bus.constants import ORCHESTRATOR_MODE_ENV as MODE_ENV
+from bus.constants import WORKFLOWS_ENDPOINT_ENV as ENDPOINT_ENV
 
 
 class WorkflowConfigError(RuntimeError):

@@ -12,7 +12,8 @@ from functools import lru_cache
 
 import pandas as pd
 
-TIMEFRAMES = {"1h": pd.Timedelta(hours=1), "4h": pd.Timedelta(hours=4), "1d": pd.Timedelta(days=1)}
+from market.timeframes import timeframe as _timeframe
+
 NEW_YORK = "America/New_York"
 
 
@@ -39,11 +40,25 @@ def equity_daily_close_times(session_dates: pd.DatetimeIndex) -> pd.DatetimeInde
 
 
 def crypto_close_times(open_times: pd.DatetimeIndex, timeframe: str) -> pd.DatetimeIndex:
-    """UTC close times of crypto bars: open + timeframe.
+    """UTC close times of crypto bars: open + the timeframe's length (:mod:`market.timeframes`).
 
     Raises:
-        ValueError: for a timeframe not in ``TIMEFRAMES``.
+        UnknownTimeframeError: (a ValueError) for a timeframe not in ``market.timeframes.TIMEFRAMES``.
     """
-    if timeframe not in TIMEFRAMES:
-        raise ValueError(f"unknown timeframe {timeframe!r}; known: {sorted(TIMEFRAMES)}")
-    return open_times + TIMEFRAMES[timeframe]
+    return open_times + _timeframe(timeframe).duration
+
+
+def next_close_after(last_open: pd.Timestamp, timeframe: str, equity: bool) -> pd.Timestamp:
+    """UTC close time of the bar after the one opened at ``last_open``: the next XNYS session's close
+    for daily equity bars (labelled by session date; the next weekday at 16:00 New York past the
+    calendar's end), ``last_open`` + 2 bar lengths otherwise. Before it, no newer bar can have closed."""
+    if equity and timeframe == "1d":
+        session = pd.Timestamp(last_open).tz_localize(None).normalize() if pd.Timestamp(last_open).tz is not None \
+            else pd.Timestamp(last_open).normalize()
+        closes = _xnys_closes()
+        later = closes[closes.index > session]
+        if len(later):
+            return pd.Timestamp(later.iloc[0]).tz_convert("UTC")
+        nxt = session + pd.offsets.BDay(1)
+        return (nxt + pd.Timedelta(hours=16)).tz_localize(NEW_YORK).tz_convert("UTC")
+    return pd.Timestamp(last_open) + 2 * _timeframe(timeframe).duration

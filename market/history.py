@@ -2,7 +2,7 @@
 
 Files are named ``{venue}_{SYMBOL}_{timeframe}.csv`` with the columns
 ``timestamp,open,high,low,close,volume``; ``timestamp`` is the bar's open time
-in UTC. Venues ``yahoo`` and ``lean`` are US equities (daily bars labelled with
+in UTC. Venues ``yahoo``, ``lean`` and ``ib`` are US equities (daily bars labelled with
 the session date); ``binance`` / ``binanceusdm`` are crypto. Gaps stay gaps:
 nothing is filled.
 
@@ -24,9 +24,9 @@ from market.calendar import crypto_close_times, equity_daily_close_times
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "data"
 _NAME = re.compile(r"^(?P<venue>[a-z]+)_(?P<symbol>[A-Z0-9\-]+)_(?P<tf>1h|4h|1d)\.csv$")
-EQUITY_VENUES = {"yahoo", "lean"}
+EQUITY_VENUES = {"yahoo", "lean", "ib"}
 #: Venue preference when a symbol/timeframe exists from several venues.
-VENUE_ORDER = ("yahoo", "binance", "binanceusdm", "lean")
+VENUE_ORDER = ("yahoo", "binance", "binanceusdm", "lean", "ib")
 
 
 class MarketDataError(LookupError):
@@ -83,7 +83,7 @@ class HistoryProvider:
         for d in self.data_dirs:
             for p in sorted(d.glob("*.csv")):
                 m = _NAME.match(p.name)
-                if not m:
+                if not m or m["venue"] not in VENUE_ORDER:
                     continue
                 k = SeriesKey(m["venue"], m["symbol"], m["tf"], p)
                 prev = self._keys.get((k.symbol, k.timeframe))

@@ -33,9 +33,9 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from market.calendar import crypto_close_times, equity_daily_close_times
 from market.history import MarketDataError, MarketView, StaleDataError
+from market.timeframes import TIMEFRAMES
 
 log = logging.getLogger(__name__)
-TIMEFRAME = {"1h": timedelta(hours=1), "4h": timedelta(hours=4), "1d": timedelta(days=1)}
 COLUMNS = ["open", "high", "low", "close", "volume"]
 
 
@@ -88,7 +88,7 @@ class LiveProvider:
             return self.max_staleness[timeframe]
         if self.fetcher.equity and timeframe == "1d":
             return timedelta(days=4)
-        return 2 * TIMEFRAME[timeframe]
+        return 2 * TIMEFRAMES[timeframe].duration
 
     def _fetch(self, symbol: str, timeframe: str) -> pd.DataFrame:
         try:
@@ -108,8 +108,8 @@ class LiveProvider:
             MarketDataError: unknown timeframe, no bars, or the fetch failed after retries.
             StaleDataError: the newest closed bar is older than :meth:`staleness` allows.
         """
-        if timeframe not in TIMEFRAME:
-            raise MarketDataError(f"unknown timeframe {timeframe!r}; live bars have {sorted(TIMEFRAME)}")
+        if timeframe not in TIMEFRAMES:
+            raise MarketDataError(f"unknown timeframe {timeframe!r}; live bars have {sorted(TIMEFRAMES)}")
         now = self.clock()
         key = (symbol, timeframe)
         with self._lock:
@@ -141,20 +141,27 @@ class LiveProvider:
         """The market as of ``as_of`` (no bar closed later is visible)."""
         return MarketView(self, as_of)  # type: ignore[arg-type] - duck-types HistoryProvider.frame
 
+    def origin(self, symbol: str, timeframe: str, used: pd.DataFrame) -> str:
+        """Where bars read through this provider came from (for the intent's record): ``live``."""
+        return "live"
+
 
 # ---------------------------------------------------------------------- ccxt
 
 
 class CcxtBars:
     """OHLCV from a ccxt exchange. ``symbols`` maps a project symbol to ccxt's
-    (``BTC-USDT-PERP`` -> ``BTC/USDT:USDT`` by default; ``BTC-USDT`` -> ``BTC/USDT``)."""
+    (``BTC-USDT-PERP`` -> ``BTC/USDT:USDT`` by default; ``BTC-USDT`` -> ``BTC/USDT``).
+    ``clock`` (default the wall clock, UTC) ends the window fetched."""
 
     equity = False
 
-    def __init__(self, exchange: Any, symbols: dict[str, str] | None = None, page: int = 1000) -> None:
+    def __init__(self, exchange: Any, symbols: dict[str, str] | None = None, page: int = 1000,
+                 clock: Callable[[], datetime] | None = None) -> None:
         self.exchange = exchange
         self.symbols = dict(symbols or {})
         self.page = page
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
 
     def ccxt_symbol(self, symbol: str) -> str:
         """The ccxt symbol of a project symbol."""
@@ -171,12 +178,13 @@ class CcxtBars:
         import ccxt
 
         sym = self.ccxt_symbol(symbol)
-        step = int(TIMEFRAME[timeframe].total_seconds() * 1000)
-        since = int(datetime.now(timezone.utc).timestamp() * 1000) - (count + 1) * step
+        tf = TIMEFRAMES[timeframe]
+        step = int(tf.duration.total_seconds() * 1000)
+        since = int(self.clock().timestamp() * 1000) - (count + 1) * step
         rows: list[list] = []
         try:
             while len(rows) < count + 1:
-                batch = self.exchange.fetch_ohlcv(sym, timeframe, since=since, limit=self.page)
+                batch = self.exchange.fetch_ohlcv(sym, tf.ccxt, since=since, limit=self.page)
                 if not batch:
                     break
                 rows += [r for r in batch if not rows or r[0] > rows[-1][0]]
@@ -253,7 +261,6 @@ class IBBars:
     """
 
     equity = True
-    _BAR = {"1h": "1 hour", "4h": "4 hours", "1d": "1 day"}
 
     def __init__(self, host: str, port: int, client_id: int, timeout: float = 10.0, use_rth: bool = True,
                  sec_type: str = "STK", exchange: str = "SMART", currency: str = "USD") -> None:
@@ -281,11 +288,12 @@ class IBBars:
             self._ib = IB()
             await self._ib.connectAsync(self.host, self.port, clientId=self.client_id, timeout=self.timeout,
                                         readonly=True)
-        span = TIMEFRAME[timeframe] * count
+        tf = TIMEFRAMES[timeframe]
+        span = tf.duration * count
         duration = f"{max(1, span.days + 1)} D" if span.days < 365 else f"{span.days // 365 + 1} Y"
         contract = Contract(symbol=symbol, secType=self.sec_type, exchange=self.exchange, currency=self.currency)
         return list(await self._ib.reqHistoricalDataAsync(
-            contract, endDateTime="", durationStr=duration, barSizeSetting=self._BAR[timeframe],
+            contract, endDateTime="", durationStr=duration, barSizeSetting=tf.ib_bar_size,
             whatToShow="TRADES", useRTH=self.use_rth, formatDate=2, timeout=self.timeout))
 
     def __call__(self, symbol: str, timeframe: str, count: int) -> pd.DataFrame:

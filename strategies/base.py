@@ -27,7 +27,7 @@ class StrategyContext:
     market: MarketView
     config: StrategyConfig
 
-    def param(self, name: str, default):  # noqa: ANN001, ANN201 - params are free-form
+    def param(self, name: str, default):  # params are free-form
         """A parameter from the strategy's ``params``, or ``default``."""
         return self.config.params.get(name, default)
 

@@ -31,7 +31,9 @@ class CryptoTrend(Strategy):
         symbols = list(ctx.param("symbols", ["BTC-USDT", "ETH-USDT"]))
         window = int(ctx.param("ema_window", 50))
         weight = float(ctx.param("weight", 0.45))
-        targets, indicators, strengths = [], {}, []
+        targets: list[TargetPosition] = []
+        indicators: dict[str, float | str | None] = {}
+        strengths: list[float] = []
         for sym in symbols:
             ctx.market.require_fresh(sym, ctx.max_data_age(2))
             bars = ctx.market.bars(sym, lookback=window * 4)

@@ -104,7 +104,9 @@ class CryptoVolTarget(Strategy):
         budgets = dict(ctx.param("risk_budget", {}) or {})
         age = ctx.max_data_age(2)
         need = max(lookback, window) + 1
-        targets, indicators, strengths = [], {}, []
+        targets: list[TargetPosition] = []
+        indicators: dict[str, float | str | None] = {}
+        strengths: list[float] = []
         for perp, signal in symbols.items():
             budget = float(budgets.get(perp, 1.0 / len(symbols)))
             try:

@@ -62,7 +62,9 @@ class EtfTrend(Strategy):
         gross = float(ctx.param("gross", 1.0))
         age = ctx.max_data_age(5)
         need = max(sma_window, vol_window + 1)
-        vols, trend, indicators = {}, {}, {}
+        vols: dict[str, float] = {}
+        trend: dict[str, bool] = {}
+        indicators: dict[str, float | str | None] = {}
         for sym in symbols:
             ctx.market.require_fresh(sym, age)
             bars = ctx.market.bars(sym, lookback=need)

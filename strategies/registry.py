@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Callable
 
 from strategies.base import Strategy
@@ -19,9 +20,13 @@ def register(strategy_id: str) -> Callable[[type[Strategy]], type[Strategy]]:
     return deco
 
 
+#: Modules of the built-in classic strategies; importing one registers its strategies.
+BUILTIN_MODULES: tuple[str, ...] = ("crypto_trend", "crypto_vol_target", "etf_trend", "spy_macd_vixy", "test_signal")
+
+
 def _load_builtin() -> None:
-    # Importing the modules registers them.
-    from strategies import crypto_trend, crypto_vol_target, etf_trend, spy_macd_vixy, test_signal  # noqa: F401
+    for name in BUILTIN_MODULES:
+        importlib.import_module(f"strategies.{name}")
 
 
 def known() -> list[str]:

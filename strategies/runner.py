@@ -16,6 +16,7 @@ from bus.ids import new_id
 from bus.models import Intent, IntentSource, StrategyConfig
 from bus.store import Store
 from market.history import HistoryProvider, MarketView
+from market.usage import RecordingView
 from strategies import registry
 from strategies.base import StrategyContext
 
@@ -26,10 +27,18 @@ def compute_intent(config: StrategyConfig, market: MarketView, now: datetime | N
                    store: Store | None = None) -> Intent:
     """Run one strategy and return its intent (no I/O beyond market reads for classic strategies).
 
-    Any exception becomes an ``error`` intent carrying ``"{Type}: {message}"``.
+    Any exception becomes an ``error`` intent carrying ``"{Type}: {message}"``. Every intent, an
+    ``error`` one too, records in ``source.bars`` the bar series the strategy read
+    (:class:`market.usage.RecordingView`): source, timeframe, last close time, digest.
     A kind-``llm`` strategy is an LLM virtual trader (:func:`strategies.llm.trader.llm_intent`):
     it reads its book and writes its journal, budget and cache in ``store``.
     """
+    recording = RecordingView(market)  # --- bars used: every intent records the bars its strategy read
+    intent = _compute(config, recording, now, store)
+    return intent.model_copy(update={"source": intent.source.model_copy(update={"bars": recording.used()})})
+
+
+def _compute(config: StrategyConfig, market: MarketView, now: datetime | None, store: Store | None) -> Intent:
     if config.kind == "llm":
         from strategies.llm.trader import llm_intent
 

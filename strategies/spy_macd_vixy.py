@@ -30,7 +30,7 @@ from strategies.base import Strategy, StrategyContext, StrategyResult
 from strategies.registry import register
 
 
-def macd_histogram(closes, fast: int = 12, slow: int = 26, signal: int = 9):  # noqa: ANN001, ANN201
+def macd_histogram(closes, fast: int = 12, slow: int = 26, signal: int = 9):
     """MACD histogram (MACD line − signal line) of a close series, via ``ta.trend.MACD``."""
     return ta.trend.MACD(closes, window_slow=slow, window_fast=fast, window_sign=signal).macd_diff()
 
@@ -66,5 +66,6 @@ class SpyMacdVixy(Strategy):
         targets = [TargetPosition(symbol=s, secType="STK", exchange="SMART", currency="USD", weight=w)
                    for s, w in weights.items()]
         meta = IntentMetadata(signal_strength=math.tanh(h / sd),
-                              indicators={"macd_hist": h, "vixy_level": vixy, "spy_close": float(spy["close"].iloc[-1])})
+                              indicators={"macd_hist": h, "vixy_level": vixy,
+                                          "spy_close": float(spy["close"].iloc[-1])})
         return StrategyResult(targets, meta)

@@ -10,10 +10,10 @@ import pytest
 from bus.emulator import FirestoreEmulator
 from bus.store import FirestoreStore
 from market.history import HistoryProvider
-from orchestrator.config import load_settings
-from tests.llm_support import llm_env  # noqa: F401 - the LLM tests' API-key fixture
+from pipeline.settings import load_settings
 
-pytest_plugins = ("tests.functions_fixtures",)  # the `cloud` fixture of the functions' and workflow tests
+# The `cloud` fixture of the functions' and workflow tests; the LLM tests' API-key fixture `llm_env`.
+pytest_plugins = ("tests.support.functions_fixtures", "tests.support.llm")
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +64,7 @@ def srv():
 
 @pytest.fixture(scope="module")
 def market():
-    """The bundled market as of the LLM tests' as-of time (tests/llm_support.py)."""
-    from tests.llm_support import AS_OF
+    """The bundled market as of the LLM tests' as-of time (tests/support/llm.py)."""
+    from tests.support.llm import AS_OF
 
     return HistoryProvider().view(AS_OF)

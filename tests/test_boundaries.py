@@ -5,10 +5,10 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = {"bus", "market", "brokers", "strategies", "reconcile", "commander", "orchestrator", "functions"}
-# What each folder may import from this project. orchestrator also needs market and
-# brokers: the local runner builds the history provider and the paper broker.
+ROOT = Path(__file__).resolve().parents[1]
+CORE = {"bus", "market", "brokers", "strategies", "reconcile", "commander"}
+# What each product folder may import from this project (DESIGN.md's table). The
+# command line is the face of ops/ (deploy, serve, workflow run), so cli may import ops.
 ALLOWED = {
     "bus": set(),
     "market": {"bus"},
@@ -16,9 +16,17 @@ ALLOWED = {
     "strategies": {"bus", "market"},
     "reconcile": {"bus", "brokers"},
     "commander": {"bus", "brokers", "market"},
-    "orchestrator": {"strategies", "reconcile", "commander", "bus", "market", "brokers"},
-    "functions": {"orchestrator", "bus"},
+    "pipeline": CORE,
+    "backtest": CORE | {"pipeline"},
+    "ops": CORE | {"pipeline", "backtest", "functions"},
+    "cli": CORE | {"pipeline", "backtest", "ops"},
+    "functions": {"pipeline", "bus"},
 }
+# main.py: the functions-framework targets and the command line, both thin.
+MAIN_ALLOWED = {"functions", "cli"}
+PACKAGES = set(ALLOWED)
+#: Folders with Python files that are not product code.
+NOT_PRODUCT = {"tests", "bench"}
 
 
 def project_imports(path: Path) -> set[str]:
@@ -39,7 +47,15 @@ def violations() -> list[str]:
         for f in sorted((ROOT / pkg).rglob("*.py")):
             bad = project_imports(f) - allowed - {pkg}
             out += [f"{f.relative_to(ROOT)} imports {b}" for b in sorted(bad)]
+    bad = project_imports(ROOT / "main.py") - MAIN_ALLOWED
+    out += [f"main.py imports {b}" for b in sorted(bad)]
     return out
+
+
+def test_every_product_folder_has_a_row():
+    folders = {d.name for d in ROOT.iterdir()
+               if d.is_dir() and not d.name.startswith(".") and any(d.rglob("*.py"))} - NOT_PRODUCT
+    assert folders == set(ALLOWED), f"add a row to ALLOWED for {sorted(folders - set(ALLOWED))}"
 
 
 def test_no_forbidden_imports():
@@ -52,3 +68,4 @@ def test_checker_catches_a_forbidden_import(tmp_path):
     assert project_imports(bad) == {"brokers", "commander"}
     assert not {"brokers", "commander"} <= ALLOWED["strategies"]
     assert "strategies" not in ALLOWED["commander"] and "brokers" not in ALLOWED["functions"]
+    assert "cli" not in ALLOWED["ops"] and "backtest" not in ALLOWED["pipeline"]

@@ -5,5 +5,5 @@ an account slice, a prompt template, risk parameters and a model chain. Modules:
 ``config`` (loading), ``prompts`` (versioned Jinja2 templates, digests), ``context``
 (market, book and performance as of the run), ``decisions`` (the reply's schema),
 ``client`` (the model chain), ``budget``, ``cache``, ``checks`` (pre-trade),
-``targets``, ``journal``, ``paths``, and ``trader`` (:func:`trader.llm_intent`).
+``targets``, ``journal`` and ``trader`` (:func:`trader.llm_intent`). Store paths are in :mod:`bus.paths`.
 """

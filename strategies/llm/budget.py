@@ -25,9 +25,9 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from bus import paths
 from bus.journal import Attempt, BudgetUsage
 from bus.store import Store
-from bus import paths
 from strategies.llm.config import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,8 @@ def record_usage(store: Store, model: ModelSpec, now: datetime, prompt_tokens: i
     day = day_of(now)
     path = paths.llm_usage(model.id, day)
     with _lock(path):
-        if seen is not None and seen.version == versions([path])[path] and (seen.usage is None or seen.usage.day == day):
+        if (seen is not None and seen.version == versions([path])[path]
+                and (seen.usage is None or seen.usage.day == day)):
             u = seen.usage.model_copy(deep=True) if seen.usage else None
         else:
             raw = store.get(path)
@@ -174,7 +175,8 @@ def record_usage(store: Store, model: ModelSpec, now: datetime, prompt_tokens: i
         u.total_tokens += int(prompt_tokens) + int(completion_tokens)
         u.cost_usd += model.cost(prompt_tokens, completion_tokens)
         u.updated_at = now
-        u.token_limit, u.cost_limit_usd, u.alert_threshold = model.daily_token_budget, model.daily_cost_budget, alert_threshold
+        u.token_limit, u.cost_limit_usd = model.daily_token_budget, model.daily_cost_budget
+        u.alert_threshold = alert_threshold
         frac = used_fraction(u, model)
         crossed = False
         if frac >= alert_threshold and u.alerted_at is None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from bus.journal import CacheEntry
 from bus import paths
+from bus.journal import CacheEntry
 from strategies.llm.config import ModelSpec
 
 

@@ -43,11 +43,12 @@ from typing import Any
 import openai
 import tenacity
 
-from bus.journal import Attempt, BudgetNote
+from bus.journal import Attempt, AttemptOutcome, BudgetNote
+from bus.paths import llm_cache as cache_path
+from bus.redaction import redact, register
 from bus.store import Store
 from strategies.llm import budget, cache
 from strategies.llm.config import ModelSpec, TraderSpec
-from bus.paths import llm_cache as cache_path
 from strategies.llm.decisions import MalformedReply, Reply, parse_reply, response_format
 from strategies.llm.prompts import RenderedPrompt, request_digest
 
@@ -116,14 +117,6 @@ def no_key_message(chain: list[ModelSpec]) -> str:
             f"(set one of them)")
 
 
-def redact(text: str, secrets: list[str]) -> str:
-    """``text`` with every secret replaced by ``***``."""
-    for s in secrets:
-        if s:
-            text = text.replace(s, "***")
-    return text
-
-
 def client_for(model: ModelSpec, api_key: str) -> openai.OpenAI:
     """A (reused) ``openai`` client for the model's endpoint: its timeout, no retries of its own."""
     key = (model.base_url, model.api_key_env, model.timeout_seconds)
@@ -175,7 +168,7 @@ def _call(spec: TraderSpec, model: ModelSpec, api_key: str, prompt: RenderedProm
         exc = state.outcome.exception() if state.outcome else None
         attempts.append(Attempt(model=model.id, outcome="rate_limited", response_format=rf,
                                 latency_ms=(time.perf_counter() - started[0]) * 1000,
-                                error=redact(f"HTTP 429: {exc}; retrying in {state.upcoming_sleep:.2f} s", [api_key])))
+                                error=redact(f"HTTP 429: {exc}; retrying in {state.upcoming_sleep:.2f} s")))
         started[0] = time.perf_counter() + state.upcoming_sleep
 
     retrying = tenacity.Retrying(retry=tenacity.retry_if_exception_type(openai.RateLimitError),
@@ -203,16 +196,16 @@ def _ask_one(store: Store, spec: TraderSpec, model: ModelSpec, api_key: str, pro
             res.model_wait_ms += ms
             if rf == "json_schema" and (getattr(exc, "param", None) or "").startswith("response_format"):
                 res.attempts.append(Attempt(model=model.id, outcome="schema_unsupported", response_format=rf,
-                                            latency_ms=ms, error=redact(str(exc), [api_key])))
+                                            latency_ms=ms, error=redact(str(exc))))
                 rf = "json_object"
                 continue
             res.attempts.append(Attempt(model=model.id, outcome="http_error", response_format=rf, latency_ms=ms,
-                                        error=redact(f"HTTP {exc.status_code}: {exc}", [api_key])))
+                                        error=redact(f"HTTP {exc.status_code}: {exc}")))
             return None
         except (openai.APITimeoutError, openai.APIConnectionError, openai.APIStatusError) as exc:
             ms = (time.perf_counter() - t0) * 1000
             res.model_wait_ms += ms
-            outcome = ("timeout" if isinstance(exc, openai.APITimeoutError) else
+            outcome: AttemptOutcome = ("timeout" if isinstance(exc, openai.APITimeoutError) else
                        "rate_limited" if isinstance(exc, openai.RateLimitError) else
                        "connection_error" if isinstance(exc, openai.APIConnectionError) else "http_error")
             status = getattr(exc, "status_code", None)
@@ -220,7 +213,7 @@ def _ask_one(store: Store, spec: TraderSpec, model: ModelSpec, api_key: str, pro
             if outcome == "timeout":
                 text += f" (timeout {model.timeout_seconds:g} s)"
             res.attempts.append(Attempt(model=model.id, outcome=outcome, response_format=rf, latency_ms=ms,
-                                        error=redact(text, [api_key])))
+                                        error=redact(text)))
             return None
         ms = (time.perf_counter() - t0) * 1000
         res.model_wait_ms += ms
@@ -245,7 +238,8 @@ def _ask_one(store: Store, spec: TraderSpec, model: ModelSpec, api_key: str, pro
             res.attempts.append(attempt)
             res.last_raw = content
             if budget.over_budget(usage, model):
-                res.attempts.append(Attempt(model=model.id, outcome="over_budget", error=budget.over_budget(usage, model)))
+                res.attempts.append(Attempt(model=model.id, outcome="over_budget",
+                                            error=budget.over_budget(usage, model)))
                 return None
             if malformed_left <= 0:
                 return None
@@ -322,6 +316,7 @@ def ask_chain(store: Store, spec: TraderSpec, prompt: RenderedPrompt, now: datet
         return res
     for m in plan.models:
         api_key = os.environ.get(m.api_key_env, "")
+        register(api_key)  # every error text, journal and log line masks it from now on
         answer = _ask_one(store, spec, m, api_key, prompt, now, decision_id, res, seen)
         if answer is not None:
             res.answer = answer

@@ -115,7 +115,8 @@ class ModelsFile(_Strict):
     def _ids(cls, data: Any) -> Any:
         if isinstance(data, dict) and isinstance(data.get("models"), dict):
             data = dict(data)
-            data["models"] = {k: {"id": k, **(v or {})} if isinstance(v, dict) else v for k, v in data["models"].items()}
+            data["models"] = {k: {"id": k, **(v or {})} if isinstance(v, dict) else v
+                              for k, v in data["models"].items()}
         return data
 
 
@@ -246,7 +247,7 @@ def _read(path: Path) -> Any:
 
 
 def _first(path: Path | str, exc: ValidationError) -> LLMConfigError:
-    return first_error(path, exc, LLMConfigError)  # type: ignore[return-value]
+    return first_error(path, exc, LLMConfigError)
 
 
 def load_models(config_dir: Path | None = None) -> ModelsFile:
@@ -295,7 +296,8 @@ def resolve(trader: TraderFile, models: ModelsFile, config_dir: Path | None = No
     names = [trader.model, *trader.fallbacks]
     unknown = [n for n in names if n not in models.models]
     if unknown:
-        raise LLMConfigError(f"{where}: unknown model(s) {unknown}; configured in {MODELS_FILE}: {sorted(models.models)}")
+        raise LLMConfigError(f"{where}: unknown model(s) {unknown}; "
+                             f"configured in {MODELS_FILE}: {sorted(models.models)}")
     if len(set(names)) != len(names):
         raise LLMConfigError(f"{where}: a model appears twice in model + fallbacks {names}")
     fallbacks = sorted(trader.fallbacks, key=lambda n: models.models[n].priority)  # stable: ties keep their order

@@ -24,7 +24,8 @@ Book (``strategies/{id}/book/latest``, written by the Commander): cash, equity
 and positions re-marked at the context's prices, each with its entry price,
 size, leverage (from the trader's own exit plan, 1 when unknown), unrealized
 PnL and an estimated liquidation price. Performance: Sharpe ratio of the
-book's daily equity curve, win rate and number of closed trades, total return.
+book's daily equity curve (:mod:`bus.metrics`), win rate and number of closed
+trades, total return.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ from typing import Any
 import pandas as pd
 import ta
 
+from bus.constants import NOISE_EPS
 from bus.journal import MarketRef, PositionPlan
+from bus.metrics import PERIODS_PER_YEAR_CRYPTO, returns_from_curve, sharpe
 from bus.models import Book, Trade
 from market.funding import FundingHistory
 from market.history import MarketDataError, MarketView
@@ -81,8 +84,9 @@ def indicators(bars: pd.DataFrame) -> pd.DataFrame:
     # seed within them: (13/14)^86 < 0.2 %); earlier rows stay NaN.
     t = bars.iloc[-ATR_BARS:]
     n = len(t)
-    out["atr3"] = ta.volatility.AverageTrueRange(t["high"], t["low"], t["close"], 3).average_true_range() if n > 3 else math.nan
-    out["atr14"] = ta.volatility.AverageTrueRange(t["high"], t["low"], t["close"], 14).average_true_range() if n > 14 else math.nan
+    atr = ta.volatility.AverageTrueRange
+    out["atr3"] = atr(t["high"], t["low"], t["close"], 3).average_true_range() if n > 3 else math.nan
+    out["atr14"] = atr(t["high"], t["low"], t["close"], 14).average_true_range() if n > 14 else math.nan
     if "close_time" in bars:
         out["close_time"] = bars["close_time"]
     return out
@@ -181,18 +185,20 @@ def symbol_context(market: MarketView, symbol: str, funding: FundingHistory,
     frames = cached_frames(name, bars, market.as_of)
     price = float(bars["close"].iloc[-1])
     rates = funding.as_of(symbol, market.as_of.to_pydatetime(), lookback=3) if symbol in funding.symbols() else None
-    fresh_rates = rates is not None and len(rates) and market.as_of - rates.index[-1] <= pd.Timedelta(hours=24)
+    # The funding rates when the newest was paid within a day of the as-of time, else None.
+    fresh = (rates if rates is not None and len(rates) and market.as_of - rates.index[-1] <= pd.Timedelta(hours=24)
+             else None)
     ctx = {
         "symbol": symbol, "series": name, "perpetual": name.endswith("-PERP"), "price": price,
-        "funding_rate": float(rates.iloc[-1]) if fresh_rates else None,
-        "funding_rate_avg": float(rates.mean()) if fresh_rates else None,
+        "funding_rate": float(fresh.iloc[-1]) if fresh is not None else None,
+        "funding_rate_avg": float(fresh.mean()) if fresh is not None else None,
         "timeframes": [{"name": tf, "current": f["current"], "series": f["series"]} for tf, f in frames.items()],
     }
     four, day = frames["4h"], frames.get("1d")
     ref = MarketRef(symbol=symbol, series=name, price=price, bars_4h=four["bars"], bars_1d=day["bars"] if day else None,
                     first_close_4h=four["first_close"], last_close_4h=four["last_close"],
                     last_close_1d=day["last_close"] if day else None,
-                    funding_at=rates.index[-1].to_pydatetime() if fresh_rates else None)
+                    funding_at=fresh.index[-1].to_pydatetime() if fresh is not None else None)
     return ctx, ref
 
 
@@ -229,19 +235,6 @@ def liquidation_price(entry: float, quantity: float, leverage: float,
     return entry * (1 + 1 / lev - maintenance_margin_rate)
 
 
-def sharpe_ratio(curve: dict[str, float], periods_per_year: int = 365) -> float | None:
-    """Annualized Sharpe ratio (Sharpe 1994, risk-free 0) of a ``{YYYY-MM-DD: equity}`` curve.
-
-    mean(r) / std(r, ddof=1) x sqrt(periods_per_year) on simple daily returns;
-    None with fewer than two returns or zero volatility.
-    """
-    s = pd.Series(curve, dtype=float).sort_index()
-    r = s[s > 0].pct_change().dropna()
-    if len(r) < 2 or float(r.std()) == 0.0:
-        return None
-    return float(r.mean() / r.std() * math.sqrt(periods_per_year))
-
-
 def account_view(book: Book | None, prices: dict[str, float], plans: dict[str, PositionPlan],
                  capital_estimate: float | None) -> dict[str, Any]:
     """The trader's book for the prompt and the checks.
@@ -257,7 +250,7 @@ def account_view(book: Book | None, prices: dict[str, float], plans: dict[str, P
         unrealized_pnl, liquidation_price, stop_loss, take_profit,
         invalidation_condition), ``has_book``.
     """
-    positions = []
+    positions: list[dict[str, Any]] = []
     if book is None:
         cash = equity = capital_estimate
         starting = capital_estimate
@@ -265,7 +258,7 @@ def account_view(book: Book | None, prices: dict[str, float], plans: dict[str, P
         cash, starting = book.cash, book.starting_cash or None
         value = 0.0
         for sym, p in sorted(book.positions.items()):
-            if abs(p.quantity) < 1e-12:
+            if abs(p.quantity) < NOISE_EPS:
                 continue
             px = prices.get(sym, p.avg_price)
             plan = plans.get(sym)
@@ -287,12 +280,18 @@ def account_view(book: Book | None, prices: dict[str, float], plans: dict[str, P
             "margin_use": (margin_used / equity) if equity and equity > 0 else None, "positions": positions}
 
 
-def performance_view(book: Book | None, trades: list[Trade], equity: float | None) -> dict[str, Any]:
-    """Sharpe ratio, win rate (fraction), closed trades, total return (fraction of starting cash)."""
+def performance_view(book: Book | None, trades: list[Trade], equity: float | None,
+                     periods_per_year: int = PERIODS_PER_YEAR_CRYPTO) -> dict[str, Any]:
+    """Sharpe ratio, win rate (fraction), closed trades, total return (fraction of starting cash).
+
+    The Sharpe ratio is :func:`bus.metrics.sharpe` of the book's whole daily equity
+    curve, annualized with ``periods_per_year`` (default: daily crypto books, 365);
+    None with fewer than two returns.
+    """
     pnls = [t.realized_pnl for t in trades]
     start = book.starting_cash if book else 0.0
     return {
-        "sharpe": sharpe_ratio(book.equity_curve) if book else None,
+        "sharpe": sharpe(returns_from_curve(book.equity_curve), periods_per_year) if book else None,
         "win_rate": (sum(1 for p in pnls if p > 0) / len(pnls)) if pnls else None,
         "trades": len(pnls),
         "total_return": (equity / start - 1) if equity is not None and start and start > 0 else None,

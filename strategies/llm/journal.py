@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, Sequence
 
+from bus import paths
 from bus.journal import JournalEntry, TraderState
 from bus.store import Store
-from bus import paths
 
 DOC_LIMIT_BYTES = 256 * 1024
 TEXT_LIMIT_CHARS = 64_000
@@ -31,7 +31,8 @@ def summarise_text(text: str, limit: int) -> tuple[str, bool]:
         return text, False
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     head, tail = int(limit * 0.6), int(limit * 0.3)
-    marker = f"\n[... {len(text) - head - tail} characters summarised; whole text {len(text)} characters, sha256 {digest} ...]\n"
+    marker = (f"\n[... {len(text) - head - tail} characters summarised; "
+              f"whole text {len(text)} characters, sha256 {digest} ...]\n")
     return text[:head] + marker + text[len(text) - tail:], True
 
 
@@ -88,7 +89,7 @@ def fit(entry: JournalEntry, max_bytes: int = DOC_LIMIT_BYTES) -> JournalEntry:
     return e
 
 
-def write(store: Store, entry: JournalEntry, state: TraderState, extra: list[tuple[str, dict]] = ()) -> str:
+def write(store: Store, entry: JournalEntry, state: TraderState, extra: Sequence[tuple[str, dict]] = ()) -> str:
     """Write the (fitted, :func:`compact`) entry, the trader's state and ``extra`` writes in one batch;
     return the entry's path.
 
@@ -98,7 +99,8 @@ def write(store: Store, entry: JournalEntry, state: TraderState, extra: list[tup
     """
     e = fit(entry)
     path = paths.journal(e.strategy_id, e.decision_id)
-    state.recent_decisions = [*[d for d in state.recent_decisions if d != e.decision_id], e.decision_id][-RECENT_DECISIONS:]
+    kept = [d for d in state.recent_decisions if d != e.decision_id]
+    state.recent_decisions = [*kept, e.decision_id][-RECENT_DECISIONS:]
     store.write_batch([*extra, (path, compact(e)), (paths.llm_state(e.strategy_id), compact(state))])
     return path
 

@@ -23,7 +23,7 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jinja2
 import jinja2.meta
@@ -52,7 +52,7 @@ class VersionedLoader(jinja2.FileSystemLoader):
         super().__init__(str(searchpath))
         self.version = version
 
-    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str | None, Any]:
+    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
         """Jinja's hook; raises :class:`TemplateError` on a missing or mismatched header."""
         source, filename, uptodate = super().get_source(environment, template)
         found = header_version(source)
@@ -117,6 +117,9 @@ def check_templates(spec: TraderSpec) -> None:
         TemplateError: a missing file, a syntax error, or a ``Version:`` mismatch.
     """
     env = environment(spec.templates_dir, spec.prompt_schema_version)
+    loader = env.loader
+    if loader is None:  # environment() always gives one; this narrows the type
+        raise TemplateError(f"no template loader for {spec.templates_dir}")
     todo, seen = [spec.prompt_template, spec.user_template], set()
     while todo:
         name = todo.pop()
@@ -124,7 +127,7 @@ def check_templates(spec: TraderSpec) -> None:
             continue
         seen.add(name)
         _template(spec, name)
-        source = env.loader.get_source(env, name)[0]  # type: ignore[union-attr]
+        source = loader.get_source(env, name)[0]
         todo += [n for n in jinja2.meta.find_referenced_templates(env.parse(source)) if n]
 
 

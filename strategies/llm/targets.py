@@ -37,13 +37,15 @@ def build_targets(accepted: dict[int, Accepted], held: dict[str, float], plans: 
     for sym in sorted(set(held) | set(by_symbol)):
         a = by_symbol.get(sym)
         action = a.decision.action if a else "hold"
-        if action in ("open_long", "open_short"):
-            d = a.decision  # type: ignore[union-attr]
+        if a is not None and action in ("open_long", "open_short"):
+            d = a.decision
             sign = 1.0 if action == "open_long" else -1.0
-            size = {"quantity": sign * a.quantity} if a.quantity is not None else {"notional": sign * a.notional}  # type: ignore[union-attr]
-            targets.append(TargetPosition(symbol=sym, **inst, **size, leverage=a.leverage,  # type: ignore[union-attr]
+            # One size: the quantity when the decision gave one, else the notional.
+            quantity = sign * a.quantity if a.quantity is not None else None
+            notional = sign * a.notional if a.quantity is None else None
+            targets.append(TargetPosition(symbol=sym, **inst, quantity=quantity, notional=notional, leverage=a.leverage,
                                           stop_loss=d.stop_loss, take_profit=d.take_profit, confidence=d.confidence))
-            new_plans[sym] = PositionPlan(side="long" if sign > 0 else "short", leverage=a.leverage,  # type: ignore[union-attr]
+            new_plans[sym] = PositionPlan(side="long" if sign > 0 else "short", leverage=a.leverage,
                                           stop_loss=d.stop_loss, take_profit=d.take_profit,
                                           invalidation_condition=d.invalidation_condition, confidence=d.confidence,
                                           opened_at=as_of, decision_id=decision_id)

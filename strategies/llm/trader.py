@@ -27,20 +27,31 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from bus import paths as bus_paths
 from bus.ids import new_id
 from bus.journal import JournalEntry, TraderState
-from bus.models import Book, Intent, IntentMetadata, IntentSource, PortfolioSnapshot, StrategyConfig, Trade, TradingConfig
+from bus.models import (
+    Book,
+    Intent,
+    IntentMetadata,
+    IntentSource,
+    PortfolioSnapshot,
+    StrategyConfig,
+    TargetPosition,
+    Trade,
+    TradingConfig,
+)
 from bus.store import Store
 from market.funding import FundingHistory
 from market.history import MarketView
 from strategies.llm import budget, journal
-from strategies.llm.checks import check_decisions
-from strategies.llm.client import ask_chain, missing_keys, no_key_message
+from strategies.llm.checks import CheckResult, check_decisions
+from strategies.llm.client import Answer, ChainResult, ask_chain, missing_keys, no_key_message
 from strategies.llm.config import CODE_VERSION, TraderSpec, trader_spec
-from strategies.llm.context import account_view, market_context, minutes_between, performance_view
-from strategies.llm.prompts import render
+from strategies.llm.context import MarketContext, account_view, market_context, minutes_between, performance_view
+from strategies.llm.prompts import RenderedPrompt, render
 from strategies.llm.targets import build_targets
 
 log = logging.getLogger(__name__)
@@ -89,7 +100,8 @@ def _signal(accepted: dict) -> float | None:
     opens = [a for a in accepted.values() if a.decision.action in ("open_long", "open_short")]
     if not opens:
         return None
-    return sum((1 if a.decision.action == "open_long" else -1) * a.decision.confidence / 100 for a in opens) / len(opens)
+    return sum((1 if a.decision.action == "open_long" else -1) * a.decision.confidence / 100
+               for a in opens) / len(opens)
 
 
 def llm_intent(config: StrategyConfig, market: MarketView, store: Store | None, now: datetime | None = None,
@@ -117,7 +129,7 @@ def llm_intent(config: StrategyConfig, market: MarketView, store: Store | None, 
         if store is None:
             raise LLMTraderError("a kind-llm strategy needs the store (its book, journal, budget and cache)")
         intent = _decide(config, spec, market, store, now, base, source, funding, timings)
-    except Exception as exc:  # noqa: BLE001 - fail closed, recorded in the intent
+    except Exception as exc:  # fail closed, recorded in the intent
         log.warning("LLM trader %s failed: %s: %s", config.strategy_id, type(exc).__name__, exc)
         intent = Intent(**base, status="error", error_message=f"{type(exc).__name__}: {exc}", source=source)
     if timings is not None:
@@ -125,109 +137,248 @@ def llm_intent(config: StrategyConfig, market: MarketView, store: Store | None, 
     return intent
 
 
+@dataclass(frozen=True)
+class _Call:
+    """The fixed facts of one decision: the trader, its spec, the store, the wall clock, the as-of."""
+
+    config: StrategyConfig
+    spec: TraderSpec
+    store: Store
+    now: datetime
+    as_of: datetime
+
+    @property
+    def sid(self) -> str:
+        """The trader's strategy id."""
+        return self.config.strategy_id
+
+
+@dataclass
+class _Reads:
+    """The trader's documents as one decision read them (one ``get_all``).
+
+    ``state`` is a fresh one when the trader has no state document yet (``no_state_doc``).
+    ``seen`` is today's budget usage of each model with a key (:func:`budget.seen_usages`).
+    """
+
+    book: Book | None
+    state: TraderState
+    no_state_doc: bool
+    trading: TradingConfig | None
+    seen: dict[str, budget.Seen]
+
+
+@dataclass
+class _View:
+    """What the prompt shows and the checks use: the universe, the held units, the symbols
+    looked at (universe, then held ones outside it), their market context, the account
+    (:func:`account_view`) and its performance (:func:`performance_view`)."""
+
+    universe: list[str]
+    held: dict[str, float]
+    symbols: list[str]
+    mkt: MarketContext
+    account: dict[str, Any]
+    perf: dict[str, Any]
+
+
+class _Laps:
+    """Adds the milliseconds since the previous lap to ``timings.phases[name]`` (nothing without timings)."""
+
+    def __init__(self, timings: Timings | None) -> None:
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        if self.timings is not None:
+            t = time.perf_counter()
+            self.timings.phases[name] = self.timings.phases.get(name, 0.0) + (t - self.last) * 1000
+            self.last = t
+
+
 def _decide(config: StrategyConfig, spec: TraderSpec, market: MarketView, store: Store, now: datetime,
             base: dict, source: IntentSource, funding: FundingHistory | None, timings: Timings | None) -> Intent:
-    as_of = base["as_of"]
-    sid = config.strategy_id
-    clock = [time.perf_counter()]
+    """Steps 2-7 of the module docstring, once a key and the store are there; raises on failure.
 
-    def lap(name: str) -> None:
-        if timings is not None:
-            t = time.perf_counter()
-            timings.phases[name] = timings.phases.get(name, 0.0) + (t - clock[0]) * 1000
-            clock[0] = t
-
-    trades_read = _pool.submit(_trades, store, sid)  # in parallel with the documents: one round trip of wait
-    keyed = [m for m in spec.model_chain if os.environ.get(m.api_key_env)]
-    usage_paths = list(budget.usage_paths(keyed, now).values())
-    before = budget.versions(usage_paths)
-    docs = store.get_all([bus_paths.book(sid), bus_paths.llm_state(sid), bus_paths.TRADING_CONFIG, *usage_paths])
-    seen = budget.seen_usages(docs, keyed, now, before)
-    book = Book.model_validate(docs[bus_paths.book(sid)]) if docs[bus_paths.book(sid)] else None
-    raw_state = docs[bus_paths.llm_state(sid)]
-    state = (TraderState.model_validate(raw_state) if raw_state
-             else TraderState(strategy_id=sid, started_at=as_of, updated_at=now))
-    trading = TradingConfig.model_validate(docs[bus_paths.TRADING_CONFIG]) if docs[bus_paths.TRADING_CONFIG] else None
-    last = state.last_decision_as_of
-    interval = timedelta(seconds=spec.decision_interval_seconds)
-    if last is not None and last < as_of < last + interval:
-        return Intent(**base, status="skipped", source=source,
-                      error_message=f"not due: last decision as of {last.isoformat()}, interval "
-                                    f"{spec.decision_interval_seconds} s, next at {(last + interval).isoformat()}")
-    capital = None if book else _capital_estimate(store, config, trading)
+    Read the documents (with the trades in parallel) -> not due? -> market context ->
+    render the prompt -> ask the model chain -> check the answer and build the targets ->
+    journal -> the intent. ``source`` is filled in along the way.
+    """
+    call = _Call(config, spec, store, now, base["as_of"])
+    lap = _Laps(timings)
+    trades_read = _pool.submit(_trades, store, call.sid)  # in parallel with the documents: one round trip of wait
+    reads = _read_documents(call)
+    not_due = _not_due(call, reads.state)
+    if not_due:
+        return Intent(**base, status="skipped", source=source, error_message=not_due)
+    capital = None if reads.book else _capital_estimate(store, config, reads.trading)
     trades = trades_read.result()
     lap("read_store")
 
-    universe = list(config.universe)
-    held = book.quantities() if book else {}
-    symbols = [*universe, *[s for s in held if s not in universe]]
-    mkt = market_context(market, symbols, funding, timedelta(hours=spec.max_data_age_hours))
-    if not any(s in mkt.prices for s in universe):
-        raise LLMTraderError("no fresh market data for any symbol of the universe: "
-                             + "; ".join(f"{s}: {mkt.unavailable.get(s)}" for s in universe))
-    account = account_view(book, mkt.prices, state.plans, capital)
-    perf = performance_view(book, trades, account["equity"])
-    invocation = state.invocations if state.last_invocation_as_of == as_of else state.invocations + 1
+    view = _market_view(call, market, funding, reads, trades, capital)
+    invocation = _invocation(reads.state, call.as_of)
     lap("market_context")
 
-    prompt = render(
-        spec,
-        {"trader": {"id": sid, "name": config.name}, "universe": universe, "risk": spec.risk,
-         "majors": spec.risk.major_coins},
-        {"now": as_of.isoformat(), "minutes_since_start": minutes_between(state.started_at, as_of),
-         "invocations": invocation, "symbols": mkt.symbols,
-         "unavailable": {s: mkt.unavailable[s] for s in symbols if s in mkt.unavailable},
-         "account": account, "performance": perf})
+    prompt = _render_prompt(call, reads.state, view, invocation)
     source.prompt_digest = prompt.digest
-    decision_id = new_id(as_of)
+    decision_id = new_id(call.as_of)
     lap("render")
 
-    # A cache entry for this prompt can exist only if this trader decided at this as-of before (a replay):
-    # the prompt names the time. Without a state, look anyway.
-    same_as_of = new_id(as_of).rsplit("-", 1)[0] + "-"
-    replay = raw_state is None or any(d.startswith(same_as_of) for d in state.recent_decisions)
-    chain = ask_chain(store, spec, prompt, now, decision_id, seen=seen, lookup_cache=replay)
+    chain = _ask(call, prompt, decision_id, reads)
     if timings is not None:
         timings.model_wait_ms += chain.model_wait_ms
     lap("ask_chain")
 
-    entry = JournalEntry(
-        decision_id=decision_id, strategy_id=sid, as_of=as_of, created_at=now, status="error",
-        intent_id=base["intent_id"], invocation=invocation, prompt_version=prompt.version, templates=prompt.templates,
-        prompt_digest=prompt.digest, system_prompt=prompt.system, user_prompt=prompt.user, attempts=chain.attempts,
-        prompt_tokens=chain.prompt_tokens, completion_tokens=chain.completion_tokens,
-        total_tokens=chain.prompt_tokens + chain.completion_tokens, cost_usd=chain.cost_usd,
-        latency_ms=chain.model_wait_ms, budget=chain.budget, market_refs=mkt.refs,
-        book_ref=bus_paths.book(sid) if book else None, equity=account["equity"], raw_response=chain.last_raw)
-    state.invocations, state.last_invocation_as_of, state.updated_at = invocation, as_of, now
-    targets = []
-    meta = IntentMetadata(indicators={"decision_id": decision_id})
-    if chain.answer is not None:
-        ans = chain.answer
-        decisions = ans.reply.decisions
-        checked = check_decisions(decisions, spec.risk, universe, mkt.prices, account)
-        targets, plans = build_targets(checked.accepted, held, state.plans, spec.instrument, as_of, decision_id)
-        entry.status = "success"
-        entry.model, entry.model_name, entry.request_digest = ans.model.id, ans.model.model, ans.request_digest
-        entry.raw_response, entry.cache_hit = ans.content, ans.cache_hit
-        entry.decisions = [d.model_dump() for d in decisions]
-        entry.accepted = sorted(checked.accepted)
-        entry.rejections = checked.rejections
-        entry.target_positions = targets
-        state.plans, state.last_decision_as_of, state.last_decision_id = plans, as_of, decision_id
-        source.model = ans.model.id
-        meta = IntentMetadata(signal_strength=_signal(checked.accepted), indicators={
-            "decision_id": decision_id, "model": ans.model.id, "decisions": float(len(decisions)),
-            "accepted": float(len(checked.accepted)), "rejected": float(len(checked.rejections)),
-            "tokens": float(entry.total_tokens), "cost_usd": entry.cost_usd,
-            "cache_hit": "true" if ans.cache_hit else "false"})
-    elif chain.skipped:
-        entry.status, entry.error_message = "skipped", chain.skipped
-    else:
-        entry.error_message = chain.error
+    entry = _journal_entry(call, base["intent_id"], decision_id, invocation, prompt, chain, view, reads.book)
+    state = reads.state
+    state.invocations, state.last_invocation_as_of, state.updated_at = invocation, call.as_of, now
+    targets, meta = _outcome(call, chain, view, state, decision_id, entry, source)
     lap("checks")
     source.journal_ref = journal.write(store, entry, state, chain.writes)
     lap("journal_write")
+    return _intent(base, entry, targets, meta, source)
+
+
+def _read_documents(call: _Call) -> _Reads:
+    """The trader's book and state, the trading config and today's budget documents of the models
+    with a key, in one ``get_all`` (the budget's write counts taken just before, see :func:`budget.versions`)."""
+    sid, now = call.sid, call.now
+    keyed = [m for m in call.spec.model_chain if os.environ.get(m.api_key_env)]
+    usage_paths = list(budget.usage_paths(keyed, now).values())
+    before = budget.versions(usage_paths)
+    docs = call.store.get_all([bus_paths.book(sid), bus_paths.llm_state(sid), bus_paths.TRADING_CONFIG, *usage_paths])
+    seen = budget.seen_usages(docs, keyed, now, before)
+    raw_book, raw_state = docs[bus_paths.book(sid)], docs[bus_paths.llm_state(sid)]
+    raw_trading = docs[bus_paths.TRADING_CONFIG]
+    book = Book.model_validate(raw_book) if raw_book else None
+    state = (TraderState.model_validate(raw_state) if raw_state
+             else TraderState(strategy_id=sid, started_at=call.as_of, updated_at=now))
+    trading = TradingConfig.model_validate(raw_trading) if raw_trading else None
+    return _Reads(book, state, raw_state is None, trading, seen)
+
+
+def _not_due(call: _Call, state: TraderState) -> str | None:
+    """Why the trader does not decide now (less than its decision interval since its last decision), or None."""
+    last = state.last_decision_as_of
+    interval = timedelta(seconds=call.spec.decision_interval_seconds)
+    if last is not None and last < call.as_of < last + interval:
+        return (f"not due: last decision as of {last.isoformat()}, interval "
+                f"{call.spec.decision_interval_seconds} s, next at {(last + interval).isoformat()}")
+    return None
+
+
+def _market_view(call: _Call, market: MarketView, funding: FundingHistory | None, reads: _Reads,
+                 trades: list[Trade], capital: float | None) -> _View:
+    """The market context as of the run of the universe and the held symbols, the account and its performance.
+
+    Raises:
+        LLMTraderError: no symbol of the universe has fresh market data.
+    """
+    universe = list(call.config.universe)
+    held = reads.book.quantities() if reads.book else {}
+    symbols = [*universe, *[s for s in held if s not in universe]]
+    mkt = market_context(market, symbols, funding, timedelta(hours=call.spec.max_data_age_hours))
+    if not any(s in mkt.prices for s in universe):
+        raise LLMTraderError("no fresh market data for any symbol of the universe: "
+                             + "; ".join(f"{s}: {mkt.unavailable.get(s)}" for s in universe))
+    account = account_view(reads.book, mkt.prices, reads.state.plans, capital)
+    perf = performance_view(reads.book, trades, account["equity"])
+    return _View(universe, held, symbols, mkt, account, perf)
+
+
+def _invocation(state: TraderState, as_of: datetime) -> int:
+    """This invocation's number: the last one again when it was at this as-of (a replay), else the next."""
+    return state.invocations if state.last_invocation_as_of == as_of else state.invocations + 1
+
+
+def _render_prompt(call: _Call, state: TraderState, view: _View, invocation: int) -> RenderedPrompt:
+    """The trader's system and user prompts (versioned templates, see :func:`render`)."""
+    as_of, spec = call.as_of, call.spec
+    mkt = view.mkt
+    return render(
+        spec,
+        {"trader": {"id": call.sid, "name": call.config.name}, "universe": view.universe, "risk": spec.risk,
+         "majors": spec.risk.major_coins},
+        {"now": as_of.isoformat(), "minutes_since_start": minutes_between(state.started_at, as_of),
+         "invocations": invocation, "symbols": mkt.symbols,
+         "unavailable": {s: mkt.unavailable[s] for s in view.symbols if s in mkt.unavailable},
+         "account": view.account, "performance": view.perf})
+
+
+def _ask(call: _Call, prompt: RenderedPrompt, decision_id: str, reads: _Reads) -> ChainResult:
+    """Ask the model chain (:func:`ask_chain`: digest cache, budget, retries, reply validation, fallbacks).
+
+    A cache entry for this prompt can exist only if this trader decided at this as-of
+    before (a replay): the prompt names the time. Without a state, look anyway.
+    """
+    same_as_of = new_id(call.as_of).rsplit("-", 1)[0] + "-"
+    replay = reads.no_state_doc or any(d.startswith(same_as_of) for d in reads.state.recent_decisions)
+    return ask_chain(call.store, call.spec, prompt, call.now, decision_id, seen=reads.seen, lookup_cache=replay)
+
+
+def _journal_entry(call: _Call, intent_id: str, decision_id: str, invocation: int, prompt: RenderedPrompt,
+                   chain: ChainResult, view: _View, book: Book | None) -> JournalEntry:
+    """The decision's journal entry: the prompt, the attempts, their tokens and cost; status
+    ``error`` until :func:`_outcome` records the answer (or why there is none)."""
+    return JournalEntry(
+        decision_id=decision_id, strategy_id=call.sid, as_of=call.as_of, created_at=call.now, status="error",
+        intent_id=intent_id, invocation=invocation, prompt_version=prompt.version, templates=prompt.templates,
+        prompt_digest=prompt.digest, system_prompt=prompt.system, user_prompt=prompt.user, attempts=chain.attempts,
+        prompt_tokens=chain.prompt_tokens, completion_tokens=chain.completion_tokens,
+        total_tokens=chain.prompt_tokens + chain.completion_tokens, cost_usd=chain.cost_usd,
+        latency_ms=chain.model_wait_ms, budget=chain.budget, market_refs=view.mkt.refs,
+        book_ref=bus_paths.book(call.sid) if book else None, equity=view.account["equity"], raw_response=chain.last_raw)
+
+
+def _outcome(call: _Call, chain: ChainResult, view: _View, state: TraderState, decision_id: str,
+             entry: JournalEntry, source: IntentSource) -> tuple[list[TargetPosition], IntentMetadata]:
+    """The target book and the intent's metadata from the chain's result.
+
+    With an answer: check its decisions (:func:`check_decisions`), turn what passes into
+    the whole target book (:func:`build_targets`), and record both in the journal entry,
+    the state (exit plans, last decision) and the source (the model that answered).
+    Without one: record in the entry why (``skipped`` or ``error``), no targets.
+    """
+    if chain.answer is None:
+        if chain.skipped:
+            entry.status, entry.error_message = "skipped", chain.skipped
+        else:
+            entry.error_message = chain.error
+        return [], IntentMetadata(indicators={"decision_id": decision_id})
+    ans = chain.answer
+    checked = check_decisions(ans.reply.decisions, call.spec.risk, view.universe, view.mkt.prices, view.account)
+    targets, plans = build_targets(checked.accepted, view.held, state.plans, call.spec.instrument, call.as_of,
+                                   decision_id)
+    _journal_answer(entry, ans, checked, targets)
+    state.plans, state.last_decision_as_of, state.last_decision_id = plans, call.as_of, decision_id
+    source.model = ans.model.id
+    return targets, _metadata(decision_id, ans, checked, entry)
+
+
+def _journal_answer(entry: JournalEntry, ans: Answer, checked: CheckResult, targets: list[TargetPosition]) -> None:
+    """Record the answer, the checks' verdicts and the target book in the journal entry (status ``success``)."""
+    entry.status = "success"
+    entry.model, entry.model_name, entry.request_digest = ans.model.id, ans.model.model, ans.request_digest
+    entry.raw_response, entry.cache_hit = ans.content, ans.cache_hit
+    entry.decisions = [d.model_dump() for d in ans.reply.decisions]
+    entry.accepted = sorted(checked.accepted)
+    entry.rejections = checked.rejections
+    entry.target_positions = targets
+
+
+def _metadata(decision_id: str, ans: Answer, checked: CheckResult, entry: JournalEntry) -> IntentMetadata:
+    """The intent's metadata of an answered decision: signal strength and the decision's figures."""
+    return IntentMetadata(signal_strength=_signal(checked.accepted), indicators={
+        "decision_id": decision_id, "model": ans.model.id, "decisions": float(len(ans.reply.decisions)),
+        "accepted": float(len(checked.accepted)), "rejected": float(len(checked.rejections)),
+        "tokens": float(entry.total_tokens), "cost_usd": entry.cost_usd,
+        "cache_hit": "true" if ans.cache_hit else "false"})
+
+
+def _intent(base: dict, entry: JournalEntry, targets: list[TargetPosition], meta: IntentMetadata,
+            source: IntentSource) -> Intent:
+    """The intent of a journalled decision: ``success`` with its targets, else the entry's status and
+    message, naming the journal entry."""
     if entry.status == "success":
         return Intent(**base, status="success", target_positions=targets, metadata=meta, source=source)
     return Intent(**base, status=entry.status, metadata=meta, source=source,

@@ -1,5 +1,10 @@
 """A small Commander scenario, the same for every broker: one strategy's target quantities
-written as a fresh intent, then reconcile and the real Commander (:func:`commander.run.run_commander`)."""
+written as a fresh intent, then reconcile and the real Commander (:func:`commander.run.run_commander`).
+
+Checks shared by the venue tests: :func:`order_docs` / :func:`order_doc` read the order lifecycle
+(``orders/*``), :func:`book_units` the books, and :func:`assert_books_match` that the strategy books
+plus the ``external`` book add up to the venue's positions with the ``external`` book empty.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,18 @@ from datetime import datetime
 
 from brokers.base import Broker
 from bus import paths
-from bus.models import Execution, Intent, StrategyConfig, TargetPosition, TradingConfig
-from bus.store import Store
+from bus.models import Book, Execution, Intent, StrategyConfig, TargetPosition, TradingConfig
+from bus.orders import OrderLifecycle
+from bus.store import Store, read
 from commander.execute import place
+from commander.orders import planned_orders
 from commander.run import run_commander
 from reconcile import reconcile
 
 STRATEGY = "scenario"
+EXTERNAL = "external"
+#: Units below this are no position (float noise of booked fractions).
+UNITS_EPS = 1e-9
 
 
 def write_scenario(store: Store, as_of: datetime, targets: dict[str, float], *, sec_type: str = "STK",
@@ -49,4 +59,41 @@ def resubmit(broker: Broker, execution: Execution, as_of: datetime) -> list:
     """Place the execution's orders again, with the same client order ids."""
     again = [o.model_copy(update={"status": "DryRun", "orderId": None, "error": None, "filled_quantity": 0.0,
                                   "fill_price": None, "commission": 0.0}) for o in execution.orders_placed]
-    return place(broker, again, as_of)
+    docs = {d.client_order_id: d for d in planned_orders(execution.execution_id, broker.mode, again, {}, as_of)}
+    placed, _ = place(broker, again, docs, as_of, record=lambda d: None)
+    return placed
+
+
+def order_docs(store: Store) -> dict[str, OrderLifecycle]:
+    """Every ``orders/{client_order_id}`` document, by client order id."""
+    return {OrderLifecycle.model_validate(d).client_order_id: OrderLifecycle.model_validate(d)
+            for _, d in store.list_docs(paths.ORDERS)}
+
+
+def order_doc(store: Store, client_order_id: str) -> OrderLifecycle:
+    """One order's lifecycle record (it must exist)."""
+    doc = read(store, paths.order(client_order_id), OrderLifecycle)
+    assert doc is not None, f"no orders/{client_order_id}"
+    return doc
+
+
+def book_units(store: Store, strategy_id: str = STRATEGY) -> dict[str, float]:
+    """Symbol -> signed units of one book (empty when the book does not exist), zeros left out."""
+    book = read(store, paths.book(strategy_id), Book)
+    if book is None:
+        return {}
+    return {s: p.quantity for s, p in book.positions.items() if abs(p.quantity) > UNITS_EPS}
+
+
+def assert_books_match(store: Store, venue: dict[str, float], strategies: tuple[str, ...] = (STRATEGY,)) -> None:
+    """The strategy books plus the ``external`` book hold exactly the venue's positions (symbol -> signed
+    units, zeros ignored), and the ``external`` book holds nothing: every fill is in a strategy's book."""
+    total: dict[str, float] = {}
+    for sid in (*strategies, EXTERNAL):
+        for sym, q in book_units(store, sid).items():
+            total[sym] = total.get(sym, 0.0) + q
+    held = {s: q for s, q in venue.items() if abs(q) > UNITS_EPS}
+    assert set(total) == set(held), f"books {total} != venue {held}"
+    for sym, q in held.items():
+        assert abs(total[sym] - q) <= 1e-9 * max(1.0, abs(q)), f"{sym}: books {total[sym]} != venue {q}"
+    assert book_units(store, EXTERNAL) == {}, f"external book holds {book_units(store, EXTERNAL)}"

@@ -31,7 +31,8 @@ timestamp must be no more than 1000 ms ahead of the server clock nor older than
 Trading model
 -------------
 One-way position mode (``positionSide`` ``BOTH``), every symbol margined in
-USDT.  A ``MARKET`` order fills at once, in full, at the symbol's mark price
+USDT.  Unless scripted otherwise (see "Unkind venue" below), a ``MARKET`` order
+fills at once, in full, at the symbol's mark price
 (:meth:`FakeBinanceUSDM.set_mark_price`) and pays the taker fee.  A ``LIMIT``
 GTC/GTD order rests as ``NEW`` until :meth:`FakeBinanceUSDM.fill_resting` or
 :meth:`FakeBinanceUSDM.fill_order` fills it at its limit price with the maker
@@ -39,7 +40,14 @@ fee (unless ``fill_marketable_limits`` is set, in which case a limit order that
 crosses the mark price fills at once as a taker).  IOC/FOK limit orders fill at
 the mark price if they cross it and are ``EXPIRED`` otherwise; GTX (post-only)
 orders that would cross are rejected (-5022).  Fees and realised PnL go to the
-USDT wallet balance; positions carry a weighted-average entry price.
+USDT wallet balance; positions carry a weighted-average entry price.  Every
+fill is one row of ``GET /fapi/v1/userTrades`` (``price``, ``qty``,
+``commission``, ``realizedPnl``, ``orderId``, ``maker``, ``time``; filtered by
+``orderId``, ``startTime``/``endTime`` -- at most 7 days apart, -1127; none sent
+means the last 7 days --, ``fromId`` and ``limit`` as Binance does), and
+``GET /fapi/v1/order`` / ``allOrders`` show ``executedQty``, ``cumQuote``,
+``avgPrice``, ``updateTime`` and the status (``NEW``, ``PARTIALLY_FILLED``,
+``FILLED``, ``CANCELED``, ``EXPIRED``).
 
 Order validation answers with Binance's codes: unknown symbol -1121; missing or
 malformed parameter -1102 / -1100; quantity with more decimals than the symbol
@@ -48,11 +56,34 @@ maximum defined for this asset."); quantity not a multiple of the step -4023;
 price not a multiple of the tick -4014; below min / above max quantity -4004 /
 -4005; limit price outside the PERCENT_PRICE band -4016 / -4024; notional below
 the MIN_NOTIONAL filter -4164 (unless reduce-only); reduce-only order that would
-not reduce -2022; not enough margin -2019; conditional order types on this
-endpoint -4120; a ``newClientOrderId`` already used -4116 ("ClientOrderId is
-duplicated.").  By default (``client_order_id_scope="all"``) a client order id
-can never be reused, so a resubmitted order is never doubled; with ``"open"``
-only ids of open orders are refused, which is what Binance documents.
+not reduce -2022; not enough margin -2019; a ``newClientOrderId`` already used
+-4116 ("ClientOrderId is duplicated.").
+
+Client order ids: Binance documents ``newClientOrderId`` (and ``clientAlgoId``)
+as "A unique id among open orders", i.e. only the id of an order that is still
+open is refused; ``client_order_id_scope="open"`` models exactly that (a filled,
+cancelled or expired order's id may be used again; a query by that id then
+finds the newest order).  The default stays ``"all"`` (an id can never be
+reused) because the fake's own duplicate-order tests (``test_fake_binance.py``:
+resubmission, lost answer, concurrent submissions, host-name error mapping)
+are written against it; code that must be safe on the real venue should be
+tested with ``"open"`` too, where a resubmitted *filled* order is NOT refused.
+
+Conditional orders (Algo Service)
+---------------------------------
+Since 2025-12-09 Binance refuses ``STOP``/``STOP_MARKET``/``TAKE_PROFIT``/
+``TAKE_PROFIT_MARKET``/``TRAILING_STOP_MARKET`` on ``POST /fapi/v1/order`` with
+-4120 ("Order type not supported for this endpoint. Please use the Algo Order
+API endpoints instead."), and so does the fake.  ccxt 4.5.90 sends any linear
+order with ``stopPrice``/``triggerPrice``/``stopLossPrice``/``takeProfitPrice``
+to ``POST /fapi/v1/algoOrder`` (``algoType=CONDITIONAL``, ``triggerPrice``,
+``clientAlgoId``), which the fake serves together with ``GET``/``DELETE
+/fapi/v1/algoOrder``, ``GET /fapi/v1/openAlgoOrders``, ``GET
+/fapi/v1/allAlgoOrders`` and ``DELETE /fapi/v1/algoOpenOrders``: the order rests
+as ``algoStatus`` ``NEW``, triggers when :meth:`FakeBinanceUSDM.set_mark_price`
+crosses its trigger, and then becomes a regular (reduce-only) market order with
+its own ``orderId`` (``actualOrderId``).  Details in
+:mod:`tests.fakes.fake_binance_algo`.
 
 Market data
 -----------
@@ -62,22 +93,60 @@ Market data
 time is its open time + interval − 1 ms, and like Binance the fake serves the bar
 still forming, so a client must drop it itself (as-of semantics).
 
-Scripted failures
------------------
+Rate limits and headers
+-----------------------
+Every answer of the API (errors, 404s and 503s included; not the HTML pages of
+a failing gateway, 502/504) carries ``X-MBX-USED-WEIGHT-1M``: the weight of the
+requests of the last 60 s, with Binance's documented weights (e.g. 1 for most
+reads, 5 for ``userTrades``/``allOrders``/``positionRisk``/``account``, 40 for
+``openOrders`` without a symbol, 0 for ``POST /fapi/v1/order``).  Accepted
+orders also carry ``X-MBX-ORDER-COUNT-10S`` / ``X-MBX-ORDER-COUNT-1M``.
+:meth:`FakeBinanceUSDM.limit_weight` enforces the limit: HTTP 429, code -1003
+"Too many requests; current limit of IP(<ip>) is <n> requests per minute. Please
+use the websocket for live updates to avoid polling the API." with
+``Retry-After``; a client that does not back off is banned: HTTP 418, code -1003
+"Way too many requests; IP(<ip>) banned until <ms>. Please use the websocket for
+live updates to avoid bans." with ``Retry-After``.
+
+Unkind venue (scripted; the default behaviour above is unchanged without it)
+--------------------------------------------------------------------------
 * :meth:`FakeBinanceUSDM.fail_next` -- the next N matching requests get HTTP 429
-  (code -1003, with ``Retry-After``), 418, 5xx, or any status/code/body; with
+  (code -1003 and the message above, ``Retry-After: 1``), 418 (banned until now
+  + ``Retry-After``, default 120 s), 5xx, or any status/code/body; with
   ``process=True`` the request is carried out first and only its answer is lost
   (the "timed out but executed" case that idempotent resubmission must survive).
 * :meth:`FakeBinanceUSDM.delay_next` -- the next N matching requests are held for
   some seconds before being handled (a client with a short timeout gives up).
+* :meth:`FakeBinanceUSDM.partial_next` -- the next order(s) that take liquidity
+  fill only a fraction, possibly over several price levels: a ``MARKET``/``IOC``
+  order ends ``EXPIRED`` with ``executedQty`` < ``origQty`` (what Binance answers
+  when a market order exhausts the book -- expiry reason 9; ``EXPIRED_IN_MATCH``
+  is Binance's status for self-trade prevention, not for this), ``FOK`` fills
+  nothing, a marketable ``GTC`` limit rests the rest as ``PARTIALLY_FILLED``.
+* :meth:`FakeBinanceUSDM.execute_late_next` -- the next order placement is
+  parked and carried out later (on :meth:`FakeBinanceUSDM.release_held`, or
+  after N seconds), while the client gets no answer until it times out, a reset
+  connection, or Binance's 503 "execution status unknown" body.  Wait for it
+  with :meth:`FakeBinanceUSDM.wait_held` -- no sleeping.
+* :meth:`FakeBinanceUSDM.fill_order` / :meth:`FakeBinanceUSDM.fill_resting` --
+  late fills of resting orders, whenever the test says, with their trades and
+  times in ``userTrades``.
+* :meth:`FakeBinanceUSDM.limit_weight` -- real 429s and 418 bans (above).
 * :meth:`FakeBinanceUSDM.down` / :meth:`FakeBinanceUSDM.up` -- every request
   answered 503, every connection dropped without an answer, or the listening
   socket closed (connection refused) until ``up()``.
 
+Not modelled: an order book (fills happen at the mark price or at the prices a
+test gives), a separate last price (``workingType`` ``CONTRACT_PRICE`` and
+``MARK_PRICE`` both use the mark price), trailing stops, hedge mode, the
+user-data WebSocket streams (``ORDER_TRADE_UPDATE``/``ALGO_UPDATE``), per-UID
+order-rate limits (the ``X-MBX-ORDER-COUNT-*`` headers are counted, never
+enforced), and the 3-day/90-day pruning of old orders from the query endpoints.
+
 Recording
 ---------
 Every request is kept as a :class:`RecordedRequest` (method, path, parameters
-without ``signature``, status, Binance error code).  The API key and secret are
+without ``signature``, status, Binance error code, weight).  The API key and secret are
 never stored.  Requests to paths the fake does not serve are answered 404 (code
 -5000) and also listed in :attr:`FakeBinanceUSDM.unhandled`.
 
@@ -103,22 +172,48 @@ import functools
 import hashlib
 import hmac
 import inspect
-import ipaddress
 import itertools
 import json
 import random
-import re
 import socket
 import string
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from collections.abc import Callable, Iterable
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from .fake_binance_algo import AlgoOrdersMixin
+from .fake_binance_base import (
+    _CLIENT_ORDER_ID_RE,
+    _RESET,
+    MSG_ALGO_ENDPOINT,
+    MSG_API_KEY_FORMAT,
+    MSG_BAD_API_KEY,
+    MSG_BAD_SIGNATURE,
+    MSG_BANNED,
+    MSG_DUPLICATE_CLIENT_ID,
+    MSG_INTERNAL,
+    MSG_MIN_NOTIONAL,
+    MSG_PRECISION,
+    MSG_TOO_MANY_REQUESTS,
+    OPEN_STATUSES,
+    ZERO,
+    BinanceAPIError,
+    RecordedRequest,
+    _dec,
+    _decimals,
+    _fixed,
+    _is_loopback_host,
+    _missing,
+    _parse_number,
+    _plain,
+)
+from .fake_binance_unkind import UnkindMixin, _HeldRequest, _LateRule, _PartialRule
 
 __all__ = [
     "BinanceAPIError",
@@ -130,46 +225,10 @@ __all__ = [
     "DEFAULT_MARK_PRICES",
 ]
 
-ZERO = Decimal("0")
-_NUMBER_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
-_CLIENT_ORDER_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
-_LOOPBACK_NAMES = {"localhost"}
-
-# Binance messages, verbatim where known.
-MSG_BAD_SIGNATURE = "Signature for this request is not valid."
-MSG_BAD_API_KEY = "Invalid API-key, IP, or permissions for action, request ip: {ip}"
-MSG_API_KEY_FORMAT = "API-key format invalid."
-MSG_DUPLICATE_CLIENT_ID = "ClientOrderId is duplicated."
-MSG_PRECISION = "Precision is over the maximum defined for this asset."
-MSG_MIN_NOTIONAL = "Order's notional must be no smaller than {n} (unless you choose reduce only)."
-MSG_TOO_MANY_REQUESTS = (
-    "Too many requests; current limit of IP(127.0.0.1) is 2400 requests per minute. "
-    "Please use the websocket for live updates to avoid polling the API."
-)
-MSG_INTERNAL = "Internal error; unable to process your request. Please try again."
-
-
-class BinanceAPIError(Exception):
-    """An error answer of the fake, rendered as Binance's ``{"code": .., "msg": ..}``.
-
-    ``status`` is the HTTP status (400 for most request errors, 401 for API-key
-    errors, 429/418 for rate limits, 5xx for server trouble).
-    """
-
-    def __init__(self, code: int, msg: str, status: int = 400):
-        super().__init__(f"{status} {code} {msg}")
-        self.code = code
-        self.msg = msg
-        self.status = status
-
 
 class NonLoopbackRequest(AssertionError):
     """Raised by the guard :meth:`FakeBinanceUSDM.point_ccxt` installs when the
     exchange object tries to reach a host that is not loopback."""
-
-
-def _missing(name: str) -> BinanceAPIError:
-    return BinanceAPIError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
 
 
 @dataclass(frozen=True)
@@ -269,20 +328,6 @@ DEFAULT_MARK_PRICES: dict[str, str] = {"BTCUSDT": "60000", "ETHUSDT": "3000", "S
 
 
 @dataclass
-class RecordedRequest:
-    """One request the fake received.  ``params`` never holds ``signature``;
-    the API key and secret are never recorded."""
-
-    method: str
-    path: str
-    params: dict[str, str]
-    signed: bool
-    status: int = 0
-    code: int | None = None
-    time_ms: int = 0
-
-
-@dataclass
 class _FailRule:
     remaining: int
     status: int
@@ -291,6 +336,7 @@ class _FailRule:
     path: str | None
     method: str | None
     process: bool
+    render: Callable[[str, int], Any] | None = None
 
 
 @dataclass
@@ -326,44 +372,10 @@ class _Order:
     cum_quote: Decimal = ZERO
     time: int = 0
     update_time: int = 0
-
-
-_RESET = object()  # sentinel: drop the connection without an answer
-
-
-def _dec(value: Any) -> Decimal:
-    if isinstance(value, Decimal):
-        return value
-    return Decimal(str(value))
-
-
-def _plain(d: Decimal, places: int = 8) -> str:
-    """A Decimal rounded to ``places`` decimals, as a plain string without trailing zeros."""
-    d = d.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-    if d == 0:
-        return "0"
-    return format(d.normalize(), "f")
-
-
-def _fixed(d: Decimal, places: int) -> str:
-    q = Decimal(1).scaleb(-places) if places > 0 else Decimal(1)
-    return format(d.quantize(q, rounding=ROUND_HALF_UP), "f")
-
-
-def _decimals(d: Decimal) -> int:
-    exp = d.normalize().as_tuple().exponent
-    return max(0, -exp) if isinstance(exp, int) else 0
-
-
-def _is_loopback_host(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    orig_type: str = ""
+    stop_price: Decimal = ZERO
+    working_type: str = "CONTRACT_PRICE"
+    close_position: bool = False
 
 
 class _Server(ThreadingHTTPServer):
@@ -461,14 +473,54 @@ _ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/fapi/v1/allOrders"): ("_ep_all_orders", "SIGNED"),
     ("DELETE", "/fapi/v1/allOpenOrders"): ("_ep_cancel_all", "SIGNED"),
     ("GET", "/fapi/v1/userTrades"): ("_ep_user_trades", "SIGNED"),
+    # the Algo Service (conditional orders), see fake_binance_algo.py
+    ("POST", "/fapi/v1/algoOrder"): ("_ep_new_algo_order", "SIGNED"),
+    ("GET", "/fapi/v1/algoOrder"): ("_ep_query_algo_order", "SIGNED"),
+    ("DELETE", "/fapi/v1/algoOrder"): ("_ep_cancel_algo_order", "SIGNED"),
+    ("GET", "/fapi/v1/openAlgoOrders"): ("_ep_open_algo_orders", "SIGNED"),
+    ("GET", "/fapi/v1/allAlgoOrders"): ("_ep_all_algo_orders", "SIGNED"),
+    ("DELETE", "/fapi/v1/algoOpenOrders"): ("_ep_cancel_all_algo_orders", "SIGNED"),
     ("GET", "/sapi/v1/capital/config/getall"): ("_ep_capital_config", "SIGNED"),
     ("GET", "/sapi/v1/margin/allPairs"): ("_ep_margin_all_pairs", "SIGNED"),
 }
 
+# Request weights as Binance documents them for each endpoint: (with symbol, without symbol).
+_WEIGHTS: dict[tuple[str, str], tuple[int, int]] = {
+    ("GET", "/fapi/v1/ticker/price"): (1, 2),
+    ("GET", "/fapi/v2/ticker/price"): (1, 2),
+    ("GET", "/fapi/v1/ticker/bookTicker"): (2, 5),
+    ("GET", "/fapi/v1/ticker/24hr"): (1, 40),
+    ("GET", "/fapi/v1/premiumIndex"): (1, 10),
+    ("GET", "/fapi/v2/balance"): (5, 5),
+    ("GET", "/fapi/v3/balance"): (5, 5),
+    ("GET", "/fapi/v2/account"): (5, 5),
+    ("GET", "/fapi/v3/account"): (5, 5),
+    ("GET", "/fapi/v2/positionRisk"): (5, 5),
+    ("GET", "/fapi/v3/positionRisk"): (5, 5),
+    ("GET", "/fapi/v1/positionSide/dual"): (30, 30),
+    ("POST", "/fapi/v1/order"): (0, 0),  # counts on the order-rate limits instead
+    ("POST", "/fapi/v1/algoOrder"): (0, 0),
+    ("GET", "/fapi/v1/openOrders"): (1, 40),
+    ("GET", "/fapi/v1/openAlgoOrders"): (1, 40),
+    ("GET", "/fapi/v1/allOrders"): (5, 5),
+    ("GET", "/fapi/v1/allAlgoOrders"): (5, 5),
+    ("GET", "/fapi/v1/userTrades"): (5, 5),
+}
+
+
+def _request_weight(method: str, path: str, params: dict[str, str]) -> int:
+    """The weight Binance counts for a request towards ``X-MBX-USED-WEIGHT-1M`` (1 if not listed)."""
+    if (method, path) == ("GET", "/fapi/v1/klines"):
+        limit = int(params["limit"]) if params.get("limit", "").isdigit() else 500
+        return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
+    with_symbol, without = _WEIGHTS.get((method, path), (1, 1))
+    return with_symbol if params.get("symbol") else without
+
+
 _DEFAULT_FAIL_BODIES: dict[int, Any] = {
-    418: {"code": -1003, "msg": "Way too many requests; IP(127.0.0.1) banned until 1893456000000. "
-                                "Please use the websocket for live updates to avoid bans."},
-    429: {"code": -1003, "msg": MSG_TOO_MANY_REQUESTS},
+    # 418/429 bodies are rendered at answer time (client IP, ban end): see fail_next
+    418: {"code": -1003, "msg": MSG_BANNED.format(ip="127.0.0.1", until=0)},
+    429: {"code": -1003, "msg": MSG_TOO_MANY_REQUESTS.format(ip="127.0.0.1", limit=2400)},
     500: {"code": -1001, "msg": MSG_INTERNAL},
     502: "<html><head><title>502 Bad Gateway</title></head><body>502 Bad Gateway</body></html>",
     503: {"code": -1001, "msg": MSG_INTERNAL},
@@ -476,7 +528,7 @@ _DEFAULT_FAIL_BODIES: dict[int, Any] = {
 }
 
 
-class FakeBinanceUSDM:
+class FakeBinanceUSDM(UnkindMixin, AlgoOrdersMixin):
     """A thread-safe, in-process fake of the Binance USD-M futures REST API.
 
     Use it as a context manager (or call :meth:`start` / :meth:`stop`); while
@@ -490,8 +542,10 @@ class FakeBinanceUSDM:
             (BTCUSDT, ETHUSDT, SOLUSDT).
         taker_fee / maker_fee: fee rates (Binance's VIP0 0.05% / 0.02% by default).
         default_leverage: initial leverage of every symbol (Binance's default 20).
-        client_order_id_scope: ``"all"`` (an id can never be reused) or
-            ``"open"`` (only ids of open orders are refused, as Binance documents).
+        client_order_id_scope: ``"all"`` (an id can never be reused; the default,
+            which the existing duplicate-order tests rely on) or ``"open"`` (only ids
+            of open orders are refused: what Binance documents for
+            ``newClientOrderId`` / ``clientAlgoId``, "A unique id among open orders").
         fill_marketable_limits: fill a GTC/GTD limit order that crosses the mark
             price at once (as a taker) instead of letting it rest.
         clock_offset_ms: added to the local clock to give the server time.
@@ -555,6 +609,16 @@ class FakeBinanceUSDM:
         self._funding: dict[str, list[tuple[int, str]]] = {}
         self._fail_rules: list[_FailRule] = []
         self._delay_rules: list[_DelayRule] = []
+        self._partial_rules: list[_PartialRule] = []
+        self._late_rules: list[_LateRule] = []
+        self._held: list[_HeldRequest] = []
+        self._held_cond = threading.Condition()
+        self._weight_limit: int | None = None
+        self._ban_after: int | None = None
+        self._ban_seconds = 120
+        self._over_limit_answers = 0
+        self._banned_until_ms = 0
+        self._init_algo()
         self._requests: list[RecordedRequest] = []
         self.unhandled: list[RecordedRequest] = []
         """Requests to paths the fake does not serve (answered 404, code -5000)."""
@@ -585,8 +649,13 @@ class FakeBinanceUSDM:
     def stop(self) -> None:
         """Stop serving and close the listening socket (safe to call twice).
 
-        Requests being held by :meth:`delay_next` are released at once."""
+        Requests being held by :meth:`delay_next` are released at once; requests
+        parked by :meth:`execute_late_next` are answered 503 without being carried out."""
         self._stopping.set()
+        with self._held_cond:
+            for held in self._held:
+                held.done.set()
+            self._held_cond.notify_all()
         self._close_server()
 
     def _close_server(self) -> None:
@@ -641,27 +710,46 @@ class FakeBinanceUSDM:
         """Make the next ``count`` requests (matching ``path`` prefix / ``method`` if
         given) fail with HTTP ``status``.
 
-        The body is Binance's ``{"code", "msg"}`` (defaults: 429/418 -> -1003,
+        The body is Binance's ``{"code", "msg"}`` (defaults: 429 -> -1003 "Too many
+        requests; current limit of IP(<ip>) is 2400 requests per minute. ...",
+        418 -> -1003 "Way too many requests; IP(<ip>) banned until <ms>. ...",
         500/503 -> -1001; 502/504 -> an HTML gateway page), or ``body`` verbatim
         (a dict is sent as JSON, a string as text).  429 and 418 carry
-        ``Retry-After`` (``retry_after`` seconds, default 1).  With ``process=True``
+        ``Retry-After`` (``retry_after`` seconds; default 1 for 429 and 120 -- the
+        shortest ban Binance documents -- for 418, whose "banned until" time is
+        the moment of the answer plus that many seconds).  With ``process=True``
         the request is carried out (orders placed, leverage changed, ...) and only
         its answer is replaced by the failure.  Rules queue up in call order.
         """
+        if status == 418 and retry_after is None:
+            retry_after = 120
+        render: Callable[[str, int], Any] | None = None
         if body is None:
-            default = _DEFAULT_FAIL_BODIES.get(
-                status, {"code": -1000, "msg": "An unknown error occured while processing the request."})
-            if isinstance(default, dict):
-                body = {"code": default["code"] if code is None else code, "msg": default["msg"] if msg is None else msg}
-            elif code is not None or msg is not None:
-                body = {"code": -1000 if code is None else code, "msg": msg or ""}
+            if status in (418, 429) and msg is None:
+                wait = 1 if retry_after is None else retry_after
+                the_code = -1003 if code is None else code
+
+                def render(ip: str, now: int, _status: int = status, _wait: int = wait, _code: int = the_code) -> Any:
+                    if _status == 418:
+                        return {"code": _code, "msg": MSG_BANNED.format(ip=ip, until=now + _wait * 1000)}
+                    return {"code": _code, "msg": MSG_TOO_MANY_REQUESTS.format(ip=ip, limit=2400)}
+                body = render("127.0.0.1", self._now_ms())
             else:
-                body = default
+                default = _DEFAULT_FAIL_BODIES.get(
+                    status, {"code": -1000, "msg": "An unknown error occured while processing the request."})
+                if isinstance(default, dict):
+                    body = {"code": default["code"] if code is None else code,
+                            "msg": default["msg"] if msg is None else msg}
+                elif code is not None or msg is not None:
+                    body = {"code": -1000 if code is None else code, "msg": msg or ""}
+                else:
+                    body = default
         headers: dict[str, str] = {}
         if status in (418, 429) or retry_after is not None:
             headers["Retry-After"] = str(1 if retry_after is None else retry_after)
         with self._lock:
-            self._fail_rules.append(_FailRule(count, status, body, headers, path, method and method.upper(), process))
+            self._fail_rules.append(_FailRule(count, status, body, headers, path, method and method.upper(), process,
+                                              render))
 
     def delay_next(self, count: int = 1, seconds: float = 1.0, *, path: str | None = None, method: str | None = None) -> None:
         """Hold the next ``count`` matching requests for ``seconds`` before handling them.
@@ -672,10 +760,14 @@ class FakeBinanceUSDM:
             self._delay_rules.append(_DelayRule(count, seconds, path, method and method.upper()))
 
     def clear_failures(self) -> None:
-        """Drop every pending :meth:`fail_next` / :meth:`delay_next` rule."""
+        """Drop every pending :meth:`fail_next` / :meth:`delay_next` /
+        :meth:`partial_next` / :meth:`execute_late_next` rule (parked requests stay
+        parked until :meth:`release_held`)."""
         with self._lock:
             self._fail_rules.clear()
             self._delay_rules.clear()
+            self._partial_rules.clear()
+            self._late_rules.clear()
 
     def down(self, mode: str = "503") -> None:
         """Take the API down until :meth:`up`.
@@ -713,11 +805,17 @@ class FakeBinanceUSDM:
             self._marks.setdefault(spec.symbol, _dec(mark_price))
             self._positions.setdefault(spec.symbol, _Position(leverage=self.default_leverage))
 
-    def set_mark_price(self, symbol: str, price: Any) -> None:
-        """Set the mark price market orders fill at and PnL is marked to."""
+    def set_mark_price(self, symbol: str, price: Any) -> list[dict]:
+        """Set the mark price market orders fill at and PnL is marked to.
+
+        Conditional orders of ``symbol`` (``POST /fapi/v1/algoOrder``) whose trigger
+        the new price reaches are triggered at once, oldest first (see
+        :mod:`tests.fakes.fake_binance_algo`).  Returns them, as ``GET
+        /fapi/v1/algoOrder`` shows them after triggering."""
         with self._lock:
             self._spec(symbol)
             self._marks[symbol] = _dec(price)
+            return self._check_triggers(symbol)
 
     def mark_price(self, symbol: str) -> Decimal:
         """The current mark price of ``symbol``."""
@@ -812,7 +910,13 @@ class FakeBinanceUSDM:
 
     def fill_order(self, order_ref: int | str, qty: Any | None = None, price: Any | None = None) -> dict:
         """Fill one open order, by ``orderId`` or client order id, wholly or partly
-        (``qty``), at ``price`` (default: its limit price) as a maker."""
+        (``qty``), at ``price`` (default: its limit price) as a maker.
+
+        This is a *late* fill: it happens whenever the test calls it, long after
+        the order was answered.  Each call is one trade in ``GET /fapi/v1/userTrades``
+        (its ``time`` is the server clock now, ``clock_offset_ms`` included); the
+        order's ``executedQty``/``cumQuote``/``avgPrice``/``updateTime`` and status
+        (``PARTIALLY_FILLED`` / ``FILLED``) change with it."""
         with self._lock:
             order = self._find_order_any(order_ref)
             if order is None or order.status not in ("NEW", "PARTIALLY_FILLED"):
@@ -997,7 +1101,8 @@ class FakeBinanceUSDM:
                                                 keep_blank_values=True) if k != "signature"}
         except ValueError:
             shown = {}
-        record = RecordedRequest(method=method, path=path, params=shown, signed=False, time_ms=self._now_ms())
+        record = RecordedRequest(method=method, path=path, params=shown, signed=False, time_ms=self._now_ms(),
+                                 weight=_request_weight(method, path, shown))
         with self._lock:
             self._requests.append(record)
             down = self._down_mode
@@ -1006,55 +1111,87 @@ class FakeBinanceUSDM:
             record.status = 0
             return _RESET
         if down == "503":
-            record.status, record.code = 503, -1001
-            return 503, {"code": -1001, "msg": MSG_INTERNAL}, {}
+            return self._answer(record, 503, {"code": -1001, "msg": MSG_INTERNAL})
         if delay is not None:
             self._stopping.wait(delay.seconds)
+        limited = self._rate_limited(record, client_ip)
+        if limited is not None:
+            return limited
         route = _ROUTES.get((method, path))
         if route is None:
             with self._lock:
                 self.unhandled.append(record)
-            record.status, record.code = 404, -5000
-            return 404, {"code": -5000, "msg": f"Path {path}, Method {method} is invalid"}, {}
+            return self._answer(record, 404, {"code": -5000, "msg": f"Path {path}, Method {method} is invalid"})
         with self._lock:
             fail = self._take_rule(self._fail_rules, method, path)
         if fail is not None and not fail.process:
-            return self._fail_answer(record, fail)
+            return self._fail_answer(record, fail, client_ip)
         try:
-            status, payload = 200, self._serve(route, method, raw_query, raw_body, headers, client_ip, record)
+            params = self._authenticate(route[1], raw_query, raw_body, headers, client_ip, record)
+            late = None
+            if fail is None:
+                with self._lock:
+                    late = self._take_rule(self._late_rules, method, path)
+            if late is not None:
+                return self._park(record, route[0], params, late)
+            with self._lock:
+                status, payload = 200, getattr(self, route[0])(params)
         except BinanceAPIError as err:
             status, payload = err.status, {"code": err.code, "msg": err.msg}
-            record.code = err.code
         except Exception as exc:  # a bug in the fake: answer 500 and keep it for the test to see
             with self._lock:
                 self.internal_errors.append(f"{method} {path}: {exc!r}")
             status, payload = 500, {"code": -1000, "msg": f"fake_binance internal error: {exc!r}"}
-            record.code = -1000
         if fail is not None:
-            return self._fail_answer(record, fail)
+            return self._fail_answer(record, fail, client_ip)
+        return self._answer(record, status, payload)
+
+    def _answer(self, record: RecordedRequest, status: int, payload: Any,
+                extra: dict[str, str] | None = None) -> tuple[int, Any, dict[str, str]]:
+        """Record the outcome and add the headers Binance puts on every answer."""
         record.status = status
-        return status, payload, {"X-MBX-USED-WEIGHT-1M": str(self._used_weight())}
+        record.code = payload.get("code") if isinstance(payload, dict) and status != 200 else None
+        headers = {"X-MBX-USED-WEIGHT-1M": str(self._used_weight())}
+        if status == 200 and record.method == "POST" and record.path == "/fapi/v1/order":
+            headers.update(self._order_count_headers())
+        headers.update(extra or {})
+        return status, payload, headers
 
     def _used_weight(self) -> int:
-        """Requests received in the last minute (every endpoint weighs 1 here)."""
+        """The weight of the requests received in the last minute (Binance's weights, see ``_request_weight``)."""
         cutoff = self._now_ms() - 60_000
         with self._lock:
-            count = 0
+            total = 0
             for rec in reversed(self._requests):
                 if rec.time_ms < cutoff:
                     break
-                count += 1
-            return count
+                total += rec.weight
+            return total
 
-    @staticmethod
-    def _fail_answer(record: RecordedRequest, fail: _FailRule) -> Any:
-        record.status = fail.status
-        record.code = fail.body.get("code") if isinstance(fail.body, dict) else None
-        return fail.status, fail.body, dict(fail.headers)
+    def _order_count_headers(self) -> dict[str, str]:
+        """``X-MBX-ORDER-COUNT-10S`` / ``-1M``: orders accepted in the last 10 s / minute."""
+        now = self._now_ms()
+        counts = {10_000: 0, 60_000: 0}
+        with self._lock:
+            for rec in reversed(self._requests):
+                if rec.time_ms < now - 60_000:
+                    break
+                if rec.method == "POST" and rec.path == "/fapi/v1/order" and rec.status == 200:
+                    for window in counts:
+                        if rec.time_ms >= now - window:
+                            counts[window] += 1
+        return {"X-MBX-ORDER-COUNT-10S": str(counts[10_000]), "X-MBX-ORDER-COUNT-1M": str(counts[60_000])}
 
-    def _serve(self, route: tuple[str, str], method: str, raw_query: str, raw_body: str,
-               headers: Any, client_ip: str, record: RecordedRequest) -> Any:
-        handler_name, security = route
+    def _fail_answer(self, record: RecordedRequest, fail: _FailRule, client_ip: str) -> Any:
+        body = fail.render(client_ip, self._now_ms()) if fail.render is not None else fail.body
+        if isinstance(body, str):  # a gateway's HTML page: no Binance headers
+            record.status, record.code = fail.status, None
+            return fail.status, body, dict(fail.headers)
+        return self._answer(record, fail.status, body, dict(fail.headers))
+
+    def _authenticate(self, security: str, raw_query: str, raw_body: str,
+                      headers: Any, client_ip: str, record: RecordedRequest) -> dict[str, str]:
+        """Parse the parameters and check the API key and signature as Binance does."""
         pairs = parse_qsl(raw_query, keep_blank_values=True) + parse_qsl(raw_body, keep_blank_values=True)
         params: dict[str, str] = {}
         for key, value in pairs:
@@ -1071,8 +1208,7 @@ class FakeBinanceUSDM:
         if security == "SIGNED":
             self._check_signature(params, raw_query, raw_body)
         params.pop("signature", None)
-        with self._lock:
-            return getattr(self, handler_name)(params)
+        return params
 
     def _check_signature(self, params: dict[str, str], raw_query: str, raw_body: str) -> None:
         signature = params.get("signature")
@@ -1299,13 +1435,13 @@ class FakeBinanceUSDM:
             "timeInForce": o.time_in_force,
             "type": o.type,
             "reduceOnly": o.reduce_only,
-            "closePosition": False,
+            "closePosition": o.close_position,
             "side": o.side,
             "positionSide": "BOTH",
-            "stopPrice": "0.00",
-            "workingType": "CONTRACT_PRICE",
+            "stopPrice": _fixed(o.stop_price, spec.price_precision),
+            "workingType": o.working_type,
             "priceProtect": False,
-            "origType": o.type,
+            "origType": o.orig_type or o.type,
             "priceMatch": "NONE",
             "selfTradePreventionMode": "EXPIRE_MAKER",
             "goodTillDate": 0,
@@ -1659,20 +1795,7 @@ class FakeBinanceUSDM:
         pos.margin_type = wanted
         return {"code": 200, "msg": "success"}
 
-    @staticmethod
-    def _parse_number(params: dict, name: str, required: bool = True) -> Decimal | None:
-        raw = params.get(name)
-        if raw is None or raw == "":
-            if required:
-                raise _missing(name)
-            return None
-        if not _NUMBER_RE.match(raw):
-            raise BinanceAPIError(
-                -1100, f"Illegal characters found in parameter '{name}'; legal range is '^([0-9]{{1,20}})(\\.[0-9]{{1,20}})?$'.")
-        try:
-            return Decimal(raw)
-        except InvalidOperation:  # pragma: no cover - the regex rules this out
-            raise _missing(name) from None
+    _parse_number = staticmethod(_parse_number)
 
     def _ep_new_order(self, params: dict) -> dict:
         for name in ("symbol", "side", "type"):
@@ -1684,8 +1807,8 @@ class FakeBinanceUSDM:
             raise BinanceAPIError(-1117, "Invalid side.")
         otype = params["type"]
         if otype in ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"):
-            raise BinanceAPIError(
-                -4120, "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead.")
+            # since 2025-12-09 conditional orders go to POST /fapi/v1/algoOrder only
+            raise BinanceAPIError(-4120, MSG_ALGO_ENDPOINT)
         if otype not in ("MARKET", "LIMIT"):
             raise BinanceAPIError(-1116, "Invalid orderType.")
         if params.get("positionSide", "BOTH") != "BOTH":
@@ -1709,7 +1832,21 @@ class FakeBinanceUSDM:
                 raise BinanceAPIError(-1115, "Invalid timeInForce.")
         elif "price" in params:
             raise BinanceAPIError(-1106, "Parameter 'price' sent when not required.")
-        # quantity filters
+        self._check_quantity(spec, qty, otype)
+        mark = self._marks[spec.symbol]
+        if otype == "LIMIT":
+            self._check_price(spec, price, "price")
+            self._check_percent_price(spec, side, price, mark)
+        ref_price = price if otype == "LIMIT" else mark
+        if not reduce_only and qty * ref_price < Decimal(spec.min_notional):
+            raise BinanceAPIError(-4164, MSG_MIN_NOTIONAL.format(n=spec.min_notional))
+        order, accepted = self._place_order(spec, side, otype, tif, qty, price, reduce_only, client_id)
+        if params.get("newOrderRespType", "ACK") == "ACK":
+            return accepted
+        return self._order_json(order)
+
+    def _check_quantity(self, spec: SymbolSpec, qty: Decimal, otype: str) -> None:
+        """Binance's LOT_SIZE / MARKET_LOT_SIZE checks."""
         if qty <= 0:
             raise BinanceAPIError(-4003, "Quantity less than or equal to zero.")
         if _decimals(qty) > spec.quantity_precision:
@@ -1721,27 +1858,40 @@ class FakeBinanceUSDM:
             raise BinanceAPIError(-4004, "Quantity less than min qty.")
         if qty > Decimal(spec.market_max_qty if otype == "MARKET" else spec.max_qty):
             raise BinanceAPIError(-4005, "Quantity greater than max qty.")
+
+    def _check_price(self, spec: SymbolSpec, price: Decimal, name: str) -> None:
+        """Binance's PRICE_FILTER checks (``name``: the parameter, for the messages)."""
+        if price <= 0:
+            raise BinanceAPIError(-4001, "Price less than 0.")
+        if _decimals(price) > spec.price_precision:
+            raise BinanceAPIError(-1111, MSG_PRECISION)
+        if (price - Decimal(spec.min_price)) % Decimal(spec.tick_size) != 0:
+            raise BinanceAPIError(-4014, "Price not increased by tick size.")
+        if price < Decimal(spec.min_price):
+            raise BinanceAPIError(-4013, "Price less than min price.")
+        if price > Decimal(spec.max_price):
+            raise BinanceAPIError(-4002, "Price greater than max price.")
+
+    @staticmethod
+    def _check_percent_price(spec: SymbolSpec, side: str, price: Decimal, mark: Decimal) -> None:
+        """Binance's PERCENT_PRICE band around the mark price for limit orders."""
+        up = (mark * Decimal(spec.percent_up)).quantize(Decimal(spec.tick_size))
+        down = (mark * Decimal(spec.percent_down)).quantize(Decimal(spec.tick_size))
+        if side == "BUY" and price > up:
+            raise BinanceAPIError(-4016, f"Limit price can't be higher than {_plain(up)}.")
+        if side == "SELL" and price < down:
+            raise BinanceAPIError(-4024, f"Limit price can't be lower than {_plain(down)}.")
+
+    def _place_order(self, spec: SymbolSpec, side: str, otype: str, tif: str, qty: Decimal, price: Decimal,
+                     reduce_only: bool, client_id: str | None, *, orig_type: str = "", stop_price: Decimal = ZERO,
+                     working_type: str = "CONTRACT_PRICE", close_position: bool = False) -> tuple[_Order, dict]:
+        """Put a validated order in the book and let it take what liquidity it may (lock held).
+
+        Raises -2022 (reduce-only that cannot reduce), -4116 (client order id in use),
+        -2019 (margin) or -5022 (post-only that would take).  Returns the order and
+        the ``ACK`` answer (the order as it was accepted, before any fill)."""
         mark = self._marks[spec.symbol]
-        if otype == "LIMIT":
-            if price <= 0:
-                raise BinanceAPIError(-4001, "Price less than 0.")
-            if _decimals(price) > spec.price_precision:
-                raise BinanceAPIError(-1111, MSG_PRECISION)
-            if (price - Decimal(spec.min_price)) % Decimal(spec.tick_size) != 0:
-                raise BinanceAPIError(-4014, "Price not increased by tick size.")
-            if price < Decimal(spec.min_price):
-                raise BinanceAPIError(-4013, "Price less than min price.")
-            if price > Decimal(spec.max_price):
-                raise BinanceAPIError(-4002, "Price greater than max price.")
-            up = (mark * Decimal(spec.percent_up)).quantize(Decimal(spec.tick_size))
-            down = (mark * Decimal(spec.percent_down)).quantize(Decimal(spec.tick_size))
-            if side == "BUY" and price > up:
-                raise BinanceAPIError(-4016, f"Limit price can't be higher than {_plain(up)}.")
-            if side == "SELL" and price < down:
-                raise BinanceAPIError(-4024, f"Limit price can't be lower than {_plain(down)}.")
         ref_price = price if otype == "LIMIT" else mark
-        if not reduce_only and qty * ref_price < Decimal(spec.min_notional):
-            raise BinanceAPIError(-4164, MSG_MIN_NOTIONAL.format(n=spec.min_notional))
         pos = self._positions[spec.symbol]
         if reduce_only:
             reducing = (side == "SELL" and pos.amt > 0) or (side == "BUY" and pos.amt < 0)
@@ -1750,7 +1900,7 @@ class FakeBinanceUSDM:
         if client_id is not None:
             existing = self._client_ids.get((spec.symbol, client_id))
             if existing is not None and (self.client_order_id_scope == "all"
-                                         or self._orders[existing].status in ("NEW", "PARTIALLY_FILLED")):
+                                         or self._orders[existing].status in OPEN_STATUSES):
                 raise BinanceAPIError(-4116, MSG_DUPLICATE_CLIENT_ID)
         else:
             client_id = "".join(random.choices(string.ascii_letters + string.digits, k=22))
@@ -1769,23 +1919,29 @@ class FakeBinanceUSDM:
         order = _Order(
             order_id=next(self._order_ids), symbol=spec.symbol, client_order_id=client_id, side=side, type=otype,
             time_in_force=tif, qty=qty, price=price, reduce_only=reduce_only, time=now, update_time=now,
+            orig_type=orig_type or otype, stop_price=stop_price, working_type=working_type,
+            close_position=close_position,
         )
         self._orders[order.order_id] = order
         self._client_ids[(spec.symbol, client_id)] = order.order_id
         accepted = self._order_json(order)
         if otype == "MARKET":
-            self._fill(order, qty, mark, maker=False)
-            if order.status == "PARTIALLY_FILLED":
-                order.status = "EXPIRED"
-        elif tif in ("IOC", "FOK") or (self.fill_marketable_limits and crosses):
+            self._take_liquidity(order, qty, mark, self._take_partial_rule(spec.symbol))
+            self._expire_rest(order)  # a market order never rests
+        elif tif in ("IOC", "FOK"):
             if crosses:
-                self._fill(order, qty, mark, maker=False)
-            else:
-                order.status = "EXPIRED"
-                order.update_time = now
-        if params.get("newOrderRespType", "ACK") == "ACK":
-            return accepted
-        return self._order_json(order)
+                rule = self._take_partial_rule(spec.symbol)
+                if not (rule is not None and tif == "FOK"):  # FOK: all or nothing
+                    self._take_liquidity(order, qty, mark, rule)
+            self._expire_rest(order)
+        elif crosses and (self.fill_marketable_limits or self._has_partial_rule(spec.symbol)):
+            self._take_liquidity(order, qty, mark, self._take_partial_rule(spec.symbol))
+        return order, accepted
+
+    def _expire_rest(self, order: _Order) -> None:
+        if order.status in OPEN_STATUSES:
+            order.status = "EXPIRED"
+            order.update_time = self._now_ms()
 
     def _order_from_params(self, params: dict, missing_code: int = -2013) -> _Order:
         spec = self._spec(params.get("symbol"))
@@ -1827,20 +1983,57 @@ class FakeBinanceUSDM:
         return [self._order_json(o, with_time=True) for o in self._orders.values()
                 if o.symbol in symbols and o.status in ("NEW", "PARTIALLY_FILLED")]
 
+    _WEEK_MS = 7 * 86_400_000
+
+    def _time_window(self, params: dict) -> tuple[int | None, int | None]:
+        """``startTime``/``endTime`` as Binance reads them: at most 7 days apart (-1127);
+        neither sent means the last 7 days."""
+        start = int(params["startTime"]) if params.get("startTime", "").isdigit() else None
+        end = int(params["endTime"]) if params.get("endTime", "").isdigit() else None
+        if start is not None and end is not None and end - start > self._WEEK_MS:
+            raise BinanceAPIError(-1127, "More than 168 hours between startTime and endTime.")
+        if start is None and end is None:
+            return self._now_ms() - self._WEEK_MS, None
+        if start is None:
+            start = end - self._WEEK_MS  # type: ignore[operator]
+        elif end is None:
+            end = start + self._WEEK_MS
+        return start, end
+
+    @staticmethod
+    def _limit(params: dict, default: int = 500, most: int = 1000) -> int:
+        return min(int(params["limit"]), most) if params.get("limit", "").isdigit() else default
+
     def _ep_all_orders(self, params: dict) -> list:
         spec = self._spec(params.get("symbol"))
         rows = [self._order_json(o, with_time=True) for o in self._orders.values() if o.symbol == spec.symbol]
-        if params.get("orderId", "").isdigit():
+        limit = self._limit(params)
+        if params.get("orderId", "").isdigit():  # orders >= orderId, oldest first
             rows = [r for r in rows if r["orderId"] >= int(params["orderId"])]
-        limit = int(params["limit"]) if params.get("limit", "").isdigit() else 500
+            if "startTime" in params or "endTime" in params:
+                start, end = self._time_window(params)
+                rows = [r for r in rows if r["time"] >= start and (end is None or r["time"] <= end)]
+            return rows[:limit]
+        start, end = self._time_window(params)
+        rows = [r for r in rows if r["time"] >= start and (end is None or r["time"] <= end)]
         return rows[-limit:]
 
     def _ep_user_trades(self, params: dict) -> list:
         spec = self._spec(params.get("symbol"))
         rows = [dict(t) for t in self._trades if t["symbol"] == spec.symbol]
+        limit = self._limit(params)
         if params.get("orderId", "").isdigit():
             rows = [t for t in rows if t["orderId"] == int(params["orderId"])]
-        limit = int(params["limit"]) if params.get("limit", "").isdigit() else 500
+        if params.get("fromId", "").isdigit():
+            if "startTime" in params or "endTime" in params:
+                raise BinanceAPIError(-1128, "Combination of optional parameters invalid.")
+            return [t for t in rows if t["id"] >= int(params["fromId"])][:limit]
+        if "orderId" in params and "startTime" not in params and "endTime" not in params:
+            return rows[-limit:]
+        start, end = self._time_window(params)
+        rows = [t for t in rows if t["time"] >= start and (end is None or t["time"] <= end)]
+        if "startTime" in params:
+            return rows[:limit]
         return rows[-limit:]
 
     def _ep_capital_config(self, params: dict) -> list:

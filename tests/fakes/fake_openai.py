@@ -276,21 +276,32 @@ class RecordedRequest:
 
 
 class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer that tracks open connections so stop() can cut them."""
+    """ThreadingHTTPServer that tracks open connections and handler threads, so stop() can cut and join them.
+
+    ``socketserver.ThreadingMixIn`` joins only *non-daemon* handler threads in
+    ``server_close()``; ours are daemons (a stuck handler must never keep the
+    interpreter alive), so they are tracked here and joined by
+    :meth:`join_handlers`, with a deadline.
+    """
 
     daemon_threads = True
-    block_on_close = True  # server_close() joins the handler threads
+    block_on_close = False  # join_handlers() does it, with a deadline
 
     def __init__(self, address: Tuple[str, int], fake: "FakeOpenAIServer") -> None:
         self.fake = fake
         self._conn_lock = threading.Lock()
         self._conns: Set[socket.socket] = set()
+        self._handlers: List[threading.Thread] = []
         super().__init__(address, _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(target=self.process_request_thread, args=(request, client_address),
+                                  name=f"fake-openai-{self.server_address[1]}-handler", daemon=True)
         with self._conn_lock:
             self._conns.add(request)
-        super().process_request(request, client_address)
+            self._handlers = [t for t in self._handlers if t.is_alive()]
+            self._handlers.append(thread)
+        thread.start()
 
     def shutdown_request(self, request: Any) -> None:
         with self._conn_lock:
@@ -306,6 +317,14 @@ class _Server(ThreadingHTTPServer):
             except OSError:
                 pass
 
+    def join_handlers(self, deadline: float) -> List[threading.Thread]:
+        """Join every handler thread until ``deadline`` (``time.monotonic()``); returns those still alive."""
+        with self._conn_lock:
+            threads = list(self._handlers)
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        return [t for t in threads if t.is_alive()]
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients that time out and hang up are expected here; stay quiet.
         pass
@@ -318,7 +337,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def do_GET(self) -> None:
@@ -365,6 +384,8 @@ class FakeOpenAIServer:
         self._server: Optional[_Server] = None
         self._thread: Optional[threading.Thread] = None
         self._stopping = threading.Event()
+        self._changed = threading.Condition(self._lock)  # a request arrived, or entered/left a delay
+        self._delayed = 0  # requests waiting in a scripted delay right now
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -384,22 +405,29 @@ class FakeOpenAIServer:
         thread.start()
         return self
 
-    def stop(self) -> None:
-        """Stop serving, wake any sleeping behaviour, close connections, join threads.
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving, wake any sleeping behaviour, close connections, join the threads.
 
         Safe to call twice.  Requests still waiting in a :meth:`Behaviour.sleep`
-        are dropped without an answer.
+        are dropped without an answer.  When it returns, the serving thread and
+        every handler thread have ended (unless one is stuck past ``timeout``
+        seconds, which then raises :class:`RuntimeError` naming it).
         """
         server, thread = self._server, self._thread
         if server is None:
             return
-        self._stopping.set()
-        server.shutdown()
-        server.cut_connections()
+        deadline = time.monotonic() + timeout
+        self._stopping.set()  # wakes handlers waiting in a scripted delay
+        server.shutdown()  # no new connection is accepted after this
+        server.cut_connections()  # handlers reading or writing a socket return
         server.server_close()
         if thread is not None:
-            thread.join(timeout=5)
+            thread.join(max(0.0, deadline - time.monotonic()))
+        stuck = server.join_handlers(deadline)
         self._server = self._thread = None
+        if stuck or (thread is not None and thread.is_alive()):
+            names = [t.name for t in stuck] + ([thread.name] if thread is not None and thread.is_alive() else [])
+            raise RuntimeError(f"FakeOpenAIServer.stop: threads still running after {timeout:g} s: {names}")
 
     def __enter__(self) -> "FakeOpenAIServer":
         return self.start()
@@ -453,6 +481,21 @@ class FakeOpenAIServer:
         """How many scripted behaviours for ``model`` are still unused."""
         with self._lock:
             return len(self._queues.get(model, ()))
+
+    # ------------------------------------------------------------------ synchronising
+
+    def wait_for_requests(self, count: int = 1, timeout: float = 10.0) -> bool:
+        """Block until at least ``count`` requests have been received (any path); False on timeout.
+
+        Use this instead of sleeping when a test must act once the client's request is in.
+        """
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self._requests) >= count, timeout)
+
+    def wait_for_delayed(self, count: int = 1, timeout: float = 10.0) -> bool:
+        """Block until at least ``count`` requests are waiting in a scripted delay right now; False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._delayed >= count, timeout)
 
     # ------------------------------------------------------------------ recording
 
@@ -522,10 +565,11 @@ class FakeOpenAIServer:
             record.messages = messages if isinstance(messages, list) else None
             rf = body.get("response_format")
             record.response_format = rf if isinstance(rf, dict) else None
-        with self._lock:
+        with self._changed:
             self._requests.append(record)
             if record.model is not None:
                 self._calls[record.model] = self._calls.get(record.model, 0) + 1
+            self._changed.notify_all()
 
         try:
             if self.require_auth and path.startswith("/v1/") and not has_bearer:
@@ -581,43 +625,61 @@ class FakeOpenAIServer:
         return b""
 
     def _chat(self, handler: _Handler, record: RecordedRequest, body: Any) -> None:
-        def bad(message: str, param: Optional[str] = None) -> None:
-            self._send_error(handler, record, 400, message, "invalid_request_error", param=param)
+        problem = self._request_problem(body)
+        if problem is not None:
+            message, param = problem
+            return self._send_error(handler, record, 400, message, "invalid_request_error", param=param)
+        model, messages = body["model"], body["messages"]
+        behaviour, known = self._next_behaviour(model)
+        if behaviour is None:
+            return self._send_unscripted(handler, record, model, known)
+        if behaviour.delay > 0 and self._delay(behaviour.delay):
+            raise _ClientGone()
+        if behaviour.kind == "error":
+            return self._send_scripted_error(handler, record, behaviour)
+        return self._send_completion(handler, record, model, messages, behaviour)
 
+    def _request_problem(self, body: Any) -> Optional[tuple[str, Optional[str]]]:
+        """Why the API refuses this chat request with a 400: ``(message, param)``; None when it is valid."""
         if not isinstance(body, dict):
-            return bad("We could not parse the JSON body of your request.")
+            return "We could not parse the JSON body of your request.", None
         model = body.get("model")
         if not isinstance(model, str) or not model:
-            return bad("you must provide a model parameter", "model")
+            return "you must provide a model parameter", "model"
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
-            return bad("Invalid 'messages': expected a non-empty array.", "messages")
+            return "Invalid 'messages': expected a non-empty array.", "messages"
         if body.get("stream"):
-            return bad("FakeOpenAIServer does not support stream=true.", "stream")
-
+            return "FakeOpenAIServer does not support stream=true.", "stream"
         rf = body.get("response_format")
-        if rf is not None:
-            rf_type = rf.get("type") if isinstance(rf, dict) else None
-            if rf_type not in ("text", "json_object", "json_schema"):
-                return bad(
-                    f"Invalid value: {rf_type!r}. Supported values are: 'text', 'json_object' "
-                    "and 'json_schema'.",
-                    "response_format.type",
-                )
-            if rf_type == "json_schema":
-                spec = rf.get("json_schema")
-                if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-                    return bad(
-                        "Missing required parameter: 'response_format.json_schema.name'.",
-                        "response_format.json_schema.name",
-                    )
-                if not self.supports_json_schema:
-                    return bad(
-                        "Invalid parameter: 'response_format' of type 'json_schema' is not "
-                        "supported with this model.",
-                        "response_format",
-                    )
+        return None if rf is None else self._response_format_problem(rf)
 
+    def _response_format_problem(self, rf: Any) -> Optional[tuple[str, Optional[str]]]:
+        """Why the API refuses this ``response_format``: ``(message, param)``; None when it is valid."""
+        rf_type = rf.get("type") if isinstance(rf, dict) else None
+        if rf_type not in ("text", "json_object", "json_schema"):
+            return (
+                f"Invalid value: {rf_type!r}. Supported values are: 'text', 'json_object' "
+                "and 'json_schema'.",
+                "response_format.type",
+            )
+        if rf_type == "json_schema":
+            spec = rf.get("json_schema")
+            if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+                return (
+                    "Missing required parameter: 'response_format.json_schema.name'.",
+                    "response_format.json_schema.name",
+                )
+            if not self.supports_json_schema:
+                return (
+                    "Invalid parameter: 'response_format' of type 'json_schema' is not "
+                    "supported with this model.",
+                    "response_format",
+                )
+        return None
+
+    def _next_behaviour(self, model: str) -> tuple[Optional[Behaviour], bool]:
+        """The next scripted behaviour of ``model`` (else its default, else None), and whether the model is known."""
         with self._lock:
             queue = self._queues.get(model)
             known = queue is not None or model in self._defaults
@@ -626,35 +688,38 @@ class FakeOpenAIServer:
                 behaviour = queue.popleft()
             elif model in self._defaults:
                 behaviour = self._defaults[model]
+        return behaviour, known
 
-        if behaviour is None:
-            if not known:
-                return self._send_error(
-                    handler, record, 404,
-                    f"The model `{model}` does not exist or you do not have access to it.",
-                    "invalid_request_error", code="model_not_found",
-                )
+    def _send_unscripted(self, handler: _Handler, record: RecordedRequest, model: str, known: bool) -> None:
+        """The answer when ``model`` has nothing to play: 404 for an unknown model, 500 for a used-up script."""
+        if not known:
             return self._send_error(
-                handler, record, 500,
-                f"FakeOpenAIServer: the script for model `{model}` is used up and it has no "
-                "default behaviour.",
-                "server_error", code="fake_script_exhausted",
+                handler, record, 404,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                "invalid_request_error", code="model_not_found",
             )
+        return self._send_error(
+            handler, record, 500,
+            f"FakeOpenAIServer: the script for model `{model}` is used up and it has no "
+            "default behaviour.",
+            "server_error", code="fake_script_exhausted",
+        )
 
-        if behaviour.delay > 0 and self._stopping.wait(behaviour.delay):
-            raise _ClientGone()
+    def _send_scripted_error(self, handler: _Handler, record: RecordedRequest, behaviour: Behaviour) -> None:
+        """A scripted error answer, with ``Retry-After`` headers when the behaviour sets a wait."""
+        extra = dict(behaviour.headers)
+        if behaviour.retry_after is not None:
+            seconds = max(0.0, float(behaviour.retry_after))
+            extra.setdefault("Retry-After", str(max(1, int(-(-seconds // 1)))))
+            extra.setdefault("retry-after-ms", str(int(round(seconds * 1000))))
+        return self._send_error(
+            handler, record, behaviour.status, behaviour.error_message, behaviour.error_type,
+            code=behaviour.error_code, headers=extra,
+        )
 
-        if behaviour.kind == "error":
-            extra = dict(behaviour.headers)
-            if behaviour.retry_after is not None:
-                seconds = max(0.0, float(behaviour.retry_after))
-                extra.setdefault("Retry-After", str(max(1, int(-(-seconds // 1)))))
-                extra.setdefault("retry-after-ms", str(int(round(seconds * 1000))))
-            return self._send_error(
-                handler, record, behaviour.status, behaviour.error_message, behaviour.error_type,
-                code=behaviour.error_code, headers=extra,
-            )
-
+    def _send_completion(self, handler: _Handler, record: RecordedRequest, model: str, messages: list[Any],
+                         behaviour: Behaviour) -> None:
+        """A chat completion carrying the behaviour's content and token counts (estimated when not scripted)."""
         content = behaviour.content or ""
         prompt_tokens = behaviour.prompt_tokens
         if prompt_tokens is None:
@@ -680,6 +745,18 @@ class FakeOpenAIServer:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         })
+
+    def _delay(self, seconds: float) -> bool:
+        """Wait ``seconds`` (a scripted latency); True when the server is stopping (then at once)."""
+        with self._changed:
+            self._delayed += 1
+            self._changed.notify_all()
+        try:
+            return self._stopping.wait(seconds)
+        finally:
+            with self._changed:
+                self._delayed -= 1
+                self._changed.notify_all()
 
     def _send_error(
         self,

@@ -3,7 +3,8 @@
 Standard library only. The server listens on ``127.0.0.1`` on a free port and speaks
 the TWS API socket protocol as ``ib_async`` 2.1 (client versions 157..178) expects it
 from a server of version :data:`SERVER_VERSION` (176): every message is a 4-byte
-big-endian length followed by NUL-terminated text fields.
+big-endian length followed by NUL-terminated text fields. Orders, fills and the trading
+session live in :mod:`tests.fakes.fake_tws_orders` (a mixin of :class:`FakeTWS`).
 
 What ``IB.connect()`` synchronises, and what the fake answers (without all of it
 connect() stalls until its timeout)::
@@ -11,49 +12,111 @@ connect() stalls until its timeout)::
     handshake  "API\\0" + "v157..178"      -> "176", connection time
     71 startApi                           -> 15 managedAccounts, 9 nextValidId, 2104/2106/2158 farm notices
     61 reqPositions                       -> 61 position ..., 62 positionEnd (and 61 pushes on every change)
-    5  reqOpenOrders / 16 reqAllOpenOrders -> 5 openOrder + 3 orderStatus ..., 53 openOrderEnd
-    99 reqCompletedOrders                 -> 102 completedOrdersEnd (no completed orders are listed)
+    5  reqOpenOrders / 16 reqAllOpenOrders -> 5 openOrder + 3 orderStatus ... (held and working), 53 openOrderEnd
+    99 reqCompletedOrders                 -> 101 completedOrder ... (filled / cancelled), 102 completedOrdersEnd
     6  reqAccountUpdates                  -> 6 accountValue ..., 7 portfolio ..., 8 time, 54 accountDownloadEnd
     76 reqAccountUpdatesMulti             -> 73 accountUpdateMulti ..., 74 end
     7  reqExecutions                      -> 11 execDetails + 59 commissionReport ..., 55 execDetailsEnd
+                                             (filter: client id, symbol, side)
 
 and besides: 62 reqAccountSummary (63 rows, 64 end; rows pushed again on every change),
 9 reqContractDetails (10 + 52, or error 200 for an unknown symbol), 3 placeOrder,
-4 cancelOrder, 1 reqMktData snapshots (tick prices + 57), 20 reqHistoricalData (17),
-49 reqCurrentTime, 8 reqIds, 17 reqManagedAccts.
+4 cancelOrder, 1 reqMktData snapshots (tick prices + 57), 59 reqMarketDataType,
+20 reqHistoricalData (17), 49 reqCurrentTime, 8 reqIds, 17 reqManagedAccts.
 
 Trading model: one account (``DU...``: a paper account), cash in USD, stocks only.
-A market order, or a marketable limit order, fills at once, in full, at the symbol's
-price (:meth:`FakeTWS.set_price`), with IBKR Pro fixed commissions (USD 0.005 a share,
-at least USD 1, at most 1 % of the trade value). A limit order that does not cross
-rests ``Submitted`` until :meth:`FakeTWS.set_price` crosses it (then it fills at its
-limit price) or it is cancelled. Margin is Reg T-like: initial margin is 50 % of
-gross position value; an order that would raise the initial margin past the
+By default the session is open and a market order, or a marketable limit order, fills
+at once, in full, at the symbol's price (:meth:`FakeTWS.set_price`), with IBKR Pro fixed
+commissions (USD 0.005 a share, at least USD 1 per order, at most 1 % of the trade
+value; a partly filled order is charged the difference as it fills). A limit order that
+does not cross rests ``Submitted`` until :meth:`FakeTWS.set_price` crosses it (then it
+fills at its limit price) or it is cancelled. Margin is Reg T-like: initial margin is
+50 % of gross position value; an order that would raise the initial margin past the
 equity is rejected with error 201. ``AvailableFunds`` = ``NetLiquidation`` −
-``InitMarginReq``. IB does not refuse a reused ``orderRef``; a reused order id of
-one client is refused with error 103.
+``InitMarginReq``. IB does not refuse a reused ``orderRef``; a reused order id of one
+client is refused with error 103. reqCompletedOrders lists the filled and cancelled
+orders with ``completedTime`` ("20240603 09:30:00 US/Eastern") and ``completedStatus``
+("Filled Size: 10", "Cancelled by Trader", "Cancelled by System:\\n" for a DAY order
+expired at the close); as in TWS it carries no order id or client id.
 
 Failure scripting: :meth:`FakeTWS.drop_connections` closes every client socket (the
 nightly reset); :meth:`FakeTWS.down` refuses connections (``"refuse"``) or accepts
 them and never answers (``"silent"``); :meth:`FakeTWS.stall` keeps connections open
 but stops answering requests (a timeout mid-run); :meth:`FakeTWS.reject_next` makes
 the next order fail with any error code.
+
+Unkind scripting (what the real TWS / IB Gateway does to a client; texts and codes as
+TWS sends them, from IB's message-code list and live captures):
+
+* **Clock and session.** :meth:`~FakeTWS.set_clock` fixes the fake's time (execution and
+  completion times, reqCurrentTime, the next open). :meth:`~FakeTWS.set_session`
+  ``("closed")`` ends the regular session: working DAY orders expire (``Cancelled``);
+  an order placed while closed is accepted but held: openOrder + orderStatus
+  ``PreSubmitted``, then informational error **399** for its order id: ``"Order
+  Message:\\nBUY 10 SPY ARCA\\nWarning: Your order will not be placed at the exchange
+  until 2024-06-03 09:30:00 US/Eastern."`` (the next weekday 09:30 US/Eastern, or the
+  ``reopen`` given). ``ib_async`` 2.1.0 files 399 as a warning and shows the trade as
+  ``ValidationError`` until the next status. :meth:`~FakeTWS.open_session` ``(price)``
+  opens it: held orders fill at the open price, with execDetails + commissionReport +
+  orderStatus ``Filled`` pushed to the connected clients; with none connected the fill
+  is only booked and served later by reqExecutions and reqCompletedOrders.
+* **Partial fills.** :meth:`~FakeTWS.partial_next` ``(fraction_or_qty)``: the next order
+  fills only partly (orderStatus ``Submitted`` with filled / remaining);
+  :meth:`~FakeTWS.fill_rest` ``(order_id)`` fills the rest, else it stays working.
+* **Order preset.** :meth:`~FakeTWS.tif_preset`: orders whose TIF is not DAY (or every
+  order) get informational error **10349** ``"Order TIF was set to DAY based on order
+  preset."`` before their openOrder, then fill as usual. ``ib_async`` 2.1.0 does not know
+  10349 is informational: it marks the trade ``Cancelled`` until the next orderStatus.
+* **Connectivity.** :meth:`~FakeTWS.lose_connectivity` pushes **1100** ``"Connectivity
+  between IB and Trader Workstation has been lost."`` (plus farm notices 2103 / 2105) to
+  every client; with ``hold_fills`` the fills that happen until
+  :meth:`~FakeTWS.restore_connectivity` are booked but neither pushed nor listed by
+  reqExecutions / reqCompletedOrders. Restoring pushes **1102** ``"... has been restored
+  - data maintained."`` or, with ``data_lost``, **1101** ``"... has been restored - data
+  lost."`` (plus 2104 / 2106), then the held order reports. ``ib_async`` answers 1102
+  with a reqAccountSummary.
+* **Market-data permissions.** :meth:`~FakeTWS.deny_market_data` ``(symbol, code)``:
+  reqMktData answers error **10089** ``"Requested market data requires additional
+  subscription for API. See link in 'Market Data Connections' dialog for more
+  details.Delayed market data is available.SPY ARCA/TOP/ALL"`` (or **354** ``"Requested
+  market data is not subscribed.Delayed market data is available.Error&ARCA/STK/Top&..."``,
+  or **10168** ``"Requested market data is not subscribed. Delayed market data is not
+  enabled."``); after reqMarketDataType(3 or 4) it sends warning **10167** ``"Requested
+  market data is not subscribed. Displaying delayed market data."``, marketDataType 58
+  and delayed ticks 66/67/68 instead (not for 10168). reqHistoricalData answers **162**
+  ``"Historical Market Data Service error message:No market data permissions for ARCA
+  STK"``. :meth:`~FakeTWS.allow_market_data` lifts it.
+* **Restart.** :meth:`~FakeTWS.restart` drops every connection and re-listens on the same
+  port (``stay_down=True``: refuses until :meth:`~FakeTWS.up`); orders (held ones too),
+  executions, positions, cash, session and clock survive, so a held order still fills at
+  the next :meth:`~FakeTWS.open_session` and a client connecting afterwards finds it.
+
+Inspection: ``orders``, ``executions``, ``placed``, :meth:`~FakeTWS.open_orders`, :meth:`~FakeTWS.client_ids`,
+:meth:`~FakeTWS.completed_orders`, :meth:`~FakeTWS.position`, :meth:`~FakeTWS.msg_ids`,
+``errors`` (exceptions in the fake), ``unhandled`` (message ids it has no answer for).
 """
 
 from __future__ import annotations
 
-import itertools
 import socket
 import struct
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from tests.fakes.fake_tws_orders import UNSET_DOUBLE, FakeExecution, FakeOrder, OrderDesk, contract_fields
+
 SERVER_VERSION = 176
 ACCOUNT = "DU1234567"
-UNSET_DOUBLE = 1.7976931348623157e308
+
+MSG_LOST = "Connectivity between IB and Trader Workstation has been lost."
+MSG_RESTORED = "Connectivity between IB and Trader Workstation has been restored - data {}."
+FARMS_BROKEN = ((2103, "Market data farm connection is broken:usfarm"),
+                (2105, "HMDS data farm connection is broken:ushmds"))
+FARMS_OK = ((2104, "Market data farm connection is OK:usfarm"),
+            (2106, "HMDS data farm connection is OK:ushmds"))
+DELAYED_TICKS = {1: 66, 2: 67, 4: 68, 9: 75}  # bid, ask, last, close -> their delayed tick types
 
 
 @dataclass(frozen=True)
@@ -81,40 +144,6 @@ DEFAULT_PRICES = {"SPY": 500.0, "VIXY": 15.0, "QQQ": 430.0}
 
 
 @dataclass
-class FakeOrder:
-    """An order the fake holds. ``status``: Submitted, Filled, Cancelled, Inactive."""
-
-    orderId: int
-    clientId: int
-    permId: int
-    contract: FakeContract
-    action: str
-    totalQuantity: float
-    orderType: str
-    lmtPrice: float | None
-    tif: str
-    account: str
-    orderRef: str
-    status: str = "Submitted"
-    filled: float = 0.0
-    avgFillPrice: float = 0.0
-    lastFillPrice: float = 0.0
-
-
-@dataclass
-class FakeExecution:
-    """One fill."""
-
-    execId: str
-    order: FakeOrder
-    shares: float
-    price: float
-    time: datetime
-    commission: float
-    realizedPNL: float
-
-
-@dataclass
 class _Conn:
     sock: socket.socket
     clientId: int = -1
@@ -122,6 +151,7 @@ class _Conn:
     positions_sub: bool = False
     summary_reqs: set = field(default_factory=set)
     account_updates: bool = False
+    market_data_type: int = 1
     closed: bool = False
 
     def send(self, *fields: Any) -> None:
@@ -158,7 +188,7 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return buf
 
 
-class FakeTWS:
+class FakeTWS(OrderDesk):
     """The fake server. Use as a context manager; ``host``/``port`` to connect.
 
     Args:
@@ -178,24 +208,20 @@ class FakeTWS:
         self.prices = dict(DEFAULT_PRICES if prices is None else prices)
         self.bars = dict(bars or {})
         self.positions: dict[str, list[float]] = {}  # symbol -> [quantity, avg cost]
-        self.orders: list[FakeOrder] = []
-        self.executions: list[FakeExecution] = []
         self.requests: list[tuple[int, int]] = []  # (clientId, msgId)
-        self.placed: list[dict] = []  # orderId, orderRef, action, quantity, type as the client sent them
         self.unhandled: list[int] = []
         self.errors: list[str] = []  # server-side exceptions (bugs in the fake)
         self.connect_count = 0
         self._lock = threading.RLock()
         self._conns: list[_Conn] = []
-        self._perm = itertools.count(1_900_000_001)
-        self._exec = itertools.count(1)
-        self._reject: list[tuple[int, str]] = []
+        self._denied: dict[str, int] = {}  # symbol -> market-data error code
         self._mode = "up"
         self._stalled = False
         self._listener: socket.socket | None = None
         self._port = 0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._init_orders()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "FakeTWS":
@@ -277,28 +303,79 @@ class FakeTWS:
         """Keep connections open but answer nothing (a request times out mid-run)."""
         self._stalled = on
 
-    def reject_next(self, code: int = 201, message: str = "Order rejected - reason:scripted rejection") -> None:
-        """The next order placed is refused with this error code and text."""
-        self._reject.append((code, message))
+    def restart(self, stay_down: bool = False) -> None:
+        """TWS / IB Gateway restarts: every connection drops and the listener closes; it listens
+        again on the same port at once, or, with ``stay_down``, only after :meth:`up`. Orders (held
+        and working), executions, positions, cash, session and clock survive; connectivity is back
+        (order reports held by :meth:`lose_connectivity` are dropped, their fills are listed)."""
+        with self._lock:
+            self._held = None
+            self._hidden_execs.clear()
+            self._stalled = False
+        self._close_listener()
+        self.drop_connections()
+        self._mode = "refuse" if stay_down else "up"
+        if not stay_down and not self._stop.is_set():
+            self._listen()
+
+    def lose_connectivity(self, hold_fills: bool = True) -> None:
+        """TWS loses its link to IB's servers: error 1100 (and farm notices 2103 / 2105) to every
+        client. With ``hold_fills``, order reports (fills, status changes) and account pushes from now
+        until :meth:`restore_connectivity` are held back, and the fills are missing from reqExecutions
+        and reqCompletedOrders; positions and cash are booked at once."""
+        with self._lock:
+            for conn in list(self._conns):
+                self._error(conn, -1, 1100, MSG_LOST)
+                for code, text in FARMS_BROKEN:
+                    self._error(conn, -1, code, text)
+            if hold_fills and self._held is None:
+                self._held = []
+
+    def restore_connectivity(self, data_lost: bool = False) -> None:
+        """The link is back: error 1102 "... data maintained" (``data_lost``: 1101 "... data lost")
+        and farm notices 2104 / 2106 to every client, then the held order reports and an account push
+        to the clients connected now."""
+        with self._lock:
+            held, self._held = self._held or [], None
+            self._hidden_execs.clear()
+            code, text = (1101, MSG_RESTORED.format("lost")) if data_lost else (1102, MSG_RESTORED.format("maintained"))
+            for conn in list(self._conns):
+                self._error(conn, -1, code, text)
+                for farm_code, farm_text in FARMS_OK:
+                    self._error(conn, -1, farm_code, farm_text)
+            for report in held:
+                report()
+            self._push_account()
+
+    def deny_market_data(self, symbol: str, code: int = 10089) -> None:
+        """The account has no market-data subscription for ``symbol``: reqMktData answers ``code``
+        (10089, 354 or 10168; delayed data after reqMarketDataType(3/4) unless 10168) and
+        reqHistoricalData answers 162 "No market data permissions"."""
+        if code not in (354, 10089, 10168):
+            raise ValueError(f"market-data denial code {code}: 354, 10089 or 10168")
+        with self._lock:
+            self._denied[symbol] = code
+
+    def allow_market_data(self, symbol: str) -> None:
+        """Lift :meth:`deny_market_data`."""
+        with self._lock:
+            self._denied.pop(symbol, None)
 
     def set_price(self, symbol: str, price: float) -> None:
-        """Move the price; resting limit orders it crosses fill at their limit price."""
+        """Move the price; while the session is open, resting limit orders it crosses fill at their
+        limit price."""
         with self._lock:
             self.prices[symbol] = float(price)
-            for o in self.orders:
-                if o.status == "Submitted" and o.contract.symbol == symbol and self._crosses(o, price):
-                    self._fill(o, o.lmtPrice)
+            if self._session == "open":
+                for o in self.orders:
+                    if o.status == "Submitted" and o.contract.symbol == symbol and self._crosses(o, price):
+                        self._fill(o, o.lmtPrice if o.lmtPrice is not None else price)
             self._push_account()
 
     def seed_position(self, symbol: str, quantity: float, avg_cost: float) -> None:
         """Hold a position opened before the session (cash unchanged, as a transfer in)."""
         with self._lock:
             self.positions[symbol] = [float(quantity), float(avg_cost)]
-
-    def open_orders(self) -> list[FakeOrder]:
-        """Working orders."""
-        with self._lock:
-            return [o for o in self.orders if o.status == "Submitted"]
 
     def position(self, symbol: str) -> float:
         """Quantity held."""
@@ -309,6 +386,11 @@ class FakeTWS:
         """Message ids received, in order."""
         with self._lock:
             return [m for _, m in self.requests]
+
+    def client_ids(self) -> list[int]:
+        """The API client ids connected now (after their startApi)."""
+        with self._lock:
+            return [c.clientId for c in self._conns if c.clientId >= 0 and not c.closed]
 
     # ------------------------------------------------------------------ account maths
     def values(self) -> dict[str, float]:
@@ -348,7 +430,7 @@ class FakeTWS:
                 return
             n = struct.unpack(">I", _recv_exact(conn.sock, 4))[0]
             _recv_exact(conn.sock, n)  # "v157..178"
-            conn.send(SERVER_VERSION, datetime.now(timezone.utc).strftime("%Y%m%d %H:%M:%S UTC"))
+            conn.send(SERVER_VERSION, self.now().strftime("%Y%m%d %H:%M:%S UTC"))
             while not conn.closed:
                 n = struct.unpack(">I", _recv_exact(conn.sock, 4))[0]
                 fields = _recv_exact(conn.sock, n).decode().split("\0")[:-1]
@@ -378,11 +460,7 @@ class FakeTWS:
             handler(conn, f)
 
     # ------------------------------------------------------------------ encoders
-    @staticmethod
-    def _contract_fields(c: FakeContract, exchange: str = "SMART") -> list:
-        # conId, symbol, secType, lastTradeDate, strike, right, multiplier, exchange, currency, localSymbol,
-        # tradingClass
-        return [c.conId, c.symbol, c.secType, "", 0.0, "", c.multiplier, exchange, c.currency, c.symbol, c.symbol]
+    _contract_fields = staticmethod(contract_fields)
 
     def _error(self, conn: _Conn, req_id: int, code: int, text: str) -> None:
         conn.send(4, 2, req_id, code, text, "")
@@ -411,100 +489,33 @@ class FakeTWS:
             px = self.prices[sym]
             conn.send(7, 8, c.conId, c.symbol, c.secType, "", 0.0, "", c.multiplier, c.primaryExchange, c.currency,
                       c.symbol, c.symbol, q, px, q * px, avg, q * (px - avg), 0.0, self.account)
-        conn.send(8, 1, datetime.now(timezone.utc).strftime("%H:%M"))
+        conn.send(8, 1, self.now().strftime("%H:%M"))
 
     def _push_account(self) -> None:
+        if self._held is not None:  # connectivity lost: TWS has nothing new to say
+            return
         for conn in list(self._conns):
             for req_id in conn.summary_reqs:
                 self._send_summary(conn, req_id)
             if conn.account_updates:
                 self._send_account_updates(conn)
 
-    def _send_open_order(self, conn: _Conn, o: FakeOrder) -> None:
-        c = o.contract
-        lmt = o.lmtPrice if o.lmtPrice is not None else UNSET_DOUBLE
-        fields: list[Any] = [5, o.orderId, *self._contract_fields(c),
-                             o.action, o.totalQuantity, o.orderType, lmt, 0.0, o.tif, "", o.account, "O", 0,
-                             o.orderRef, o.clientId, o.permId, 0, 0, 0.0, "", "", "", "", ""]  # ..faPercentage
-        fields += [""]  # faProfile (server < 177)
-        fields += ["", "", "", "", "", -1, "", "", 0, "", "", "", "", "", 0, 0, 0, 0, "", 3, 0, 0, "",
-                   0, "", "", 0, "", ""]  # modelCode .. deltaNeutralAuxPrice (empty type: no extra block)
-        fields += [0, 0, "", "", "", "", ""]  # continuousUpdate .. comboLegsDescrip
-        fields += [0, 0, 0]  # combo legs, order combo legs, smart combo routing params
-        fields += ["", "", ""]  # scaleInitLevelSize, scaleSubsLevelSize, scalePriceIncrement (unset)
-        fields += [""]  # hedgeType
-        fields += [0, "", "", 0, 0]  # optOutSmartRouting, clearingAccount, clearingIntent, notHeld, dnc present
-        fields += [""]  # algoStrategy
-        fields += [0, 0, o.status, "", "", "", "", "", "", "", "", "", "", "", "", "", "", 0, 0]  # .. randomizePrice
-        fields += [0]  # conditions
-        fields += ["", "", "", "", "", "", "", 0, "", "", "", "", 0, 0, "", 0]  # adjustedOrderType .. usePriceMgmtAlgo
-        fields += ["", 0, 0]  # duration (>=159), postToAts (>=160), autoCancelParent (>=162)
-        fields += ["", "", "", "", ""]  # minTradeQty .. midOffsetAtHalf (>=170)
-        conn.send(*fields)
-
-    def _send_status(self, conn: _Conn, o: FakeOrder) -> None:
-        conn.send(3, o.orderId, o.status, o.filled, o.totalQuantity - o.filled, o.avgFillPrice, o.permId, 0,
-                  o.lastFillPrice, o.clientId, "", 0.0)
-
-    def _send_exec(self, conn: _Conn, req_id: int, e: FakeExecution) -> None:
-        o = e.order
-        conn.send(11, req_id, o.orderId, *self._contract_fields(o.contract, o.contract.primaryExchange), e.execId,
-                  e.time.strftime("%Y%m%d %H:%M:%S UTC"), o.account, o.contract.primaryExchange,
-                  "BOT" if o.action == "BUY" else "SLD", e.shares, e.price, o.permId, o.clientId, 0, o.filled,
-                  o.avgFillPrice, o.orderRef, "", "", "", 1)
-        conn.send(59, 1, e.execId, e.commission, "USD", e.realizedPNL, "", "")
-
-    # ------------------------------------------------------------------ trading
-    def _crosses(self, o: FakeOrder, price: float) -> bool:
-        return price <= o.lmtPrice if o.action == "BUY" else price >= o.lmtPrice
-
-    def _fill(self, o: FakeOrder, price: float) -> None:
-        qty = o.totalQuantity - o.filled
-        sign = 1.0 if o.action == "BUY" else -1.0
-        q0, avg0 = self.positions.get(o.contract.symbol, [0.0, 0.0])
-        q1 = q0 + sign * qty
-        realized = 0.0
-        if q0 == 0 or (q0 > 0) == (sign > 0):
-            avg1 = (abs(q0) * avg0 + qty * price) / abs(q1)
-        else:
-            closed = min(qty, abs(q0))
-            realized = (price - avg0) * closed * (1 if q0 > 0 else -1)
-            avg1 = avg0 if abs(q1) > 0 and (q1 > 0) == (q0 > 0) else price
-        commission = round(min(max(0.005 * qty, 1.0), 0.01 * qty * price), 2)
-        self.cash -= sign * qty * price + commission
-        if q1 == 0:
-            self.positions.pop(o.contract.symbol, None)
-        else:
-            self.positions[o.contract.symbol] = [q1, avg1]
-        o.filled += qty
-        o.avgFillPrice = price
-        o.lastFillPrice = price
-        o.status = "Filled"
-        e = FakeExecution(f"0000e0d5.{next(self._exec):08x}.01.01", o, qty, price, datetime.now(timezone.utc),
-                          commission, realized - commission if realized else 0.0)
-        self.executions.append(e)
-        for conn in list(self._conns):
-            if conn.clientId == o.clientId or conn.clientId == 0:
-                self._send_exec(conn, -1, e)
-                self._send_status(conn, o)
-                self._send_open_order(conn, o)
-            if conn.positions_sub:
-                self._send_position(conn, o.contract.symbol)
-
-    def _margin_ok(self, symbol: str, signed_qty: float, price: float) -> tuple[bool, float, float]:
-        q0 = self.positions.get(symbol, [0.0, 0.0])[0]
-        if abs(q0 + signed_qty) <= abs(q0):
-            return True, 0.0, 0.0
-        v = self.values()
-        init_after = v["InitMarginReq"] + 0.5 * (abs(q0 + signed_qty) - abs(q0)) * price
-        return init_after <= v["EquityWithLoanValue"], v["EquityWithLoanValue"], init_after
+    def _market_data_denial(self, code: int, c: FakeContract) -> str:
+        if code == 354:
+            where = f"{c.primaryExchange}/{c.secType}/Top"
+            return f"Requested market data is not subscribed.Delayed market data is available.Error&{where}&{where}"
+        if code == 10168:
+            return "Requested market data is not subscribed. Delayed market data is not enabled."
+        return ("Requested market data requires additional subscription for API. See link in 'Market Data "
+                f"Connections' dialog for more details.Delayed market data is available.{c.symbol} "
+                f"{c.primaryExchange}/TOP/ALL")
 
     # ------------------------------------------------------------------ handlers (lock held)
     def _m71(self, conn: _Conn, f: list[str]) -> None:  # startApi: 71, 2, clientId, optCapab
         client_id = int(f[2])
         if any(c is not conn and c.clientId == client_id for c in self._conns):
-            self._error(conn, -1, 326, f"Unable to connect as the client id is already in use. Retry with a unique "
-                                       f"client id.")
+            self._error(conn, -1, 326, "Unable to connect as the client id is already in use. Retry with a unique "
+                                       "client id.")
             conn.closed = True
             conn.sock.shutdown(socket.SHUT_RDWR)
             return
@@ -527,22 +538,6 @@ class FakeTWS:
     def _m64(self, conn: _Conn, f: list[str]) -> None:  # cancelPositions
         conn.positions_sub = False
 
-    def _open_orders_for(self, conn: _Conn, all_clients: bool) -> None:
-        for o in self.orders:
-            if o.status == "Submitted" and (all_clients or o.clientId == conn.clientId or conn.clientId == 0):
-                self._send_open_order(conn, o)
-                self._send_status(conn, o)
-        conn.send(53, 1)
-
-    def _m5(self, conn: _Conn, f: list[str]) -> None:  # reqOpenOrders
-        self._open_orders_for(conn, all_clients=False)
-
-    def _m16(self, conn: _Conn, f: list[str]) -> None:  # reqAllOpenOrders
-        self._open_orders_for(conn, all_clients=True)
-
-    def _m99(self, conn: _Conn, f: list[str]) -> None:  # reqCompletedOrders
-        conn.send(102)
-
     def _m6(self, conn: _Conn, f: list[str]) -> None:  # reqAccountUpdates: 6, 2, subscribe, acct
         conn.account_updates = f[2] == "1"
         if conn.account_updates:
@@ -557,12 +552,6 @@ class FakeTWS:
 
     def _m77(self, conn: _Conn, f: list[str]) -> None:  # cancelAccountUpdatesMulti
         pass
-
-    def _m7(self, conn: _Conn, f: list[str]) -> None:  # reqExecutions: 7, 3, reqId, filter...
-        req_id = int(f[2])
-        for e in self.executions:
-            self._send_exec(conn, req_id, e)
-        conn.send(55, 1, req_id)
 
     def _m62(self, conn: _Conn, f: list[str]) -> None:  # reqAccountSummary: 62, 1, reqId, group, tags
         req_id = int(f[2])
@@ -593,8 +582,18 @@ class FakeTWS:
         if px is None:
             self._error(conn, req_id, 200, "No security definition has been found for the request")
             return
-        tick = self.contracts[symbol].minTick
-        for tick_type, price in ((1, px - tick), (2, px + tick), (4, px), (9, px)):
+        c = self.contracts[symbol]
+        ticks = {1: px - c.minTick, 2: px + c.minTick, 4: px, 9: px}
+        denied = self._denied.get(symbol)
+        if denied is not None:
+            if denied == 10168 or conn.market_data_type not in (3, 4):
+                self._error(conn, req_id, denied, self._market_data_denial(denied, c))
+                return
+            self._error(conn, req_id, 10167, "Requested market data is not subscribed. Displaying delayed market "
+                                             "data.")
+            conn.send(58, 1, req_id, conn.market_data_type)
+            ticks = {DELAYED_TICKS[t]: p for t, p in ticks.items()}
+        for tick_type, price in ticks.items():
             conn.send(1, 6, req_id, tick_type, round(price, 6), 100, 0)
         if f[17] == "1":  # snapshot
             conn.send(57, 1, req_id)
@@ -602,11 +601,11 @@ class FakeTWS:
     def _m2(self, conn: _Conn, f: list[str]) -> None:  # cancelMktData
         pass
 
-    def _m59(self, conn: _Conn, f: list[str]) -> None:  # reqMarketDataType
-        pass
+    def _m59(self, conn: _Conn, f: list[str]) -> None:  # reqMarketDataType: 59, 1, type
+        conn.market_data_type = int(f[2]) if len(f) > 2 and f[2] else 1
 
     def _m49(self, conn: _Conn, f: list[str]) -> None:  # reqCurrentTime
-        conn.send(49, 1, int(time.time()))
+        conn.send(49, 1, int(self.now().timestamp()))
 
     def _m8(self, conn: _Conn, f: list[str]) -> None:  # reqIds
         conn.send(9, 1, 1 + max([o.orderId for o in self.orders if o.clientId == conn.clientId] or [0]))
@@ -617,11 +616,16 @@ class FakeTWS:
     def _m20(self, conn: _Conn, f: list[str]) -> None:  # reqHistoricalData
         req_id, symbol = int(f[1]), f[3]
         end_s, bar_size, duration = f[15], f[16], f[17]
+        c = self.contracts.get(symbol)
+        if c is not None and symbol in self._denied:
+            self._error(conn, req_id, 162, "Historical Market Data Service error message:No market data permissions "
+                                           f"for {c.primaryExchange} {c.secType}")
+            return
         rows = self.bars.get(symbol)
         if not rows:
             self._error(conn, req_id, 162, "Historical Market Data Service error message:HMDS query returned no data")
             return
-        end = datetime.now(timezone.utc)
+        end = self.now()
         if end_s:
             end = datetime.strptime(end_s[:17], "%Y%m%d %H:%M:%S").replace(tzinfo=timezone.utc)
         n, unit = duration.split()
@@ -630,72 +634,10 @@ class FakeTWS:
         daily = "day" in bar_size
         out = [r for r in rows if start <= r[0] < end]
         fields: list[Any] = [17, req_id, start.strftime("%Y%m%d %H:%M:%S"), end.strftime("%Y%m%d %H:%M:%S"), len(out)]
-        for t, o, h, lo, c, v in out:
+        for t, o, h, lo, c_, v in out:
             stamp = t.strftime("%Y%m%d") if daily else str(int(t.timestamp()))
-            fields += [stamp, o, h, lo, c, v, round((o + h + lo + c) / 4, 6), 1]
+            fields += [stamp, o, h, lo, c_, v, round((o + h + lo + c_) / 4, 6), 1]
         conn.send(*fields)
-
-    def _m3(self, conn: _Conn, f: list[str]) -> None:  # placeOrder
-        order_id, symbol = int(f[1]), f[3]
-        action, qty, otype = f[16], float(f[17] or 0), f[18]
-        lmt = float(f[19]) if f[19] else None
-        tif, account, order_ref = f[21], f[23] or self.account, f[26]
-        self.placed.append({"orderId": order_id, "clientId": conn.clientId, "orderRef": order_ref, "action": action,
-                            "totalQuantity": qty, "orderType": otype, "lmtPrice": lmt, "account": account})
-        if any(o.orderId == order_id and o.clientId == conn.clientId for o in self.orders):
-            self._error(conn, order_id, 103, "Duplicate order id")
-            return
-        c = self.contracts.get(symbol)
-        if c is None:
-            self._error(conn, order_id, 200, "No security definition has been found for the request")
-            return
-        if self._reject:
-            code, text = self._reject.pop(0)
-            self._error(conn, order_id, code, text)
-            return
-        if qty <= 0:
-            self._error(conn, order_id, 434, "The order size cannot be zero.")
-            return
-        if abs(qty / c.sizeIncrement - round(qty / c.sizeIncrement)) > 1e-9:
-            self._error(conn, order_id, 10318, f"The order size {qty:g} is not a multiple of {c.sizeIncrement:g}.")
-            return
-        if otype == "LMT" and (lmt is None or abs(lmt / c.minTick - round(lmt / c.minTick)) > 1e-6):
-            self._error(conn, order_id, 110, "The price does not conform to the minimum price variation for this "
-                                             "contract.")
-            return
-        px = self.prices[symbol]
-        sign = 1.0 if action == "BUY" else -1.0
-        ok, ewl, init = self._margin_ok(symbol, sign * qty, px)
-        if not ok:
-            self._error(conn, order_id, 201, "Order rejected - reason:YOUR ORDER IS NOT ACCEPTED. IN ORDER TO OBTAIN "
-                                             f"THE DESIRED POSITION YOUR EQUITY WITH LOAN VALUE [{ewl:.2f} USD] MUST "
-                                             f"EXCEED THE INITIAL MARGIN [{init:.2f} USD]")
-            return
-        o = FakeOrder(order_id, conn.clientId, next(self._perm), c, action, qty, otype, lmt, tif or "DAY", account,
-                      order_ref)
-        self.orders.append(o)
-        self._send_open_order(conn, o)
-        self._send_status(conn, o)
-        if otype == "MKT":
-            self._fill(o, px)
-        elif self._crosses(o, px):
-            self._fill(o, px)
-        self._push_account()
-
-    def _m4(self, conn: _Conn, f: list[str]) -> None:  # cancelOrder: 4, 1, orderId, manualCancelOrderTime
-        order_id = int(f[2])
-        o = next((x for x in self.orders if x.orderId == order_id and x.clientId == conn.clientId), None)
-        if o is None:
-            self._error(conn, order_id, 135, f"Can't find order with id ={order_id}")
-            return
-        if o.status != "Submitted":
-            self._error(conn, order_id, 10148, f"OrderId {order_id} that needs to be cancelled cannot be cancelled, "
-                                               f"state: {o.status}.")
-            return
-        o.status = "Cancelled"
-        self._send_status(conn, o)
-        self._error(conn, order_id, 202, "Order Canceled - reason:")
-        self._push_account()
 
 
 def bars_from_frame(df: Any) -> list[tuple]:
@@ -704,5 +646,5 @@ def bars_from_frame(df: Any) -> list[tuple]:
             for t, r in df.iterrows()]
 
 
-__all__ = ["ACCOUNT", "DEFAULT_CONTRACTS", "DEFAULT_PRICES", "FakeContract", "FakeTWS", "SERVER_VERSION",
-           "bars_from_frame"]
+__all__ = ["ACCOUNT", "DEFAULT_CONTRACTS", "DEFAULT_PRICES", "FakeContract", "FakeExecution", "FakeOrder", "FakeTWS",
+           "SERVER_VERSION", "bars_from_frame"]

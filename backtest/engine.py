@@ -1,0 +1,376 @@
+"""The backtest engine: the live daily pipeline, stepped over a date range.
+
+Each calendar day from ``start`` to ``end`` is one step at the configured run
+time (``run_time_utc``, 21:30 UTC: after the US close, so an ETF fills at that
+day's close; a crypto daily bar closes at 00:00 UTC, so crypto fills at the
+previous day's close). A step is exactly what ``python main.py run`` does —
+:func:`pipeline.run.run_pipeline`: strategies in parallel write
+intents, reconcile snapshots the paper broker, the Commander nets, limits,
+orders and books — with ``trigger="backtest"`` and the execution id
+``bt-YYYYMMDD``. The paper broker fills with its fee, slippage and funding model.
+
+The data is cut at the backtest's horizon (``end`` at the run time, see
+:mod:`backtest.horizon`): a backtest to T sees what a live run at T
+would have seen.
+
+After every step the engine reads what the report needs (the paper account
+through :meth:`brokers.sim.SimBroker.account_state`, the books, the execution)
+into a :class:`StepRecord`, and checks that the books add up: Σ strategy books +
+``external`` = the paper account's holdings per symbol, and NAV = starting cash +
+realized + unrealized PnL − fees − funding from the paper account's own state.
+Perpetual funding per strategy is what the Commander charged its book
+(:mod:`commander.attribute`, ``Book.funding``); the engine does not split it again.
+
+Stopping: :func:`run_backtest` checks ``stop`` (a :class:`threading.Event`)
+between steps, and a ``KeyboardInterrupt`` inside a step ends the loop; either
+way the result holds the completed steps and ``interrupted`` is set, so a
+partial report can be written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from threading import Event
+from typing import Any, Callable, Iterator, Literal
+
+from backtest.horizon import BacktestFile, HorizonHistory, funding_coverage
+from brokers.config import SimAccount
+from brokers.sim import SimBroker
+from bus import paths
+from bus.constants import NOISE_EPS
+from bus.models import Book, EquityPoint, StrategyConfig, Trade
+from bus.store import FirestoreStore, MemoryStore, Store
+from commander.attribute import EXTERNAL
+from market.funding import FundingHistory
+from market.history import BUNDLED_DIR
+from pipeline.leaderboard import leaderboard
+from pipeline.run import run_pipeline
+from pipeline.settings import Settings, apply_settings
+from pipeline.wiring import as_of_on, make_broker
+
+log = logging.getLogger(__name__)
+StoreKind = Literal["memory", "emulator"]
+LLM_NOTE = ("kind llm: LLM traders run in backtests only from the digest cache or a configured endpoint; "
+            "pass --llm to include them")
+
+
+class BacktestInputError(ValueError):
+    """Bad backtest input (dates, strategy ids, a non-paper account); nothing ran."""
+
+
+@dataclass
+class StepRecord:
+    """What one step left behind, as the report needs it.
+
+    Amounts in base currency; ``*_cum`` are cumulative since the start.
+
+    Attributes:
+        day: ``YYYY-MM-DD``; ``as_of`` the step's instant.
+        status: the execution's status; ``reason`` why it skipped or failed.
+        nav, cash, gross_exposure: the paper account after the step's fills
+            (gross = Σ |market value| of holdings).
+        equity: strategy id -> its book's equity after the step (``external`` included when held).
+        traded: strategy id -> notional booked to it this step (Σ |Δunits| × fill price × multiplier).
+        funding: strategy id -> funding the Commander charged its book this step (the change in
+            ``Book.funding``; paid > 0).
+        orders, rejected: orders filled / refused this step; fees: commissions this step;
+            traded_total: notional filled this step (Σ quantity × fill price × multiplier).
+        conflicts: conflict type -> count; risk: risk rule -> count (this step).
+        not_used: strategy id -> why its intent was not used (errored, stale, missing, skipped).
+        book_mismatch: max over symbols of |Σ books + external − account holding| (units).
+        external_units: max |units| in the ``external`` book (units nobody's book explains).
+        nav_identity_error: NAV − (starting cash + realized + unrealized − fees − funding).
+    """
+
+    day: str
+    as_of: datetime
+    status: str
+    reason: str | None
+    nav: float
+    cash: float
+    gross_exposure: float
+    equity: dict[str, float]
+    traded: dict[str, float]
+    funding: dict[str, float]
+    orders: int
+    rejected: int
+    fees: float
+    traded_total: float
+    fees_cum: float
+    funding_cum: float
+    realized_cum: float
+    unrealized: float
+    conflicts: dict[str, int]
+    risk: dict[str, int]
+    not_used: dict[str, str]
+    book_mismatch: float
+    external_units: float
+    nav_identity_error: float
+
+
+@dataclass
+class BacktestResult:
+    """A finished (or interrupted) backtest: settings, steps, final state and notes."""
+
+    settings: Settings
+    start: date
+    end: date
+    store_kind: str
+    strategies: list[str]
+    steps: list[StepRecord] = field(default_factory=list)
+    interrupted: bool = False
+    notes: list[str] = field(default_factory=list)
+    starting_cash: float = 0.0
+    final_account: dict[str, Any] = field(default_factory=dict)
+    books: dict[str, Book] = field(default_factory=dict)
+    equity_points: dict[str, dict[str, EquityPoint]] = field(default_factory=dict)
+    trades: dict[str, list[Trade]] = field(default_factory=dict)
+    leaderboard: list[dict[str, Any]] = field(default_factory=list)
+    funding_coverage: dict[str, tuple[str, str] | None] = field(default_factory=dict)
+    periods_per_year: int = 365
+    wall_seconds: float = 0.0
+
+    @property
+    def days(self) -> int:
+        """Steps completed."""
+        return len(self.steps)
+
+
+def backtest_days(start: date, end: date) -> list[date]:
+    """Every calendar day from ``start`` to ``end`` inclusive.
+
+    Raises:
+        BacktestInputError: ``start`` after ``end``.
+    """
+    if start > end:
+        raise BacktestInputError(f"--start {start.isoformat()} is after --end {end.isoformat()}")
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def choose_strategies(settings: Settings, ids: list[str] | None,
+                      include_llm: bool) -> tuple[list[StrategyConfig], list[str]]:
+    """The enabled strategies the backtest runs, and notes on those it leaves out.
+
+    Kind-``llm`` strategies are left out unless ``include_llm`` (they then run
+    through the same runner, which reads the digest cache or the configured endpoint,
+    and writes a ``skipped`` intent when no endpoint is configured). A strategy named
+    in ``ids`` runs even when its configuration says ``enabled: false``. The capital of
+    strategies left out stays unallocated (cash).
+
+    Raises:
+        BacktestInputError: an id not in the configuration, or nothing left to run.
+    """
+    configured = {s.strategy_id: s for s in settings.strategies}
+    if ids:
+        unknown = [i for i in ids if i not in configured]
+        if unknown:
+            raise BacktestInputError(f"unknown strategy id(s) {unknown}; configured: {', '.join(configured)}")
+        chosen = [configured[i] for i in ids]
+    else:
+        chosen = [s for s in settings.strategies if s.enabled]
+    notes, out = [], []
+    for s in chosen:
+        if s.kind == "llm" and not include_llm:
+            notes.append(f"{s.strategy_id} left out: {LLM_NOTE}")
+            continue
+        out.append(s if s.enabled else s.model_copy(update={"enabled": True}))
+    if not out:
+        raise BacktestInputError("no strategy to backtest" + (f" ({'; '.join(notes)})" if notes else ""))
+    return out, notes
+
+
+@contextmanager
+def open_backtest_store(kind: StoreKind) -> Iterator[Store]:
+    """A fresh, empty store for one backtest.
+
+    * ``memory``: a :class:`~bus.store.MemoryStore`.
+    * ``emulator``: a new project on ``$FIRESTORE_EMULATOR_HOST``, or on an emulator
+      started here (no state imported or exported) and stopped on exit.
+
+    Raises:
+        bus.emulator.EmulatorError: the emulator is missing or did not start.
+    """
+    if kind == "memory":
+        yield MemoryStore()
+        return
+    project = f"backtest-{uuid.uuid4().hex[:10]}"
+    if os.environ.get("FIRESTORE_EMULATOR_HOST"):
+        yield FirestoreStore(project)
+        return
+    from bus.emulator import FirestoreEmulator
+
+    with FirestoreEmulator(project) as emu:
+        os.environ["FIRESTORE_EMULATOR_HOST"] = emu.host
+        try:
+            yield FirestoreStore(project)
+        finally:
+            os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+
+
+class _Tracker:
+    """Carries state from step to step: each book's units and cumulative funding after the previous step."""
+
+    def __init__(self, sids: list[str]) -> None:
+        self.sids = sids
+        self.prev_units: dict[str, dict[str, float]] = {}
+        self.prev_funding: dict[str, float] = {}
+
+    def funding_step(self, books: dict[str, Book]) -> dict[str, float]:
+        """Funding the Commander charged each book since the previous step (``Book.funding`` now − before)."""
+        out = {s: b.funding - self.prev_funding.get(s, 0.0) for s, b in books.items()}
+        self.prev_funding = {s: b.funding for s, b in books.items()}
+        return {s: v for s, v in out.items() if abs(v) > NOISE_EPS}
+
+
+def _record(day: date, res: Any, broker: SimBroker, store: Store, sids: list[str], tracker: _Tracker) -> StepRecord:
+    ex = res.execution
+    st = broker.account_state()  # the paper account after this step's fills
+    snap = broker.portfolio(res.as_of)  # the same instant: marks, no new funding
+    docs = store.get_all([paths.book(s) for s in [*sids, EXTERNAL]])
+    books = {s: Book.model_validate(d) for s, d in ((s, docs[paths.book(s)]) for s in [*sids, EXTERNAL]) if d}
+    units = {s: b.quantities() for s, b in books.items()}
+    account_units = st.quantities()
+    summed: dict[str, float] = {}
+    for b in units.values():
+        for sym, q in b.items():
+            summed[sym] = summed.get(sym, 0.0) + q
+    mismatch = max((abs(summed.get(s, 0.0) - account_units.get(s, 0.0)) for s in set(summed) | set(account_units)),
+                   default=0.0)
+    external_units = max((abs(q) for q in units.get(EXTERNAL, {}).values()), default=0.0)
+    fills = {o.symbol: o.fill_price for o in (ex.orders_placed if ex else []) if o.filled_quantity and o.fill_price}
+    specs = broker.specs
+    traded: dict[str, float] = {}
+    for sid, now in units.items():
+        before = tracker.prev_units.get(sid, {})
+        for sym in set(now) | set(before):
+            dq = now.get(sym, 0.0) - before.get(sym, 0.0)
+            if abs(dq) > NOISE_EPS and sym in fills:
+                mult = specs[sym].multiplier if sym in specs else 1.0
+                traded[sid] = traded.get(sid, 0.0) + abs(dq) * fills[sym] * mult
+    funding = tracker.funding_step(books)
+    tracker.prev_units = units
+    unrealized = sum(h.quantity * (h.market_price - h.avg_cost) * (specs[h.symbol].multiplier if h.symbol in specs
+                                                                     else 1.0) for h in snap.holdings)
+    identity = st.starting_cash + st.realized_pnl + unrealized - st.fees_paid - st.funding_paid
+    conflicts: dict[str, int] = {}
+    risk: dict[str, int] = {}
+    not_used: dict[str, str] = {}
+    if ex:
+        for c in ex.decision.conflicts:
+            conflicts[c.type] = conflicts.get(c.type, 0) + 1
+        for r in ex.decision.risk_adjustments:
+            risk[r.rule] = risk.get(r.rule, 0) + 1
+        for kind, ids in (("errored", ex.errored_strategies), ("stale", ex.stale_strategies),
+                          ("missing", ex.missing_strategies), ("skipped", ex.skipped_strategies)):
+            for sid in ids:
+                intent = res.intents.get(sid)
+                why = intent.error_message if intent and intent.error_message else (
+                    "the Commander could not size its intent (no price for a target)" if kind == "errored" else kind)
+                not_used[sid] = f"{kind}: {why}"
+    placed = ex.orders_placed if ex else []
+    return StepRecord(
+        day=day.isoformat(), as_of=res.as_of, status=ex.status if ex else "failed",
+        reason=(ex.reason if ex else res.reconcile_error), nav=snap.net_liquidation, cash=snap.cash,
+        gross_exposure=sum(abs(h.market_value) for h in snap.holdings),
+        equity={s: b.equity for s, b in books.items() if s != EXTERNAL or b.positions},
+        traded=traded, funding=funding,
+        orders=sum(1 for o in placed if o.filled_quantity), rejected=sum(1 for o in placed if o.status == "Rejected"),
+        fees=sum(o.commission for o in placed),
+        traded_total=sum(o.filled_quantity * (o.fill_price or 0.0) * (specs[o.symbol].multiplier if o.symbol in specs
+                                                                        else 1.0) for o in placed),
+        fees_cum=st.fees_paid, funding_cum=st.funding_paid, realized_cum=st.realized_pnl, unrealized=unrealized,
+        conflicts=conflicts, risk=risk, not_used=not_used, book_mismatch=mismatch, external_units=external_units,
+        nav_identity_error=snap.net_liquidation - identity)
+
+
+def run_backtest(settings: Settings, backtest: BacktestFile, start: date, end: date, store: Store, *,
+                 strategies: list[StrategyConfig] | None = None, notes: list[str] | None = None,
+                 data_dirs: list[Path] | None = None, store_kind: str = "memory",
+                 on_step: Callable[[StepRecord, int, int], None] | None = None,
+                 stop: Event | None = None) -> BacktestResult:
+    """Step the daily pipeline from ``start`` to ``end`` on ``store`` (fresh and empty).
+
+    Args:
+        settings: validated configuration; its account must be a paper (``sim``) account.
+        backtest: ``backtest.yaml`` (price aliases, annualization).
+        strategies: the strategies to run (default: every enabled one); others are not
+            written to the store, so the Commander never sees them.
+        data_dirs: extra folders of bar CSVs, after the bundled ones.
+        on_step: called after each step with (record, steps done, steps in all).
+        stop: when set, the loop ends before the next step (a partial result).
+
+    Returns:
+        the :class:`BacktestResult`; ``interrupted`` when ``stop`` or Ctrl-C ended it early.
+
+    Raises:
+        BacktestInputError: a non-sim account or bad dates.
+        bus.store.StoreError: the store failed (nothing is traded on unrecorded state).
+    """
+    import time
+
+    t0 = time.perf_counter()
+    if not isinstance(settings.account, SimAccount):
+        raise BacktestInputError(f"a backtest trades the paper broker only; mode {settings.trading.mode!r} "
+                                 f"uses a {settings.account.kind!r} account")
+    days = backtest_days(start, end)
+    chosen = strategies if strategies is not None else [s for s in settings.strategies if s.enabled]
+    horizon = as_of_on(end, settings)
+    provider = HorizonHistory([BUNDLED_DIR, *(data_dirs or [])], horizon, backtest.price_aliases)
+    funding = FundingHistory([BUNDLED_DIR, *(data_dirs or [])])
+    run_settings = replace(settings, strategies=chosen)
+    apply_settings(store, run_settings)
+    broker = make_broker(store, run_settings, provider, funding)
+    assert isinstance(broker, SimBroker)
+    sids = [s.strategy_id for s in chosen]
+    result = BacktestResult(settings=run_settings, start=start, end=end, store_kind=store_kind, strategies=sids,
+                            notes=list(notes or []), starting_cash=float(settings.account.starting_cash),
+                            periods_per_year=backtest.periods_per_year,
+                            funding_coverage=funding_coverage(funding, horizon))
+    tracker = _Tracker(sids)
+    try:
+        for i, day in enumerate(days):
+            if stop is not None and stop.is_set():
+                result.interrupted = True
+                break
+            as_of = as_of_on(day, settings)
+            res = run_pipeline(store, provider, broker, chosen, as_of, trigger="backtest",
+                               execution_id=f"bt-{day:%Y%m%d}")
+            rec = _record(day, res, broker, store, sids, tracker)
+            result.steps.append(rec)
+            if on_step:
+                on_step(rec, i + 1, len(days))
+    except KeyboardInterrupt:
+        result.interrupted = True
+        result.notes.append("interrupted by Ctrl-C inside a step: that step is not in the report")
+    if result.interrupted and result.steps:
+        result.notes.append(f"interrupted after {result.days} of {len(days)} days (last {result.steps[-1].day}): "
+                            "a partial report")
+    _finish(result, store, broker, sids)
+    result.wall_seconds = time.perf_counter() - t0
+    return result
+
+
+def _finish(result: BacktestResult, store: Store, broker: SimBroker, sids: list[str]) -> None:
+    """Read the final books, equity points, trades, paper account and leaderboard into ``result``."""
+    docs = store.get_all([paths.book(s) for s in [*sids, EXTERNAL]])
+    result.books = {s: Book.model_validate(d) for s, d in ((s, docs[paths.book(s)]) for s in [*sids, EXTERNAL]) if d}
+    for sid in sids:
+        result.equity_points[sid] = {d: EquityPoint.model_validate(p)
+                                     for d, p in store.list_docs(paths.equity_points(sid))}
+        result.trades[sid] = [Trade.model_validate(t) for _, t in store.list_docs(paths.trades(sid))]
+    st = broker.account_state()
+    result.final_account = {"cash": st.cash, "starting_cash": st.starting_cash, "realized_pnl": st.realized_pnl,
+                            "fees_paid": st.fees_paid, "funding_paid": st.funding_paid,
+                            "order_count": st.order_count}
+    result.final_account["positions"] = {s: p.model_dump() for s, p in st.positions.items() if p.quantity}
+    if result.steps:
+        last = result.steps[-1]
+        result.final_account.update(nav=last.nav, unrealized_pnl=last.unrealized,
+                                    nav_identity_error=last.nav_identity_error)
+    result.leaderboard = leaderboard(store, result.periods_per_year)

@@ -1,0 +1,35 @@
+"""``python main.py leaderboard``: every strategy's book, ranked by total return."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cli.app import app
+from cli.options import StateDir, json_option, opened_store
+from cli.output import money, num, pct, print_json, stdout_console, table
+
+
+@app.command()
+def leaderboard(
+    as_json: Annotated[bool, json_option("print the rows as JSON")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Rank strategies by total return: equity, return, Sharpe, max drawdown, win rate, trades."""
+    from pipeline.leaderboard import leaderboard as board
+
+    with opened_store("emulator", state_dir) as store:
+        rows = board(store)
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        typer.echo("No strategy has a book yet: run the pipeline first (python main.py run).")
+        return
+    t = table(("#", "strategy", "kind", "equity", "return", "Sharpe", "max DD", "win rate", "trades", "fees"),
+              title="Leaderboard", left=("strategy", "kind"))
+    for r in rows:
+        t.add_row(str(r["rank"]), r["strategy_id"], r["kind"], money(r["equity"], 2), pct(r["total_return"]),
+                  num(r["sharpe"]), pct(r["max_drawdown"]), pct(r["win_rate"]), str(r["trades"]), money(r["fees"], 2))
+    stdout_console().print(t)

@@ -1,0 +1,1 @@
+"""Operations: the deploy plan, the local function server, the workflow runner."""

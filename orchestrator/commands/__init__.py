@@ -1,1 +1,0 @@
-"""One module per command of ``python main.py``; each registers itself on ``orchestrator.cli.app``."""

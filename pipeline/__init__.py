@@ -1,0 +1,1 @@
+"""The pipeline (strategies -> reconcile -> Commander), its per-step wrappers, wiring and settings."""

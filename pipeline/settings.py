@@ -1,0 +1,135 @@
+"""Configuration files of the local runner: YAML in ``config/``, validated before anything runs.
+
+* ``trading.yaml`` -> ``config/trading`` (:class:`bus.models.TradingConfig`)
+* ``strategies.yaml`` -> ``strategies/{id}`` (:class:`bus.models.StrategyConfig`), a list under ``strategies``
+* ``brokers.yaml`` -> the account the pipeline trades (:mod:`brokers.config`: sim, ib or ccxt)
+* ``instruments.yaml`` -> venue rules per symbol (:class:`bus.models.InstrumentSpec`)
+* ``market.yaml`` (optional; absent: every symbol bundled) -> where bars and funding come from
+  (:class:`market.config.MarketConfig`)
+
+Every problem is a :class:`ConfigError` whose message names the file and the
+field, so the command line can print it on one line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from brokers.config import BrokersConfigError, BrokersFile, CcxtAccount, IBAccount, SimAccount
+from bus import paths
+from bus.config_files import first_error, read_yaml
+from bus.models import InstrumentSpec, StrategyConfig, TradingConfig
+from bus.store import Store
+from commander.allocate import AllocationError, validate_allocations
+from market.config import MarketConfig, MarketConfigError, parse_market_config
+from strategies.llm.config import LLMConfigError, trader_strategy_configs
+
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "config"
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing, malformed or inconsistent."""
+
+
+# brokers.yaml's models live with the brokers (brokers/config.py); re-exported here.
+Account = SimAccount | IBAccount | CcxtAccount
+
+
+@dataclass
+class Settings:
+    """All configuration of one run, validated."""
+
+    trading: TradingConfig
+    strategies: list[StrategyConfig]
+    account: Account
+    instruments: dict[str, InstrumentSpec]
+    market: MarketConfig = field(default_factory=MarketConfig)
+
+    def strategy_ids(self) -> list[str]:
+        return [s.strategy_id for s in self.strategies]
+
+
+def _read_yaml(path: Path) -> Any:
+    return read_yaml(path, ConfigError)
+
+
+def _first_error(path: Path | str, exc: ValidationError) -> ConfigError:
+    return first_error(path, exc, ConfigError)
+
+
+def load_settings(config_dir: Path | None = None) -> Settings:
+    """Load and validate the files (``market.yaml`` is optional).
+
+    Raises:
+        ConfigError: the first problem found, naming file and field.
+    """
+    d = Path(config_dir or DEFAULT_DIR)
+    try:
+        trading = TradingConfig.model_validate(_read_yaml(d / "trading.yaml") or {})
+    except ValidationError as exc:
+        raise _first_error(d / "trading.yaml", exc) from exc
+    raw = _read_yaml(d / "strategies.yaml") or {}
+    if not isinstance(raw, dict) or not isinstance(raw.get("strategies"), list):
+        raise ConfigError(f"{d / 'strategies.yaml'}: expected a list under 'strategies'")
+    strategies = []
+    for i, item in enumerate(raw["strategies"]):
+        try:
+            strategies.append(StrategyConfig.model_validate(item))
+        except ValidationError as exc:
+            raise _first_error(d / f"strategies.yaml: strategies[{i}]", exc) from exc
+    try:
+        strategies += trader_strategy_configs(d)  # LLM virtual traders from llm_traders.yaml / llm_models.yaml
+    except LLMConfigError as exc:
+        raise ConfigError(str(exc)) from exc
+    ids = [s.strategy_id for s in strategies]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise ConfigError(f"{d / 'strategies.yaml'}: duplicate strategy ids {dup}")
+    try:
+        validate_allocations(trading, strategies)
+    except AllocationError as exc:
+        raise ConfigError(f"{d / 'strategies.yaml'}: {exc}") from exc
+    try:
+        brokers = BrokersFile.model_validate(_read_yaml(d / "brokers.yaml") or {})
+    except ValidationError as exc:
+        raise _first_error(d / "brokers.yaml", exc) from exc
+    try:
+        account = brokers.account_for(trading.mode)
+        brokers.check_strategy_accounts(trading.mode, {s.strategy_id: s.account for s in strategies if s.enabled})
+    except BrokersConfigError as exc:
+        raise ConfigError(f"{d / 'brokers.yaml'}: {exc}") from exc
+    raw_inst = _read_yaml(d / "instruments.yaml") or {}
+    try:
+        instruments = {s: InstrumentSpec.model_validate({"symbol": s, **v}) for s, v in raw_inst.items()}
+    except (ValidationError, TypeError, AttributeError) as exc:
+        if isinstance(exc, ValidationError):
+            raise _first_error(d / "instruments.yaml", exc) from exc
+        raise ConfigError(f"{d / 'instruments.yaml'}: expected a mapping of symbol -> spec") from exc
+    market = load_market(d)
+    return Settings(trading, strategies, account, instruments, market)
+
+
+def load_market(config_dir: Path) -> MarketConfig:
+    """``market.yaml`` of ``config_dir`` validated; without the file, every symbol is bundled.
+
+    Raises:
+        ConfigError: the file is malformed or names an unknown source (one line, naming the field).
+    """
+    path = Path(config_dir) / "market.yaml"
+    if not path.is_file():
+        return MarketConfig()
+    try:
+        return parse_market_config(_read_yaml(path), str(path))
+    except MarketConfigError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def apply_settings(store: Store, settings: Settings) -> None:
+    """Write ``config/trading`` and every ``strategies/{id}`` in one batch."""
+    writes = [(paths.TRADING_CONFIG, settings.trading.to_store())]
+    writes += [(paths.strategy(s.strategy_id), s.to_store()) for s in settings.strategies]
+    store.write_batch(writes)

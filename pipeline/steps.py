@@ -1,0 +1,199 @@
+"""The pipeline's steps one at a time, as the Cloud Functions run them, and the whole
+pipeline under the account's lease.
+
+Why the lease spans reconcile and the Commander: a Commander that trades on a
+snapshot taken before another Commander's fills places the same orders again.
+Two runs interleaved as reconcile₁, reconcile₂, Commander₁ (trades),
+Commander₂ would do exactly that, although the Commanders never overlap. So a
+run takes ``locks/commander-{mode}`` **before** it snapshots the broker, under
+its execution id, and the Commander re-enters the lease as the same holder
+(``Store.try_lease`` lets a holder take its own lease again) and releases it.
+
+* :func:`run_exclusive` — ``POST /orchestrator``: lease, strategies, reconcile, Commander.
+* :func:`run_strategy_step` — one strategy's intent (``POST /strategy``).
+* :func:`run_reconcile_step` — lease + snapshot (``POST /reconcile``); the lease
+  stays held for the allocation step, which gets the execution id.
+* :func:`run_allocation_step` — record failed strategies, then the Commander
+  (``POST /allocation``); idempotent per execution id.
+
+A run refused by the lease records a ``skipped`` execution whose reason starts
+with :data:`commander.run.LEASE_REFUSED`, so :func:`lease_refused` is true for it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from brokers.base import Broker, BrokerError
+from bus import paths
+from bus.constants import LEASE_TTL_SECONDS
+from bus.ids import new_id
+from bus.models import Execution, Intent, IntentSource, PortfolioSnapshot, StrategyConfig
+from bus.store import Store
+from commander.run import LEASE_REFUSED, lease_refused, run_commander
+from market.history import HistoryProvider
+from pipeline.run import PipelineResult, run_pipeline
+
+if TYPE_CHECKING:
+    from market.provider import MarketData
+    from pipeline.settings import Settings
+from reconcile import reconcile
+from strategies.runner import compute_intent, intent_writes, write_intent
+
+log = logging.getLogger(__name__)
+FAILED_STEP_CODE_VERSION = "workflow/strategy-step-failed"
+
+__all__ = ["LEASE_TTL_SECONDS", "ReconcileOutcome", "history_provider", "lease_refused", "record_strategy_failures",
+           "run_allocation_step", "run_exclusive", "run_reconcile_step", "run_strategy_step"]
+
+
+def history_provider(settings: "Settings | None" = None, store: Store | None = None,
+                     bundled: HistoryProvider | None = None) -> "HistoryProvider | MarketData":
+    """The market data the functions read.
+
+    Without ``settings``: the bundled history (``market/data``), parsed lazily and cached by the
+    provider. With ``settings`` and ``store``: the bundled bars (``bundled``, shared, when given)
+    plus the bar cache in ``store`` (:class:`market.cache.StoreBarCache`), refreshed from the
+    ``market.yaml`` sources for a run as of now (:func:`pipeline.wiring.market_data`).
+    """
+    if settings is None:
+        return bundled or HistoryProvider()
+    from market.cache import StoreBarCache
+    from pipeline.wiring import market_data
+
+    return market_data(settings, StoreBarCache(store) if store is not None else None, bundled=bundled)
+
+
+def _refused_reason(mode: str, lease: dict | None) -> str:
+    holder = (lease or {}).get("holder", "?")
+    return f"{LEASE_REFUSED}: {paths.lock(mode)} is held by {holder} (refused before reconcile)"
+
+
+def run_exclusive(store: Store, provider: HistoryProvider, broker: Broker, strategies: list[StrategyConfig],
+                  as_of: datetime, mode: str, dry_run: bool = True, run_reconcile: bool = True,
+                  trigger: str = "manual", execution_id: str | None = None) -> PipelineResult:
+    """The whole pipeline holding ``locks/commander-{mode}`` from before the strategies to the end.
+
+    Refused (another run holds the account), nothing runs but the Commander's
+    refusal: a ``skipped`` execution is recorded and returned, with no intents
+    or snapshot.
+
+    Raises:
+        bus.store.StoreError: the store is unreachable.
+    """
+    execution_id = execution_id or new_id(as_of)
+    lock = paths.lock(mode)
+    taken, lease = store.try_lease(lock, execution_id, LEASE_TTL_SECONDS)
+    if not taken:
+        ex = run_commander(store, broker, as_of, dry_run=dry_run, trigger=trigger, execution_id=execution_id,
+                           skip_reason=_refused_reason(mode, lease))
+        return PipelineResult(as_of=as_of, execution=ex)
+    try:
+        return run_pipeline(store, provider, broker, strategies, as_of, dry_run=dry_run, run_reconcile=run_reconcile,
+                            trigger=trigger, execution_id=execution_id)
+    finally:
+        store.release_lease(lock, execution_id)
+
+
+def run_strategy_step(store: Store, provider: HistoryProvider, config: StrategyConfig, as_of: datetime) -> Intent:
+    """Compute one strategy's intent as of ``as_of`` and write it (``latest`` + immutable copy).
+
+    A failing strategy gives an ``error`` intent (see :func:`strategies.runner.compute_intent`).
+
+    Raises:
+        bus.store.StoreError: the intent could not be written.
+    """
+    intent = compute_intent(config, provider.view(as_of), store=store)  # in this thread: log context holds
+    write_intent(store, intent)
+    return intent
+
+
+@dataclass
+class ReconcileOutcome:
+    """What the reconcile step did.
+
+    Attributes:
+        execution_id: the lease holder; pass it to the allocation step (None when refused or failed).
+        snapshot: the snapshot written, or None.
+        error: why no snapshot was written (broker error); the lease was released.
+        refused_by: the holder of the lease when it was refused.
+    """
+
+    execution_id: str | None
+    snapshot: PortfolioSnapshot | None = None
+    error: str | None = None
+    refused_by: str | None = None
+
+
+def run_reconcile_step(store: Store, broker: Broker, as_of: datetime, mode: str) -> ReconcileOutcome:
+    """Take the account's lease under a new execution id, then snapshot the broker.
+
+    On success the lease stays held (up to :data:`LEASE_TTL_SECONDS`) for the
+    allocation step. On a broker error nothing is written and the lease is released.
+
+    Raises:
+        bus.store.StoreError: the store is unreachable.
+    """
+    execution_id = new_id(as_of)
+    lock = paths.lock(mode)
+    taken, lease = store.try_lease(lock, execution_id, LEASE_TTL_SECONDS)
+    if not taken:
+        return ReconcileOutcome(None, refused_by=(lease or {}).get("holder", "?"))
+    try:
+        snap = reconcile(store, broker, as_of)
+    except BrokerError as exc:
+        store.release_lease(lock, execution_id)
+        msg = f"{type(exc).__name__}: {exc}"
+        log.error("reconcile failed: %s", msg)
+        return ReconcileOutcome(None, error=msg)
+    except BaseException:
+        store.release_lease(lock, execution_id)
+        raise
+    return ReconcileOutcome(execution_id, snapshot=snap)
+
+
+def record_strategy_failures(store: Store, failures: dict[str, str], as_of: datetime) -> list[Intent]:
+    """Write an ``error`` intent for each strategy whose step failed outside its own code.
+
+    The workflow calls this (through the allocation step) for a strategy
+    function that answered with an error or not at all: the strategy then
+    keeps its book and is listed as errored in the execution.
+    """
+    now = datetime.now(timezone.utc)
+    intents = [Intent(intent_id=new_id(as_of), strategy_id=sid, updated_at=now, as_of=as_of, status="error",
+                      error_message=f"strategy step failed: {msg}",
+                      source=IntentSource(code_version=FAILED_STEP_CODE_VERSION))
+               for sid, msg in sorted(failures.items())]
+    if intents:
+        store.write_batch([w for i in intents for w in intent_writes(i)])
+    return intents
+
+
+def run_allocation_step(store: Store, broker: Broker, as_of: datetime, *, dry_run: bool = True,
+                        trigger: str = "manual", execution_id: str | None = None,
+                        reconcile_error: str | None = None,
+                        strategy_errors: dict[str, str] | None = None) -> tuple[Execution, bool]:
+    """Record failed strategies, then run the Commander. Returns (execution, replayed).
+
+    Idempotent per ``execution_id``: when ``executions/{execution_id}`` already
+    exists (a retried call), it is returned as it is (``replayed`` True) and
+    nothing runs again, so a retry can never trade twice.
+
+    ``reconcile_error`` set, the Commander records ``skipped`` and trades
+    nothing: without this run's snapshot it would trade on an older one.
+
+    Raises:
+        bus.store.StoreError: the store is unreachable.
+    """
+    if execution_id:
+        existing = store.get(paths.execution(execution_id))
+        if existing is not None:
+            return Execution.model_validate(existing), True
+    if strategy_errors:
+        record_strategy_failures(store, strategy_errors, as_of)
+    ex = run_commander(store, broker, as_of, dry_run=dry_run, trigger=trigger, execution_id=execution_id,
+                       skip_reason=f"reconcile failed: {reconcile_error}" if reconcile_error else None)
+    return ex, False

@@ -1,0 +1,142 @@
+"""``python main.py data update`` and ``python main.py run --live-data`` as a person runs them, against the
+fake Binance USD-M and the fake Yahoo on 127.0.0.1 (the CLI in a subprocess, the fakes in this process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from market.history import HistoryProvider
+from tests.fakes.fake_binance import FakeBinanceUSDM
+from tests.fakes.fake_etf_source import FakeYahoo
+from tests.market.today import crypto_rows, etf_rows, sessions_closed_by
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(args, env_extra=None):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def venues():
+    now = datetime.now(timezone.utc)
+    with FakeBinanceUSDM() as binance, FakeYahoo() as yahoo:
+        binance.set_klines("BTCUSDT", "1d", crypto_rows("BTC-USDT", now))
+        binance.set_klines("ETHUSDT", "1d", crypto_rows("ETH-USDT", now))
+        yahoo.set_bars("SPY", etf_rows("SPY", now))
+        yahoo.set_bars("VIXY", etf_rows("VIXY", now))
+        yield now, binance, yahoo
+        assert binance.internal_errors == [] and yahoo.errors == []
+
+
+@pytest.fixture
+def cfg(venues, tmp_path):
+    """The repository's configuration, market.yaml pointed at the fakes, the three classic strategies only."""
+    _, binance, yahoo = venues
+    d = tmp_path / "cfg"
+    shutil.copytree(ROOT / "config", d)
+    (d / "llm_traders.yaml").write_text("traders: []\n")
+    (d / "market.yaml").write_text(yaml.safe_dump({
+        "sources": {
+            "yahoo": {"kind": "yfinance", "base_url": yahoo.base_url, "retry_wait": 0.01},
+            "binance": {"kind": "ccxt", "exchange": "binanceusdm", "base_url": binance.base_url, "retry_wait": 0.01,
+                        "symbols": {"BTC-USDT": "BTC/USDT:USDT", "ETH-USDT": "ETH/USDT:USDT"}}},
+        "symbols": {"SPY": "yahoo", "VIXY": "yahoo", "BTC-USDT": "binance", "ETH-USDT": "binance"}}))
+    return d
+
+
+def requests(venues) -> int:
+    _, binance, yahoo = venues
+    return len(binance.requests("/fapi/v1/klines")) + len(yahoo.chart_requests())
+
+
+def test_data_update_fills_the_cache_then_costs_nothing(venues, cfg, tmp_path):
+    state = tmp_path / "state"
+    r = cli(["data", "update", "--config", str(cfg), "--state-dir", str(state)])
+    assert r.returncode == 0, r.stderr
+    assert "4/4" in r.stderr, r.stderr  # the progress bar, on stderr
+    assert "binance" in r.stdout and "SPY" in r.stdout
+    spy = pd.read_csv(state / "bars" / "yahoo" / "SPY-1d.csv")
+    assert spy["timestamp"].iloc[-1].startswith(sessions_closed_by(venues[0], 1)[-1].isoformat())
+    assert (state / "bars" / "binance" / "BTC-USDT-1d.csv").exists()
+    before = requests(venues)
+    r = cli(["data", "update", "--config", str(cfg), "--state-dir", str(state), "--json"])
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert [s["requested"] for s in doc["series"]] == [False] * 4 and requests(venues) == before
+
+
+def test_data_update_bundled_appends_to_the_bundled_files(venues, cfg, tmp_path):
+    bundled = tmp_path / "bundled"
+    bundled.mkdir()
+    shutil.copy(HistoryProvider().key("SPY").path, bundled)
+    r = cli(["data", "update", "--config", str(cfg), "--state-dir", str(tmp_path / "state"), "--symbols", "SPY",
+             "--bundled", "--bundled-dir", str(bundled), "--json"])
+    assert r.returncode == 0, r.stderr
+    [row] = json.loads(r.stdout)["series"]
+    assert row["symbol"] == "SPY" and row["bundled_appended"] > 0
+    spy = HistoryProvider([bundled]).frame("SPY")
+    assert spy.index[-1].date() == sessions_closed_by(venues[0], 1)[-1]
+    assert spy.index.is_monotonic_increasing and not spy.index.duplicated().any()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--symbols", "QQQ"], "--symbols QQQ: not fetched by market.yaml"),
+    (["--timeframes", "5m"], "--timeframes 5m: not a timeframe"),
+])
+def test_data_update_bad_input_is_one_line(cfg, args, message, tmp_path):
+    r = cli(["data", "update", "--config", str(cfg), "--state-dir", str(tmp_path), *args])
+    assert r.returncode == 2 and message in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+
+
+def test_a_bad_market_config_is_one_line(cfg, tmp_path):
+    (cfg / "market.yaml").write_text("symbols: {SPY: nowhere}\n")
+    r = cli(["data", "update", "--config", str(cfg), "--state-dir", str(tmp_path)])
+    assert r.returncode == 2 and "market.yaml: symbols.SPY.bars: no source named 'nowhere'" in r.stderr, r.stderr
+    assert r.stderr.strip().count("\n") == 0
+
+
+def test_run_live_data_trades_as_of_now_then_places_nothing(emulator, project, venues, cfg, tmp_path):
+    env = {"GOOGLE_CLOUD_PROJECT": project, "FIRESTORE_EMULATOR_HOST": emulator.host}
+    args = ["run", "--live-data", "--json", "--config", str(cfg), "--state-dir", str(tmp_path / "state")]
+    r = cli(args, env)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert abs(datetime.fromisoformat(doc["as_of"]) - datetime.now(timezone.utc)) < timedelta(minutes=5)
+    assert doc["status"] == "completed" and doc["orders"], doc
+    assert all(s["status"] == "success" for s in doc["strategies"].values()), doc["strategies"]
+    assert (tmp_path / "state" / "bars" / "yahoo" / "SPY-1d.csv").exists()
+    before = requests(venues)
+    r = cli(args, env)
+    again = json.loads(r.stdout)
+    assert r.returncode == 0 and again["status"] == "completed" and again["orders"] == [], again
+    assert requests(venues) == before, "the second run finds every bar in the cache"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--live-data", "--as-of", "2020-03-16"], "as-of 2020-03-16 and 'as of now' exclude each other"),
+    (["--as-of", "2031-01-01"], "as-of 2031-01-01 is outside the bundled data and the bar cache"),
+])
+def test_run_refuses_with_one_line(cfg, args, message, tmp_path):
+    r = cli(["run", "--store", "memory", "--config", str(cfg), "--state-dir", str(tmp_path), *args])
+    assert r.returncode == 2 and message in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+
+
+def test_run_with_a_live_broker_refuses_a_historical_as_of(cfg, tmp_path):
+    brokers = yaml.safe_load((cfg / "brokers.yaml").read_text())
+    brokers["defaults"]["paper"] = "ib"
+    (cfg / "brokers.yaml").write_text(yaml.safe_dump(brokers))
+    r = cli(["run", "--store", "memory", "--config", str(cfg), "--state-dir", str(tmp_path), "--as-of", "2020-03-16"])
+    assert r.returncode == 2 and "the live broker account 'ib' (ib)" in r.stderr, r.stderr

@@ -1,0 +1,187 @@
+"""Forward paper trading as of now: the pipeline on fake ccxt and ETF sources whose bars end at the
+current time, the paper broker priced from the same market data, the bar cache, historical as-of runs
+on cached bars only, live brokers refusing a historical as-of, and the cloud's as-of-now mode."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+
+from brokers.config import IBAccount
+from bus.models import Intent
+from bus.store import MemoryStore
+from market.config import parse_market_config
+from pipeline.run import run_pipeline
+from pipeline.settings import apply_settings, load_settings
+from pipeline.wiring import RunInputError, file_cache, make_broker, market_data, resolve_as_of
+from tests.fakes.fake_binance import FakeBinanceUSDM
+from tests.fakes.fake_etf_source import FakeYahoo
+from tests.market.today import crypto_rows, etf_rows, session_close, sessions_closed_by
+
+ROOT = Path(__file__).resolve().parents[2]
+CLASSIC = ["spy_macd_vixy", "crypto_trend", "test_signal_generator"]
+
+
+def market_yaml(binance: str, yahoo: str, as_of_now: bool = False) -> dict:
+    """market.yaml for the fakes: ETFs from the fake Yahoo; BTC/ETH from the fake Binance USD-M
+    (its perpetual klines stand in for spot)."""
+    return {
+        "as_of_now": as_of_now,
+        "sources": {
+            "yahoo": {"kind": "yfinance", "base_url": yahoo, "retry_wait": 0.01},
+            "binance": {"kind": "ccxt", "exchange": "binanceusdm", "base_url": binance, "retry_wait": 0.01,
+                        "symbols": {"BTC-USDT": "BTC/USDT:USDT", "ETH-USDT": "ETH/USDT:USDT"}},
+        },
+        "symbols": {"SPY": "yahoo", "VIXY": "yahoo", "BTC-USDT": "binance", "ETH-USDT": "binance"},
+    }
+
+
+@pytest.fixture(scope="module")
+def venues():
+    now = datetime.now(timezone.utc)
+    with FakeBinanceUSDM() as binance, FakeYahoo() as yahoo:
+        binance.set_klines("BTCUSDT", "1d", crypto_rows("BTC-USDT", now))
+        binance.set_klines("ETHUSDT", "1d", crypto_rows("ETH-USDT", now))
+        yahoo.set_bars("SPY", etf_rows("SPY", now))
+        yahoo.set_bars("VIXY", etf_rows("VIXY", now))
+        yield now, binance, yahoo
+        assert binance.internal_errors == [] and yahoo.errors == []
+
+
+def live_settings(venues, **market):
+    _, binance, yahoo = venues
+    s = load_settings()
+    cfg = parse_market_config(market_yaml(binance.base_url, yahoo.base_url, **market))
+    return replace(s, market=cfg, strategies=[c for c in s.strategies if c.strategy_id in CLASSIC])
+
+
+def requests(venues) -> int:
+    _, binance, yahoo = venues
+    return len(binance.requests("/fapi/v1/klines")) + len(yahoo.chart_requests())
+
+
+def configured(settings) -> MemoryStore:
+    st = MemoryStore()
+    apply_settings(st, settings)
+    return st
+
+
+def run_at(store, settings, cache_dir, when, **kw):
+    md = market_data(settings, file_cache(cache_dir), clock=lambda: when)
+    as_of = resolve_as_of(None, settings, md, now=True, clock=lambda: when)
+    return run_pipeline(store, md, make_broker(store, settings, md), settings.strategies, as_of, **kw), md
+
+
+def test_forward_paper_as_of_now_then_an_hour_later_places_nothing(store, venues, tmp_path):
+    now = venues[0]
+    settings = live_settings(venues)
+    apply_settings(store, settings)
+    res, md = run_at(store, settings, tmp_path, now)
+    ex = res.execution
+    assert res.as_of == now and ex.status == "completed", ex.reason
+    assert ex.orders_placed and all(o.status == "Filled" for o in ex.orders_placed)
+    assert {o.symbol for o in ex.orders_placed} >= {"SPY", "BTC-USDT"}
+    # Every intent says which bars it used: source, timeframe, last close, digest.
+    for sid in CLASSIC:
+        intent = res.intents[sid]
+        assert intent.status == "success", intent.error_message
+    spy = next(b for b in res.intents["spy_macd_vixy"].source.bars if b.symbol == "SPY")
+    assert spy.source == "yahoo" and spy.timeframe == "1d"
+    assert spy.last_close == session_close(sessions_closed_by(now, 1)[-1]).to_pydatetime()
+    btc = next(b for b in res.intents["crypto_trend"].source.bars if b.symbol == "BTC-USDT")
+    assert btc.source == "binance" and btc.last_close <= now and now - btc.last_close < timedelta(days=1)
+    stored = Intent.model_validate(store.get(f"strategies/crypto_trend/intent/{res.intents['crypto_trend'].intent_id}"))
+    assert stored.source.bars == res.intents["crypto_trend"].source.bars
+    # The paper broker priced from the same bars: SPY filled near its newest cached close.
+    spy_fill = next(o for o in ex.orders_placed if o.symbol == "SPY")
+    assert spy_fill.fill_price == pytest.approx(etf_rows("SPY", now)[-1][4], rel=0.01)
+    # An hour later (another process, the same cache): no new bar, no order.
+    later, _ = run_at(store, settings, tmp_path, now + timedelta(hours=1))
+    assert later.execution.status == "completed" and later.execution.orders_placed == []
+    assert all(later.intents[s].status == "success" for s in CLASSIC)
+
+
+def test_warm_cache_run_makes_no_request(venues, tmp_path):
+    now = venues[0]
+    settings = live_settings(venues)
+    run_at(configured(settings), settings, tmp_path, now, dry_run=True)
+    before = requests(venues)
+    _, md = run_at(configured(settings), settings, tmp_path, now, dry_run=True)
+    assert requests(venues) == before and md.requests == 0
+
+
+def test_historical_as_of_runs_on_cached_bars_and_fails_closed_on_uncached(venues, tmp_path):
+    now = venues[0]
+    settings = live_settings(venues)
+    live, _ = run_at(configured(settings), settings, tmp_path, now, dry_run=True)
+    before = requests(venues)
+    md = market_data(settings, file_cache(tmp_path))
+    day = sessions_closed_by(now, 1)[-1]  # after the newest bundled day: only the cache has it
+    as_of = resolve_as_of(day, settings, md)
+    assert as_of.date() == day
+    st = configured(settings)
+    hist = run_pipeline(st, md, make_broker(st, settings, md), settings.strategies, as_of, dry_run=True)
+    assert requests(venues) == before, "a historical as-of never fetches"
+    assert all(hist.intents[s].status == "success" for s in CLASSIC)
+    assert {b.source for b in hist.intents["spy_macd_vixy"].source.bars} == {"yahoo"}
+    # Replaying the live run's exact as-of on the cache gives the same bars.
+    st = configured(settings)
+    again = run_pipeline(st, md, make_broker(st, settings, md), settings.strategies, live.as_of, dry_run=True)
+    assert requests(venues) == before
+    for sid in CLASSIC:
+        assert again.intents[sid].source.bars == live.intents[sid].source.bars
+        assert again.intents[sid].target_positions == live.intents[sid].target_positions
+    # Uncached: the as-of is refused with the reason, nothing runs.
+    with pytest.raises(RunInputError, match="outside the bundled data and the bar cache"):
+        resolve_as_of(now.date() + timedelta(days=5), settings, md)
+    empty = market_data(settings, file_cache(tmp_path / "empty"))
+    with pytest.raises(RunInputError, match=f"as-of {day.isoformat()} is outside the bundled data"):
+        resolve_as_of(day, settings, empty)
+
+
+def test_a_live_broker_refuses_a_historical_as_of(venues, provider):
+    settings = replace(live_settings(venues), account=IBAccount(account="ib"))
+    with pytest.raises(RunInputError, match=r"as-of 2020-03-16 is historical, and the live broker account 'ib' \(ib\)"):
+        resolve_as_of(datetime(2020, 3, 16).date(), settings, provider)
+    with pytest.raises(RunInputError, match="trades only as of now: run python main.py run --live-data"):
+        resolve_as_of(None, settings, provider)
+    t = datetime(2026, 12, 2, 12, tzinfo=timezone.utc)
+    assert resolve_as_of(None, settings, provider, now=True, clock=lambda: t) == t
+    with pytest.raises(RunInputError, match="exclude each other"):
+        resolve_as_of(t.date(), settings, provider, now=True)
+
+
+def test_the_cloud_runs_as_of_now_when_the_deployed_config_says_so(cloud, project, venues, tmp_path, monkeypatch):
+    from tests.support.functions import client
+
+    now, binance, yahoo = venues
+    cfg = tmp_path / "cfg"
+    shutil.copytree(ROOT / "config", cfg)
+    (cfg / "market.yaml").write_text(yaml.safe_dump(market_yaml(binance.base_url, yahoo.base_url, as_of_now=True)))
+    monkeypatch.setenv("INTENT_BUS_CONFIG_DIR", str(cfg))
+    resp = client("orchestrator").post("/", json={"dryRun": True, "strategies": CLASSIC})
+    assert resp.status_code == 200, resp.get_json()
+    doc = resp.get_json()
+    as_of = datetime.fromisoformat(doc["as_of"])
+    assert abs(as_of - datetime.now(timezone.utc)) < timedelta(minutes=5)
+    assert all(doc["strategies"][s]["status"] == "success" for s in CLASSIC), doc["strategies"]
+    # The bars went to the store's cache (bar_series/*), one document per series and month.
+    assert cloud.get("bar_series/yahoo:SPY:1d")["symbol"] == "SPY"
+    spy = Intent.model_validate(cloud.get("strategies/spy_macd_vixy/intent/latest"))
+    used = next(b for b in spy.source.bars if b.symbol == "SPY")
+    assert used.source == "yahoo" and used.digest.startswith("sha256:")
+    # With asOf, the same deployment runs historically on bundled and cached bars.
+    resp = client("orchestrator").post("/", json={"dryRun": True, "asOf": "2020-03-16", "strategies": CLASSIC})
+    assert resp.status_code == 200 and resp.get_json()["as_of"].startswith("2020-03-16T21:30")
+
+
+def test_an_as_of_still_to_come_is_refused(settings, provider):
+    noon = datetime(2020, 3, 16, 12, tzinfo=timezone.utc)
+    with pytest.raises(RunInputError, match="2020-03-16T21:30:00[+]00:00, which is in the future"):
+        resolve_as_of(noon.date(), settings, provider, clock=lambda: noon)
+    assert resolve_as_of(noon.date(), settings, provider, clock=lambda: noon + timedelta(hours=10)).hour == 21

@@ -1,0 +1,1 @@
+"""Shared test helpers: settings, clients, builders (no tests here)."""
