@@ -31,6 +31,7 @@ bench: $(VENV)/.dev-deps        ## print the benchmarks' figures
 	$(PY) bench/cold_start.py
 	$(PY) bench/llm_overhead.py
 	$(PY) bench/backtest.py
+	$(PY) bench/data_fetch.py
 
 clean:
 	rm -rf $(VENV) .state

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
+from bus.constants import QTY_EPS
 from bus.models import InstrumentSpec, PortfolioSnapshot
 
 
@@ -128,12 +129,13 @@ def limit_price_for(action: str, quote: float, offset_bps: float, tick: float) -
 
 
 def round_to_tick(price: float, tick: float, direction: Literal["down", "up", "nearest"] = "nearest") -> float:
-    """``price`` on the grid of ``tick`` (tolerating float noise of 1e-9 ticks), rounded as told."""
+    """``price`` on the grid of ``tick`` (tolerating float noise of :data:`~bus.constants.QTY_EPS` ticks),
+    rounded as told."""
     n = price / tick
     if direction == "down":
-        k = math.floor(n + 1e-9)
+        k = math.floor(n + QTY_EPS)
     elif direction == "up":
-        k = math.ceil(n - 1e-9)
+        k = math.ceil(n - QTY_EPS)
     else:
         k = round(n)
     decimals = max(0, -int(math.floor(math.log10(tick)))) + 2 if tick < 1 else 2
@@ -214,3 +216,4 @@ class Broker(ABC):
 
     def close(self) -> None:
         """Release connections and threads; the broker may not be used afterwards. Default: nothing to do."""
+        return None

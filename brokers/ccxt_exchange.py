@@ -54,19 +54,33 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from brokers.base import (
-    CANCELLED, FILLED, WORKING, Broker, BrokerConfigError, BrokerError, DuplicateOrder, NotConnected, OrderNotFound,
-    OrderRejected, OrderRequest, OrderResult, UnknownInstrument, limit_price_for,
+    CANCELLED,
+    FILLED,
+    WORKING,
+    Broker,
+    BrokerConfigError,
+    BrokerError,
+    DuplicateOrder,
+    NotConnected,
+    OrderNotFound,
+    OrderRejected,
+    OrderRequest,
+    OrderResult,
+    UnknownInstrument,
+    limit_price_for,
 )
-from brokers.config import CcxtAccount
+from brokers.config import CcxtAccount, Mode
 from brokers.errors import from_ccxt
-from brokers.wallclock import require_current
 from brokers.secrets import read_secret
+from brokers.wallclock import require_current
+from bus.constants import NOISE_EPS, QTY_EPS
 from bus.ids import client_order_id as derive_client_order_id
 from bus.models import Holding, InstrumentSpec, OpenOrder, PortfolioSnapshot
 
@@ -75,8 +89,6 @@ T = TypeVar("T")
 SEC_TYPE = "PERP"
 _STATUS = {"open": WORKING, "closed": FILLED, "canceled": CANCELLED, "cancelled": CANCELLED, "expired": "Expired",
            "rejected": "Rejected"}
-#: Below this many units a fill difference counts as nothing.
-_EPS = 1e-12
 #: ccxt options that switch off Hyperliquid's builder fee and referral (see the module docstring).
 HYPERLIQUID_OPTIONS = {"builderFee": False, "approvedBuilderFee": False, "refSet": True}
 
@@ -87,7 +99,7 @@ def _hyperliquid_class() -> type:
     class _Hyperliquid(ccxt.hyperliquid):
         """ccxt's Hyperliquid that never signs ``approveBuilderFee`` nor ``setReferrer``."""
 
-        def handle_builder_fee_approval(self) -> bool:  # noqa: D401 - ccxt's hook
+        def handle_builder_fee_approval(self) -> bool:  # ccxt's hook
             return True
 
         def set_ref(self) -> bool:
@@ -184,14 +196,14 @@ class CcxtBroker(Broker):
         as_of_tolerance_seconds: an as-of further than this from the wall clock is refused.
     """
 
-    def __init__(self, exchange: Any, account: str, mode: str = "paper", *, leverage: dict[str, int] | None = None,
+    def __init__(self, exchange: Any, account: str, mode: Mode = "paper", *, leverage: dict[str, int] | None = None,
                  default_leverage: int = 1, margin_mode: str = "cross", symbols: dict[str, str] | None = None,
                  market_slippage: float = 0.01, retries: int = 2, retry_wait: float = 0.2,
                  as_of_tolerance_seconds: float = 900.0) -> None:
         self.exchange = exchange
         self.name = exchange.id
         self.account = account
-        self.mode = mode  # type: ignore[assignment]
+        self.mode = mode
         self.leverage = dict(leverage or {})
         self.default_leverage = default_leverage
         self.margin_mode = margin_mode
@@ -322,7 +334,7 @@ class CcxtBroker(Broker):
         out = {}
         for s in symbols:
             sym = self.ccxt_symbol(s)
-            t = self._read(f"ticker {s}", lambda sym=sym: self.exchange.fetch_ticker(sym))
+            t = self._read(f"ticker {s}", partial(self.exchange.fetch_ticker, sym))
             px = t.get("last") or t.get("close") or (t.get("info") or {}).get("markPx")
             if not px:
                 raise NotConnected(self._ctx(f"no price for {s}"))
@@ -454,20 +466,20 @@ class CcxtBroker(Broker):
         avg = _positive(o.get("average")) or _positive(hint.get("average"))
         fee_of = o.get("fee") if o.get("fee") and o["fee"].get("cost") is not None else hint.get("fee")
         fee = float(fee_of["cost"]) if fee_of and fee_of.get("cost") is not None else None
-        if filled > _EPS and (avg is None or fee is None):
+        if filled > NOISE_EPS and (avg is None or fee is None):
             try:
                 trades = self._order_trades(sym, o)
             except BrokerError as exc:  # the order stands; only its price or fee is unknown for now
                 log.warning("%s: fills of order %s not read: %s", self._ctx(client_order_id), o.get("id"), exc)
                 trades = []
             units = sum(float(t.get("amount") or 0.0) for t in trades)
-            if avg is None and units > _EPS and units >= filled * (1 - 1e-9):
+            if avg is None and units > NOISE_EPS and units >= filled * (1 - QTY_EPS):
                 avg = _positive(sum(float(t["amount"]) * float(t["price"]) for t in trades) / units)
             if fee is None and trades:
                 fee = sum(float((t.get("fee") or {}).get("cost") or 0.0) for t in trades)
         return OrderResult(orderId=str(o["id"]), client_order_id=client_order_id,
                            status=_STATUS.get(o.get("status") or "", str(o.get("status"))), filled_quantity=filled,
-                           fill_price=avg if filled > _EPS else None, commission=fee or 0.0,
+                           fill_price=avg if filled > NOISE_EPS else None, commission=fee or 0.0,
                            limit_price=float(o["price"]) if o.get("price") and o.get("type") == "limit" else None)
 
     def place_order(self, order: OrderRequest, as_of: datetime) -> OrderResult:
@@ -488,15 +500,13 @@ class CcxtBroker(Broker):
         if self._read(f"look up {order.client_order_id}", lambda: self._fetch_by_client_id(sym, order.client_order_id)):
             raise DuplicateOrder(f"{ctx}: client order id already used at {self.name}; order refused")
         amount = float(self.exchange.amount_to_precision(sym, order.quantity))
-        if order.quantity <= 0 or abs(amount - order.quantity) > 1e-9 * max(1.0, order.quantity):
+        if order.quantity <= 0 or abs(amount - order.quantity) > QTY_EPS * max(1.0, order.quantity):
             raise OrderRejected(f"{ctx}: quantity {order.quantity} is not a multiple of the step {spec.lot_size}")
         price = None
         if order.order_type == "LMT" or self.name == "hyperliquid":
-            quote = None
-            if order.limit_price is None:
-                quote = self.quotes([order.symbol], as_of)[order.symbol]
+            quote = self.quotes([order.symbol], as_of)[order.symbol] if order.limit_price is None else None
             if order.order_type == "LMT":
-                raw = order.limit_price if order.limit_price is not None else limit_price_for(
+                raw = order.limit_price if quote is None else limit_price_for(
                     order.action, quote, float(order.limit_offset_bps or 0.0), spec.tick_size)
                 price = float(self.exchange.price_to_precision(sym, raw))
             else:
@@ -516,7 +526,7 @@ class CcxtBroker(Broker):
                                      exc)
         except ccxt.BaseError as exc:
             raise self._err(exc, f"order {order.client_order_id}") from exc
-        except Exception as exc:  # noqa: BLE001 - an answer ccxt could not read: the order may stand
+        except Exception as exc:  # an answer ccxt could not read: the order may stand
             return self._answer_lost(order.client_order_id, sym, BrokerError(
                 f"{ctx}: unreadable answer ({type(exc).__name__}: {exc})"), exc)
         return self._placed(order.client_order_id, sym, placed)

@@ -28,7 +28,22 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from bus.models import InstrumentSpec
 
 Mode = Literal["paper", "live"]
+#: The bar timeframes, spelled out (``market/`` is out of reach; see :mod:`market.timeframes`).
+PriceTimeframe = Literal["1h", "4h", "1d"]
 ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
+
+
+# Typed default factories: a lambda's list/dict literal is inferred as list[str] / dict[str, ...], not the Literals.
+def _default_price_timeframes() -> list[PriceTimeframe]:
+    return ["1d", "4h"]
+
+
+def _default_ports() -> dict[Mode, int]:
+    return {"paper": 7497, "live": 7496}
+
+
+def _default_accounts() -> dict[Mode, str]:
+    return {"paper": "paper", "live": "live"}
 
 
 class BrokersConfigError(ValueError):
@@ -73,7 +88,7 @@ class SimAccount(_Account):
     impact_ref_notional: float = Field(1_000_000.0, gt=0)
     costs: dict[str, SimCosts] = Field(default_factory=dict)
     leverage: dict[str, float] = Field(default_factory=dict)
-    price_timeframes: list[Literal["1h", "4h", "1d"]] = Field(default_factory=lambda: ["1d", "4h"], min_length=1)
+    price_timeframes: list[PriceTimeframe] = Field(default_factory=_default_price_timeframes, min_length=1)
     funding: bool = True
     instruments: dict[str, InstrumentSpec] = Field(default_factory=dict)
 
@@ -97,7 +112,7 @@ class IBAccount(_Account):
     kind: Literal["ib"] = "ib"
     ib_account: str = Field("", pattern=r"^[A-Z0-9]*$")
     host: str = "127.0.0.1"
-    ports: dict[Mode, int] = Field(default_factory=lambda: {"paper": 7497, "live": 7496})
+    ports: dict[Mode, int] = Field(default_factory=_default_ports)
     client_id: int = Field(17, ge=0)
     connect_timeout: float = Field(5.0, gt=0, description="seconds for connect() and its synchronisation")
     request_timeout: float = Field(10.0, gt=0, description="seconds for one request before NotConnected")
@@ -171,7 +186,7 @@ class BrokersFile(BaseModel):
     """``brokers.yaml``: accounts by name, and the account each trading mode uses."""
 
     model_config = ConfigDict(extra="forbid")
-    defaults: dict[Mode, str] = Field(default_factory=lambda: {"paper": "paper", "live": "live"})
+    defaults: dict[Mode, str] = Field(default_factory=_default_accounts)
     accounts: dict[str, AccountConfig]
 
     @model_validator(mode="after")
@@ -181,24 +196,24 @@ class BrokersFile(BaseModel):
                 acct.account = name
         return self
 
-    def name_for(self, mode: str) -> str:
+    def name_for(self, mode: Mode) -> str:
         """The account name mode ``mode`` trades.
 
         Raises:
             BrokersConfigError: no default for the mode, or it names no account.
         """
-        name = self.defaults.get(mode)  # type: ignore[call-overload]
+        name = self.defaults.get(mode)
         if name is None:
             raise BrokersConfigError(f"defaults: no account for mode {mode!r}")
         if name not in self.accounts:
             raise BrokersConfigError(f"defaults.{mode}: no account named {name!r}; accounts: {sorted(self.accounts)}")
         return name
 
-    def account_for(self, mode: str) -> SimAccount | IBAccount | CcxtAccount:
+    def account_for(self, mode: Mode) -> SimAccount | IBAccount | CcxtAccount:
         """The account configuration mode ``mode`` trades (see :meth:`name_for`)."""
         return self.accounts[self.name_for(mode)]
 
-    def check_strategy_accounts(self, mode: str, strategy_accounts: dict[str, str | None]) -> None:
+    def check_strategy_accounts(self, mode: Mode, strategy_accounts: dict[str, str | None]) -> None:
         """Refuse strategies (id -> account name or None) naming an unknown account or one this mode does not trade.
 
         Raises:

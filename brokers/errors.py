@@ -15,7 +15,13 @@ from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
 from brokers.base import (
-    BrokerError, DuplicateOrder, InsufficientFunds, NotConnected, OrderNotFound, OrderRejected, RateLimited,
+    BrokerError,
+    DuplicateOrder,
+    InsufficientFunds,
+    NotConnected,
+    OrderNotFound,
+    OrderRejected,
+    RateLimited,
     UnknownInstrument,
 )
 from brokers.secrets import redact

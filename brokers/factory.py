@@ -10,14 +10,14 @@ first order.
 from __future__ import annotations
 
 from brokers.base import Broker, BrokerConfigError, PriceSource
-from brokers.config import CcxtAccount, IBAccount, SimAccount
+from brokers.config import CcxtAccount, IBAccount, Mode, SimAccount
 from brokers.sim import BarSource, FundingSource, SimBroker
 from brokers.sim_costs import CostModel
 from bus.models import InstrumentSpec
 from bus.store import Store
 
 
-def build_broker(cfg: SimAccount | IBAccount | CcxtAccount, mode: str, *, instruments: dict[str, InstrumentSpec],
+def build_broker(cfg: SimAccount | IBAccount | CcxtAccount, mode: Mode, *, instruments: dict[str, InstrumentSpec],
                  store: Store | None = None, prices: PriceSource | None = None, funding: FundingSource | None = None,
                  bars: BarSource | None = None, base_currency: str = "USD") -> Broker:
     """The broker of account ``cfg`` for trading mode ``mode`` (``paper``/``live``).
@@ -46,7 +46,7 @@ def build_broker(cfg: SimAccount | IBAccount | CcxtAccount, mode: str, *, instru
                          impact_ref_notional=cfg.impact_ref_notional, costs=costs, leverage=cfg.leverage,
                          funding=funding if cfg.funding else None, bars=bars)
     if isinstance(cfg, IBAccount):
-        port = cfg.ports.get(mode)  # type: ignore[call-overload]
+        port = cfg.ports.get(mode)
         if port is None:
             raise BrokerConfigError(f"account {name}: no port for mode {mode!r} (ports: {cfg.ports})")
         from brokers.ib import IBBroker

@@ -49,18 +49,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeGuard
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from brokers.aio_thread import LoopThread
 from brokers.base import (
-    CANCELLED, FILLED, WORKING, Broker, BrokerError, DuplicateOrder, NotConnected, OrderNotFound, OrderRejected,
-    OrderRequest, OrderResult, UnknownInstrument, limit_price_for, round_to_tick,
+    CANCELLED,
+    FILLED,
+    WORKING,
+    Broker,
+    BrokerError,
+    DuplicateOrder,
+    NotConnected,
+    OrderNotFound,
+    OrderRejected,
+    OrderRequest,
+    OrderResult,
+    UnknownInstrument,
+    limit_price_for,
+    round_to_tick,
 )
+from brokers.config import Mode
 from brokers.errors import IB_LINK_LOST, IB_LINK_RESTORED, IB_ORDER_GOES_ON, from_connection, from_ib, ib_informational
 from brokers.wallclock import require_current
+from bus.constants import QTY_EPS
 from bus.models import Holding, InstrumentSpec, OpenOrder, PortfolioSnapshot
 
 log = logging.getLogger(__name__)
@@ -90,13 +105,13 @@ class IBBroker(Broker):
 
     name = "ib"
 
-    def __init__(self, host: str, port: int, client_id: int, mode: str = "paper", account: str = "",
+    def __init__(self, host: str, port: int, client_id: int, mode: Mode = "paper", account: str = "",
                  instruments: dict[str, InstrumentSpec] | None = None, base_currency: str = "USD",
                  connect_timeout: float = 5.0, request_timeout: float = 10.0, order_wait: float = 5.0,
                  reconnect_attempts: int = 3, reconnect_wait: float = 1.0, market_data_type: int = 1,
                  as_of_tolerance_seconds: float = 900.0) -> None:
         self.host, self.port, self.client_id = host, int(port), int(client_id)
-        self.mode = mode  # type: ignore[assignment]
+        self.mode = mode
         self.account = account
         self._configured_account = account
         self.instruments = dict(instruments or {})
@@ -160,7 +175,7 @@ class IBBroker(Broker):
         if self._ib is not None:
             try:
                 self._ib.disconnect()
-            except Exception:  # noqa: BLE001 - already broken; we only want it gone
+            except Exception:  # already broken; we only want it gone
                 pass
             self._ib = None
 
@@ -302,7 +317,7 @@ class IBBroker(Broker):
             contracts = await self._qualified(ib, symbols)
             tickers = await ib.reqTickersAsync(*contracts.values())
             out = {}
-            for sym, t in zip(contracts, tickers):
+            for sym, t in zip(contracts, tickers, strict=True):  # one ticker per contract, in order
                 px = _price_of(t)
                 if not _finite(px):
                     raise NotConnected(f"{self._where()}: no price for {sym}")
@@ -365,7 +380,7 @@ class IBBroker(Broker):
         ctx = f"{self._where()}: order {order.client_order_id}"
 
         async def place(ib: Any) -> OrderResult:
-            from ib_async import LimitOrder, MarketOrder
+            from ib_async import LimitOrder, MarketOrder, Order
 
             contract = (await self._qualified(ib, [order.symbol]))[order.symbol]
             spec = self._specs[order.symbol]
@@ -374,10 +389,11 @@ class IBBroker(Broker):
                 status = _venue_status(trade) if trade is not None else "Filled"
                 raise DuplicateOrder(f"{ctx}: client order id already used at IB (status {status}); order refused")
             lots = order.quantity / spec.lot_size
-            if order.quantity <= 0 or abs(lots - round(lots)) > 1e-9 or order.quantity < spec.min_quantity:
+            if order.quantity <= 0 or abs(lots - round(lots)) > QTY_EPS or order.quantity < spec.min_quantity:
                 raise OrderRejected(f"{ctx}: quantity {order.quantity} {order.symbol} breaks lot {spec.lot_size} / "
                                     f"minimum {spec.min_quantity}")
             common = dict(orderRef=order.client_order_id, account=self.account, tif="DAY")
+            ib_order: Order
             if order.order_type == "LMT":
                 if order.limit_price is not None:
                     lmt = round_to_tick(order.limit_price, spec.tick_size, "down" if order.action == "BUY" else "up")
@@ -443,7 +459,7 @@ class IBBroker(Broker):
 # ---------------------------------------------------------------------- helpers
 
 
-def _finite(x: Any) -> bool:
+def _finite(x: Any) -> TypeGuard[float]:
     """A usable price: a positive finite number below IB's "unset" marker (1.797e308)."""
     return isinstance(x, (int, float)) and math.isfinite(x) and 0 < x < 1e300
 
@@ -513,7 +529,7 @@ def _fill_numbers(trade: Any | None, fills: list[Any], known: list[Any]) -> tupl
     if trade is not None:
         filled = max(filled, _number(trade.orderStatus.filled), _number(trade.order.filledQuantity))
     avg: float | None = None
-    if exec_qty > 0 and exec_qty >= filled - 1e-9:
+    if exec_qty > 0 and exec_qty >= filled - QTY_EPS:
         avg = sum(_number(f.execution.shares) * _number(f.execution.price) for f in execs) / exec_qty
     elif trade is not None and _finite(trade.orderStatus.avgFillPrice):
         avg = float(trade.orderStatus.avgFillPrice)
@@ -524,7 +540,7 @@ def _fill_numbers(trade: Any | None, fills: list[Any], known: list[Any]) -> tupl
 
 
 def _result(trade: Any, client_order_id: str, ctx: str, lmt: float | None, raise_errors: bool = True,
-            fills: list[Any] = (), known: list[Any] = ()) -> OrderResult:  # type: ignore[assignment]
+            fills: Sequence[Any] = (), known: Sequence[Any] = ()) -> OrderResult:
     """The trade as an OrderResult; with ``raise_errors``, a refused order raises its IB error instead."""
     st = _venue_status(trade)
     errors = [e for e in trade.log if e.errorCode and not ib_informational(e.errorCode)]

@@ -24,16 +24,19 @@ from bus.redaction import MASK, redact, register
 __all__ = ["MASK", "read_secret", "redact", "register"]
 
 
-def read_secret(env_name: str, purpose: str, account: str) -> str:
+def read_secret(env_name: str | None, purpose: str, account: str) -> str:
     """The value of ``$env_name``, registered for redaction.
 
     Args:
+        env_name: the variable's name, as the account configures it (None: the account names none).
         purpose: what it is ("API key"), for the error message.
         account: the account name, for the error message.
 
     Raises:
-        BrokerConfigError: the variable is unset or empty (the message names it, not a value).
+        BrokerConfigError: no variable is named, or it is unset or empty (the message names it, not a value).
     """
+    if not env_name:
+        raise BrokerConfigError(f"account {account}: no environment variable is named for the {purpose}")
     value = os.environ.get(env_name, "")
     if not value.strip():
         raise BrokerConfigError(f"account {account}: environment variable {env_name} ({purpose}) is not set")

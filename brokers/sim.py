@@ -54,20 +54,45 @@ from typing import Any, Iterable, Protocol
 from pydantic import ValidationError
 
 from brokers.base import (
-    CANCELLED, FILLED, WORKING, Broker, BrokerError, DuplicateOrder, InsufficientFunds, NotConnected, OrderNotFound,
-    OrderRejected, OrderRequest, OrderResult, PriceSource, UnknownInstrument, limit_price_for,
+    CANCELLED,
+    FILLED,
+    WORKING,
+    Broker,
+    BrokerError,
+    DuplicateOrder,
+    InsufficientFunds,
+    NotConnected,
+    OrderNotFound,
+    OrderRejected,
+    OrderRequest,
+    OrderResult,
+    PriceSource,
+    UnknownInstrument,
+    limit_price_for,
 )
+from brokers.config import Mode
 from brokers.sim_costs import (
-    MARGINED_SEC_TYPES, CostModel, funding_payment, initial_margin, limit_crossed, resting_fill_price,
+    MARGINED_SEC_TYPES,
+    CostModel,
+    funding_payment,
+    initial_margin,
+    limit_crossed,
+    resting_fill_price,
 )
 from bus import paths
 from bus.accounting import apply_fill
+from bus.constants import LIMIT_EPS, MONEY_EPS, QTY_EPS
 from bus.models import (
-    Holding, InstrumentSpec, OpenOrder, PortfolioSnapshot, SimAccountState, SimOrder, SimPosition, SimRestingOrder,
+    Holding,
+    InstrumentSpec,
+    OpenOrder,
+    PortfolioSnapshot,
+    SimAccountState,
+    SimOrder,
+    SimPosition,
+    SimRestingOrder,
 )
 from bus.store import Store
-
-EPS = 1e-9
 
 
 class BarSource(Protocol):
@@ -108,7 +133,7 @@ class SimBroker(Broker):
 
     def __init__(self, store: Store, account: str, prices: PriceSource, specs: dict[str, InstrumentSpec],
                  starting_cash: float = 100_000.0, fee_bps: float = 1.0, slippage_bps: float = 2.0,
-                 mode: str = "paper", base_currency: str = "USD", *, maker_fee_bps: float | None = None,
+                 mode: Mode = "paper", base_currency: str = "USD", *, maker_fee_bps: float | None = None,
                  impact_bps: float = 0.0, impact_ref_notional: float = 1_000_000.0,
                  costs: dict[str, CostModel] | None = None, leverage: dict[str, float] | None = None,
                  funding: FundingSource | None = None, bars: BarSource | None = None) -> None:
@@ -119,7 +144,7 @@ class SimBroker(Broker):
         self.starting_cash = starting_cash
         self.fee_bps = fee_bps
         self.slippage_bps = slippage_bps
-        self.mode = mode  # type: ignore[assignment]
+        self.mode = mode
         self.base_currency = base_currency
         self.default_costs = CostModel(taker_fee_bps=fee_bps, maker_fee_bps=fee_bps if maker_fee_bps is None
                                        else maker_fee_bps, half_spread_bps=slippage_bps, impact_bps=impact_bps,
@@ -371,16 +396,16 @@ class SimBroker(Broker):
         if order.quantity <= 0:
             raise OrderRejected(f"sim: quantity must be positive, got {order.quantity}")
         lots = order.quantity / spec.lot_size
-        if abs(lots - round(lots)) > EPS:
+        if abs(lots - round(lots)) > QTY_EPS:
             raise OrderRejected(
                 f"sim: {order.symbol} quantity {order.quantity} is not a multiple of lot {spec.lot_size}")
-        if order.quantity < spec.min_quantity - EPS:
+        if order.quantity < spec.min_quantity - QTY_EPS:
             raise OrderRejected(f"sim: {order.symbol} quantity {order.quantity} below minimum {spec.min_quantity}")
 
     def _limit_price(self, order: OrderRequest, spec: InstrumentSpec, px: float) -> float:
         if order.limit_price is not None:
             lmt = float(order.limit_price)
-            if abs(lmt / spec.tick_size - round(lmt / spec.tick_size)) > 1e-6:
+            if abs(lmt / spec.tick_size - round(lmt / spec.tick_size)) > MONEY_EPS:
                 raise OrderRejected(f"sim: {order.symbol} limit price {lmt} is not a multiple of tick {spec.tick_size}")
             return lmt
         return limit_price_for(order.action, px, float(order.limit_offset_bps or 0.0), spec.tick_size)
@@ -396,16 +421,16 @@ class SimBroker(Broker):
         px = self._price(order.symbol, as_of)
         costs = self.cost_model(order.symbol)
         market_fill = costs.market_fill(order.action, px, order.quantity, spec.multiplier, spec.tick_size)
-        lmt = None
-        rests = False
+        lmt: float | None = None
+        resting_at: float | None = None  # the limit price of an order that rests (not marketable now)
         fill = market_fill
         if order.order_type == "LMT":
             lmt = self._limit_price(order, spec, px)
             marketable = market_fill <= lmt if order.action == "BUY" else market_fill >= lmt
-            rests = not marketable
-        price_for_rules = lmt if rests else fill
+            resting_at = None if marketable else lmt
+        price_for_rules = resting_at if resting_at is not None else fill
         notional = order.quantity * price_for_rules * spec.multiplier
-        if notional < spec.min_notional - EPS:
+        if notional < spec.min_notional - LIMIT_EPS:
             raise OrderRejected(f"sim: {order.symbol} notional {notional:.2f} below minimum {spec.min_notional}")
         sign = 1.0 if order.action == "BUY" else -1.0
         q0 = (st.positions.get(order.symbol) or _FLAT).quantity
@@ -415,11 +440,10 @@ class SimBroker(Broker):
         record = SimOrder(orderId=order_id, client_order_id=order.client_order_id, symbol=order.symbol,
                           action=order.action, totalQuantity=order.quantity, orderType=order.order_type, lmtPrice=lmt,
                           as_of=as_of, placed_at=now, status=WORKING)
-        if rests:
-            assert lmt is not None
+        if resting_at is not None:
             st.open_orders[order.client_order_id] = SimRestingOrder(
                 orderId=order_id, symbol=order.symbol, action=order.action, totalQuantity=order.quantity,
-                remaining=order.quantity, lmtPrice=lmt, as_of=as_of, seq=st.order_count)
+                remaining=order.quantity, lmtPrice=resting_at, as_of=as_of, seq=st.order_count)
             if self._adds_exposure(q0, sign * order.quantity):
                 self._check_funds(st, order, as_of, px)
             self._save(st, as_of, [*writes, (order_path, record)])
@@ -436,14 +460,14 @@ class SimBroker(Broker):
 
     @staticmethod
     def _adds_exposure(q0: float, signed_qty: float) -> bool:
-        return abs(q0 + signed_qty) > abs(q0) + EPS
+        return abs(q0 + signed_qty) > abs(q0) + QTY_EPS
 
     def _check_funds(self, st: SimAccountState, order: OrderRequest, as_of: datetime, px: float) -> None:
         marks = {s: (px if s == order.symbol else self._price(s, as_of))
                  for s, p in st.positions.items() if p.quantity}
         nav = self._nav(st.cash, st.positions, marks)
         need = self._margin(st.positions, marks) + self._reserved(st.open_orders, st.positions)
-        if need > nav + EPS:
+        if need > nav + LIMIT_EPS:
             raise InsufficientFunds(
                 f"sim: {order.action} {order.quantity} {order.symbol} needs margin {need:.2f} beyond NAV {nav:.2f}")
 

@@ -15,7 +15,8 @@ the point passes no ``n``). Actions:
 
 * ``exit``: ``os._exit(137)``, no cleanup, no ``finally``: a crash, as ``kill -9`` would leave it;
 * ``sigint`` / ``sigterm``: the signal to this process (the handlers run as for a real Ctrl-C / kill);
-* ``raise``: :class:`FaultInjected` (an exception the code under test may not expect).
+* ``raise``: :class:`FaultInjected` (an exception the code under test may not expect);
+* ``delay:SECONDS``: a slow dependency (a broker read that takes SECONDS), then go on.
 
 This replaces sleeping in tests: the fault happens at the point, not after a guess of time.
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 #: Environment variable naming the fault points to fire.
 FAULTS_ENV = "INTENT_BUS_FAULTS"
@@ -80,5 +82,7 @@ def fault_point(name: str, n: int | None = None) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
     elif action == "raise":
         raise FaultInjected(f"fault injected at {name} #{n}")
+    elif action.startswith("delay:"):
+        time.sleep(float(action.split(":", 1)[1]))
     else:
         raise ValueError(f"{FAULTS_ENV}: unknown action {action!r} for {name} (exit, sigint, sigterm, raise)")

@@ -166,6 +166,8 @@ class StrategyConfig(Doc):
     max_intent_age_seconds: int | None = Field(None, gt=0)
     account: str | None = Field(None, description="the broker account it trades; None: the mode's default")
     llm: dict[str, Any] | None = None
+    disabled_reason: str | None = Field(None, description="why the configuration apply disabled it (it is no "
+                                        "longer in the files); its book is kept")
 
 
 # --------------------------------------------------------------------------- intents

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -174,6 +175,11 @@ def _lease_doc(holder: str, now: datetime, ttl_seconds: float) -> dict[str, Any]
             "host": socket.gethostname(), "pid": os.getpid()}
 
 
+#: Seconds an unreachable store is not asked again (every call fails at once meanwhile).
+DOWN_SECONDS = 30.0
+#: Conditional-write attempts of one lease take before it counts as refused.
+LEASE_ATTEMPTS = 5
+
 #: Values a document may hold that never change in place: shared, not copied.
 _IMMUTABLE = (str, int, float, bool, type(None), datetime, bytes)
 
@@ -310,6 +316,7 @@ class FirestoreStore(Store):
         def transient(exc: Exception) -> bool:  # the client's transient errors, and an attempt that timed out
             return api_retry.if_transient_error(exc) or isinstance(exc, api_exceptions.DeadlineExceeded)
 
+        self._down: tuple[float, str] | None = None
         self._retry = api_retry.Retry(initial=0.1, maximum=1.0, multiplier=2.0, timeout=self.deadline,
                                       predicate=transient)
 
@@ -319,9 +326,26 @@ class FirestoreStore(Store):
         return {"retry": self._retry, "timeout": self.timeout}
 
     def _wrap(self, what: str, exc: Exception) -> StoreError:
+        """A :class:`StoreError` for ``exc``; an unreachable store is remembered (see :meth:`_check_up`)."""
+        if type(exc).__name__ in ("RetryError", "ServiceUnavailable", "DeadlineExceeded"):
+            self._down = (time.monotonic(), f"{what}: {type(exc).__name__}")
         return StoreError(f"firestore {what} failed: {type(exc).__name__}: {exc}")
 
+    def _check_up(self) -> None:
+        """Fail fast after the store was found unreachable: for :data:`DOWN_SECONDS` every call raises at
+        once instead of waiting out its own deadline (a run ends in seconds, not minutes).
+
+        Raises:
+            StoreError: the store was unreachable less than :data:`DOWN_SECONDS` ago.
+        """
+        if self._down is not None:
+            when, what = self._down
+            if time.monotonic() - when < DOWN_SECONDS:
+                raise StoreError(f"firestore unreachable ({what}, {time.monotonic() - when:.0f} s ago)")
+            self._down = None
+
     def get(self, path: str) -> dict[str, Any] | None:
+        self._check_up()
         self._count("get")
         try:
             snap = self.client.document(path).get(**self._call)
@@ -330,6 +354,7 @@ class FirestoreStore(Store):
         return snap.to_dict() if snap.exists else None
 
     def get_all(self, paths: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        self._check_up()
         paths = list(dict.fromkeys(paths))
         out: dict[str, dict[str, Any] | None] = {p: None for p in paths}
         if not paths:
@@ -344,6 +369,7 @@ class FirestoreStore(Store):
         return out
 
     def set(self, path: str, data: dict[str, Any]) -> None:
+        self._check_up()
         self._count("set")
         try:
             self.client.document(path).set(data, **self._call)
@@ -352,6 +378,7 @@ class FirestoreStore(Store):
         self._committed([path])
 
     def write_batch(self, writes: list[tuple[str, dict[str, Any]]]) -> None:
+        self._check_up()
         if not writes:
             return
         self._count("batch")
@@ -365,6 +392,7 @@ class FirestoreStore(Store):
         self._committed([p for p, _ in writes])
 
     def list_docs(self, collection: str) -> list[tuple[str, dict[str, Any]]]:
+        self._check_up()
         self._count("list")
         try:
             snaps = list(self.client.collection(collection).stream(**self._call))
@@ -373,6 +401,7 @@ class FirestoreStore(Store):
         return sorted(((s.id, s.to_dict()) for s in snaps), key=lambda x: x[0])
 
     def list_where(self, collection: str, field: str, value: Any) -> list[tuple[str, dict[str, Any]]]:
+        self._check_up()
         self._count("list")
         try:
             from google.cloud.firestore_v1.base_query import FieldFilter
@@ -384,6 +413,7 @@ class FirestoreStore(Store):
         return sorted(((s.id, s.to_dict()) for s in snaps), key=lambda x: x[0])
 
     def delete(self, path: str) -> None:
+        self._check_up()
         self._count("delete")
         try:
             self.client.document(path).delete(**self._call)
@@ -391,50 +421,51 @@ class FirestoreStore(Store):
             raise self._wrap(f"delete {path}", exc) from exc
 
     def try_lease(self, path: str, holder: str, ttl_seconds: float) -> tuple[bool, dict[str, Any] | None]:
+        """Take the lease with a conditional write, not a transaction: ``create`` when there is none
+        (exactly one of many concurrent callers succeeds), else an update on the condition that the
+        document is still the one just read. A caller that loses reads the lease again and is refused
+        with the winner's name: twenty runs at once give one lease and nineteen refusals, never a
+        transaction that gave up."""
+        self._check_up()
+        from google.api_core import exceptions as api_exceptions
+
         self._count("transaction")
         ref = self.client.document(path)
-        fs = self._fs
-
-        @fs.transactional
-        def take(tx: Any) -> tuple[bool, dict[str, Any] | None]:
-            snap = ref.get(transaction=tx, **self._call)
-            current = snap.to_dict() if snap.exists else None
-            now = datetime.now(timezone.utc)
-            if not _lease_decision(current, holder, now):
-                return False, current
-            doc = _lease_doc(holder, now, ttl_seconds)
-            tx.set(ref, doc)
-            return True, doc
-
-        try:
-            return take(self.client.transaction())
-        except Exception as exc:  # contention is a refusal; anything else a store failure
-            if _contended(exc):
-                log.warning("lease %s: transaction contended (%s): refused", path, exc)
-                return False, {"holder": "? (contended: another run was taking it)"}
-            raise self._wrap(f"lease {path}", exc) from exc
+        for _ in range(LEASE_ATTEMPTS):
+            try:
+                snap = ref.get(**self._call)
+                current = snap.to_dict() if snap.exists else None
+                now = datetime.now(timezone.utc)
+                if not _lease_decision(current, holder, now):
+                    return False, current
+                doc = _lease_doc(holder, now, ttl_seconds)
+                if snap.exists:
+                    ref.update(doc, option=self.client.write_option(last_update_time=snap.update_time), **self._call)
+                else:
+                    ref.create(doc, **self._call)
+                return True, doc
+            except (api_exceptions.AlreadyExists, api_exceptions.FailedPrecondition, api_exceptions.Conflict):
+                continue  # someone else wrote it between our read and our write: read it again
+            except Exception as exc:
+                raise self._wrap(f"lease {path}", exc) from exc
+        snap = ref.get(**self._call)
+        return False, (snap.to_dict() if snap.exists else {"holder": "? (contended)"})
 
     def release_lease(self, path: str, holder: str) -> None:
+        """Delete the lease if ``holder`` holds it (conditional on the document read)."""
+        self._check_up()
+        from google.api_core import exceptions as api_exceptions
+
         self._count("transaction")
         ref = self.client.document(path)
-        fs = self._fs
-
-        @fs.transactional
-        def release(tx: Any) -> None:
-            snap = ref.get(transaction=tx, **self._call)
-            if snap.exists and (snap.to_dict() or {}).get("holder") == holder:
-                tx.delete(ref)
-
         try:
-            release(self.client.transaction())
+            snap = ref.get(**self._call)
+            if snap.exists and (snap.to_dict() or {}).get("holder") == holder:
+                ref.delete(option=self.client.write_option(last_update_time=snap.update_time), **self._call)
+        except (api_exceptions.FailedPrecondition, api_exceptions.NotFound, api_exceptions.Conflict):
+            return  # taken over meanwhile (an expired lease): not ours to delete
         except Exception as exc:
             raise self._wrap(f"release {path}", exc) from exc
-
-
-def _contended(exc: Exception) -> bool:
-    """A transaction that lost to concurrent ones: Firestore's ABORTED, or the client giving up retrying."""
-    name = type(exc).__name__
-    return name in ("Aborted", "Conflict") or "Failed to commit transaction" in str(exc)
 
 
 def read(store: Store, path: str, model: type[M]) -> M | None:

@@ -10,12 +10,13 @@ itself ends the process with exit code 130, not by the raw signal.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import pkgutil
 import signal
 import sys
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, Callable, NoReturn
 
 import typer
 
@@ -44,11 +45,36 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log at
     signal.signal(signal.SIGTERM, _sigterm)
 
 
+def _one_line_on_store_failure(callback: Callable[..., Any]) -> Callable[..., Any]:
+    """``callback`` with an unreachable store reported as one line and exit code 1 (not a traceback)."""
+
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from bus.store import StoreError
+
+        try:
+            return callback(*args, **kwargs)
+        except StoreError as exc:
+            fail(f"the store is unreachable; nothing more was done: {str(exc).splitlines()[0][:300]}", EXIT_FAILED)
+
+    return run
+
+
+def _guard(typer_app: typer.Typer) -> None:
+    for info in typer_app.registered_commands:
+        if info.callback is not None:
+            info.callback = _one_line_on_store_failure(info.callback)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _guard(group.typer_instance)
+
+
 def _register_commands() -> None:
     from cli import commands
 
     for mod in sorted(m.name for m in pkgutil.iter_modules(commands.__path__)):
         importlib.import_module(f"cli.commands.{mod}")
+    _guard(app)
 
 
 def main() -> None:

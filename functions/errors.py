@@ -93,6 +93,13 @@ class Conflict(HttpError):
     status = "ABORTED"
 
 
+class Unavailable(HttpError):
+    """503: the store (Firestore) could not be reached; nothing was traded on unrecorded state. Retry later."""
+
+    status_code = 503
+    status = "UNAVAILABLE"
+
+
 class Internal(HttpError):
     """500 raised on purpose: a run that failed and was recorded as ``failed``."""
 

@@ -21,7 +21,15 @@ from pydantic import BaseModel, ValidationError
 
 from bus import logs
 from functions import auth
-from functions.errors import BadRequest, HttpError, Internal, MethodNotAllowed, from_validation, new_error_id
+from functions.errors import (
+    BadRequest,
+    HttpError,
+    Internal,
+    MethodNotAllowed,
+    Unavailable,
+    from_validation,
+    new_error_id,
+)
 
 log = logging.getLogger("functions")
 M = TypeVar("M", bound=BaseModel)
@@ -47,6 +55,9 @@ def parse_body(request: flask.Request) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         reason = f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         raise BadRequest(f"body: {reason}", "body", reason) from None
+    except RecursionError:
+        reason = "malformed JSON: nested too deeply"
+        raise BadRequest(f"body: {reason}", "body", reason) from None
     if not isinstance(data, dict):
         raise BadRequest("body: must be a JSON object", "body", "must be a JSON object")
     return data
@@ -71,6 +82,8 @@ def _known_failure(exc: Exception) -> HttpError | None:
 
     if isinstance(exc, (NotConfigured, WorkflowConfigError)):
         return Internal(str(exc))
+    if type(exc).__name__ == "StoreError":  # bus.store.StoreError: the store is unreachable
+        return Unavailable(f"the store is unreachable: {str(exc)[:300]}")
     if type(exc).__name__ == "ConfigError":  # pipeline.settings.ConfigError, not imported here to stay light
         return Internal(f"deployed configuration is invalid: {exc}")
     return None

@@ -112,7 +112,7 @@ class FileBarCache:
         p = self.path(source, symbol, timeframe)
         p.parent.mkdir(parents=True, exist_ok=True)
         lines = "".join(f"{t.strftime('%Y-%m-%dT%H:%M:%SZ')},{','.join(repr(float(x)) for x in row)}\n"
-                        for t, row in zip(new.index, new[COLUMNS].itertuples(index=False)))
+                        for t, row in zip(new.index, new[COLUMNS].itertuples(index=False), strict=True))
         with self._lock:
             header = "" if p.exists() and p.stat().st_size else "timestamp," + ",".join(COLUMNS) + "\n"
             with open(p, "a", encoding="utf-8") as f:

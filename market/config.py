@@ -37,6 +37,11 @@ Timeframe = Literal["1h", "4h", "1d"]
 BUNDLED = "bundled"
 
 
+def _default_timeframes() -> list[Timeframe]:
+    """Typed default factory: a lambda's ``["1d"]`` is inferred as ``list[str]``, not the Literal."""
+    return ["1d"]
+
+
 class MarketConfigError(ValueError):
     """``market.yaml`` is malformed or inconsistent (one line, naming the field)."""
 
@@ -110,7 +115,7 @@ class SymbolSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
     bars: str = BUNDLED
     funding: str | None = None
-    timeframes: list[Timeframe] = Field(default_factory=lambda: ["1d"], min_length=1)
+    timeframes: list[Timeframe] = Field(default_factory=_default_timeframes, min_length=1)
 
 
 class MarketConfig(BaseModel):

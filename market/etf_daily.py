@@ -61,8 +61,8 @@ def rewriting_session(base_url: str) -> Any:
 
     base = urlsplit(base_url)
 
-    class Session(cr.Session):  # type: ignore[misc, valid-type]
-        def request(self, method: Any, url: str, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+    class Session(cr.Session):
+        def request(self, method: Any, url: str, *args: Any, **kwargs: Any) -> Any:
             parts = urlsplit(url)
             if (parts.hostname or "").endswith("yahoo.com"):
                 url = urlunsplit((base.scheme, base.netloc, parts.path or "/", parts.query, parts.fragment))
@@ -86,7 +86,8 @@ class YFinanceBars:
 
     def __init__(self, base_url: str | None = None, symbols: dict[str, str] | None = None, timeout: float = 10.0,
                  auto_adjust: bool = True, clock: Callable[[], datetime] | None = None) -> None:
-        self.base_url, self.symbols, self.timeout, self.auto_adjust = base_url, dict(symbols or {}), timeout, auto_adjust
+        self.base_url, self.symbols = base_url, dict(symbols or {})
+        self.timeout, self.auto_adjust = timeout, auto_adjust
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self._session: Any = None
 
@@ -123,7 +124,7 @@ class YFinanceBars:
                 if exc.yahoo_reason:  # Yahoo said why: "No data found, symbol may be delisted"
                     raise MarketDataError(f"{symbol}: Yahoo has no daily bars of {ticker!r}: {exc}") from exc
                 raw = pd.DataFrame()  # a window without a session (a holiday): nothing new
-            except Exception as exc:  # noqa: BLE001 - YFException, curl_cffi's and requests' errors
+            except Exception as exc:  # YFException, curl_cffi's and requests' errors
                 if getattr(getattr(exc, "response", None), "status_code", None) == 404:  # "Quote not found"
                     raise MarketDataError(f"{symbol}: Yahoo does not know {ticker!r}: {exc}") from exc
                 raise FetchError(f"yfinance {ticker}: {type(exc).__name__}: {exc}") from exc

@@ -8,6 +8,12 @@ nothing is filled.
 
 A bar is visible only once it has closed (:mod:`market.calendar`):
 :class:`MarketView` fixes one as-of time and never returns a later bar.
+
+Two protocols name what the readers need: a :class:`BarSeries` (``frame``) is what a
+:class:`MarketView` reads bars through (:class:`HistoryProvider`,
+:class:`~market.provider.MarketData`, :class:`~market.live.LiveProvider`), and a
+:class:`MarketSource` (``view``) is what a run reads the market through (the pipeline,
+the strategy runner).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 import pandas as pd
 
@@ -71,6 +78,19 @@ def load_csv(key: SeriesKey) -> pd.DataFrame:
     return df
 
 
+class BarSeries(Protocol):
+    """Whole bar series with a ``close_time`` column, oldest first: what a :class:`MarketView` reads."""
+
+    def frame(self, symbol: str, timeframe: str = "1d") -> pd.DataFrame: ...
+
+
+class MarketSource(Protocol):
+    """The market of a run: views as of a time (:class:`HistoryProvider`, :class:`~market.provider.MarketData`,
+    :class:`~market.live.LiveProvider`)."""
+
+    def view(self, as_of: datetime) -> MarketView: ...
+
+
 class HistoryProvider:
     """All bar files found in ``data_dirs`` (bundled data by default).
 
@@ -118,7 +138,8 @@ class HistoryProvider:
                 self._cache[(symbol, timeframe)] = df
         return df
 
-    def coverage(self, symbols: list[str] | None = None, timeframe: str = "1d") -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
+    def coverage(self, symbols: list[str] | None = None,
+                 timeframe: str = "1d") -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
         """Symbol -> (first close time, last close time)."""
         out = {}
         for s in symbols or [s for s, tf in self._keys if tf == timeframe]:
@@ -126,7 +147,7 @@ class HistoryProvider:
             out[s] = (ct.iloc[0], ct.iloc[-1])
         return out
 
-    def view(self, as_of: datetime) -> "MarketView":
+    def view(self, as_of: datetime) -> MarketView:
         """A read-only view that sees only bars closed at or before ``as_of``."""
         return MarketView(self, as_of)
 
@@ -139,7 +160,7 @@ class MarketView:
         as_of: aware datetime; no bar with ``close_time > as_of`` is ever returned.
     """
 
-    def __init__(self, provider: HistoryProvider, as_of: datetime) -> None:
+    def __init__(self, provider: BarSeries, as_of: datetime) -> None:
         if as_of.tzinfo is None:
             raise ValueError("as_of must be timezone-aware (UTC)")
         self._provider = provider

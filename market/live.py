@@ -139,7 +139,7 @@ class LiveProvider:
 
     def view(self, as_of: datetime) -> MarketView:
         """The market as of ``as_of`` (no bar closed later is visible)."""
-        return MarketView(self, as_of)  # type: ignore[arg-type] - duck-types HistoryProvider.frame
+        return MarketView(self, as_of)
 
     def origin(self, symbol: str, timeframe: str, used: pd.DataFrame) -> str:
         """Where bars read through this provider came from (for the intent's record): ``live``."""

@@ -119,7 +119,7 @@ class MarketData:
         ``max_staleness_hours``, else 4 days for daily equity bars and 2 bar lengths otherwise."""
         cfg = self.config.source(self.source_name(symbol))
         if timeframe in cfg.max_staleness_hours:
-            return timedelta(hours=cfg.max_staleness_hours[timeframe])  # type: ignore[index]
+            return timedelta(hours=cfg.max_staleness_hours[timeframe])
         if self.is_equity(symbol, timeframe) and timeframe == "1d":
             return timedelta(days=4)
         return 2 * TIMEFRAMES[timeframe].duration
@@ -183,7 +183,8 @@ class MarketData:
 
     def coverage(self, symbols: list[str] | None = None, timeframe: str = "1d"
                  ) -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
-        """Symbol -> (first close time, last close time) of what is bundled or cached (symbols with neither left out)."""
+        """Symbol -> (first close time, last close time) of what is bundled or cached (symbols with neither
+        left out)."""
         out = {}
         for s in symbols or self.symbols():
             try:
@@ -197,7 +198,7 @@ class MarketData:
         """The market as of ``as_of``: refreshed from the sources when ``as_of`` is now (within
         ``now_window`` of the clock), else bundled and cached bars only."""
         if self.live_at(as_of):
-            return MarketView(_AsOfNow(self), as_of)  # type: ignore[arg-type] - duck-types the provider
+            return MarketView(_AsOfNow(self), as_of)
         return MarketView(self, as_of)
 
     def live_at(self, as_of: datetime) -> bool:

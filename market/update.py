@@ -19,7 +19,7 @@ import pandas as pd
 
 from market.bars import COLUMNS
 from market.config import CcxtSource, IBSource, YFinanceSource
-from market.history import VENUE_ORDER, MarketDataError, load_csv, SeriesKey
+from market.history import VENUE_ORDER, MarketDataError, SeriesKey, load_csv
 from market.provider import FetchReport, MarketData
 
 
@@ -92,7 +92,7 @@ def append_bundled(md: MarketData, symbol: str, timeframe: str, bundled_dir: Pat
         return path, 0
     header = "" if path.exists() else "timestamp," + ",".join(COLUMNS) + "\n"
     lines = "".join(f"{pd.Timestamp(t).strftime('%Y-%m-%dT%H:%M:%SZ')},{','.join(repr(float(x)) for x in row)}\n"
-                    for t, row in zip(new.index, new[COLUMNS].itertuples(index=False)))
+                    for t, row in zip(new.index, new[COLUMNS].itertuples(index=False), strict=True))
     with open(path, "a", encoding="utf-8") as f:
         f.write(header + lines)
     return path, len(new)

@@ -15,7 +15,7 @@ from brokers.base import Broker, BrokerError
 from bus.models import Execution, Intent, PortfolioSnapshot, StrategyConfig
 from bus.store import Store
 from commander.run import run_commander
-from market.history import HistoryProvider
+from market.history import MarketSource
 from reconcile import reconcile
 from strategies.runner import run_strategies
 
@@ -33,7 +33,7 @@ class PipelineResult:
     execution: Execution | None = None
 
 
-def run_pipeline(store: Store, provider: HistoryProvider, broker: Broker, strategies: list[StrategyConfig],
+def run_pipeline(store: Store, provider: MarketSource, broker: Broker, strategies: list[StrategyConfig],
                  as_of: datetime, dry_run: bool = False, run_reconcile: bool = True,
                  trigger: str = "manual", execution_id: str | None = None) -> PipelineResult:
     """Run the three steps as of ``as_of``.

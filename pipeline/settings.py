@@ -13,7 +13,9 @@ field, so the command line can print it on one line.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from commander.allocate import AllocationError, validate_allocations
 from market.config import MarketConfig, MarketConfigError, parse_market_config
 from strategies.llm.config import LLMConfigError, trader_strategy_configs
 
+log = logging.getLogger(__name__)
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "config"
 
 
@@ -68,8 +71,13 @@ def load_settings(config_dir: Path | None = None) -> Settings:
         ConfigError: the first problem found, naming file and field.
     """
     d = Path(config_dir or DEFAULT_DIR)
+    raw_trading = _read_yaml(d / "trading.yaml")
+    if not isinstance(raw_trading, dict) or not raw_trading:
+        # An empty file would validate as all defaults (e.g. a looser gross leverage than the shipped one).
+        raise ConfigError(f"{d / 'trading.yaml'}: expected a mapping of settings, got "
+                          f"{'an empty file' if not raw_trading else type(raw_trading).__name__}")
     try:
-        trading = TradingConfig.model_validate(_read_yaml(d / "trading.yaml") or {})
+        trading = TradingConfig.model_validate(raw_trading)
     except ValidationError as exc:
         raise _first_error(d / "trading.yaml", exc) from exc
     raw = _read_yaml(d / "strategies.yaml") or {}
@@ -128,8 +136,30 @@ def load_market(config_dir: Path) -> MarketConfig:
         raise ConfigError(str(exc)) from exc
 
 
-def apply_settings(store: Store, settings: Settings) -> None:
-    """Write ``config/trading`` and every ``strategies/{id}`` in one batch."""
+def apply_settings(store: Store, settings: Settings) -> list[str]:
+    """Write ``config/trading`` and every ``strategies/{id}`` in one batch; returns the ids it disabled.
+
+    A strategy in the store that the files no longer name is *disabled*, not left trading with a
+    stale allocation: its document keeps its book and history, gets ``enabled: false`` and a
+    ``disabled_reason`` saying when and why, and a warning is logged. Its book is then held as
+    it is (the Commander no longer reads its intent).
+
+    Raises:
+        bus.store.StoreError: the store is unreachable.
+    """
+    named = {s.strategy_id for s in settings.strategies}
+    now = datetime.now(timezone.utc)
+    dropped = []
     writes = [(paths.TRADING_CONFIG, settings.trading.to_store())]
     writes += [(paths.strategy(s.strategy_id), s.to_store()) for s in settings.strategies]
+    for sid, doc in store.list_docs("strategies"):
+        if sid in named or not doc.get("enabled", True):
+            continue
+        doc = {**doc, "enabled": False,
+               "disabled_reason": f"not in the configuration files applied at {now.isoformat()}"}
+        writes.append((paths.strategy(sid), doc))
+        dropped.append(sid)
+    if dropped:
+        log.warning("strategies %s are no longer configured: disabled (their books are kept)", ", ".join(dropped))
     store.write_batch(writes)
+    return dropped

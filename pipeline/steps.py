@@ -34,7 +34,7 @@ from bus.ids import new_id
 from bus.models import Execution, Intent, IntentSource, PortfolioSnapshot, StrategyConfig
 from bus.store import Store
 from commander.run import LEASE_REFUSED, lease_refused, run_commander
-from market.history import HistoryProvider
+from market.history import HistoryProvider, MarketSource
 from pipeline.run import PipelineResult, run_pipeline
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ def _refused_reason(mode: str, lease: dict | None) -> str:
     return f"{LEASE_REFUSED}: {paths.lock(mode)} is held by {holder} (refused before reconcile)"
 
 
-def run_exclusive(store: Store, provider: HistoryProvider, broker: Broker, strategies: list[StrategyConfig],
+def run_exclusive(store: Store, provider: MarketSource, broker: Broker, strategies: list[StrategyConfig],
                   as_of: datetime, mode: str, dry_run: bool = True, run_reconcile: bool = True,
                   trigger: str = "manual", execution_id: str | None = None) -> PipelineResult:
     """The whole pipeline holding ``locks/commander-{mode}`` from before the strategies to the end.
@@ -98,7 +98,7 @@ def run_exclusive(store: Store, provider: HistoryProvider, broker: Broker, strat
         store.release_lease(lock, execution_id)
 
 
-def run_strategy_step(store: Store, provider: HistoryProvider, config: StrategyConfig, as_of: datetime) -> Intent:
+def run_strategy_step(store: Store, provider: MarketSource, config: StrategyConfig, as_of: datetime) -> Intent:
     """Compute one strategy's intent as of ``as_of`` and write it (``latest`` + immutable copy).
 
     A failing strategy gives an ``error`` intent (see :func:`strategies.runner.compute_intent`).

@@ -19,11 +19,12 @@ import os
 from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 
 from brokers.base import Broker
 from brokers.config import SimAccount
 from brokers.factory import build_broker
+from bus import paths
 from bus.emulator import EmulatorError, FirestoreEmulator
 from bus.store import FirestoreStore, MemoryStore, Store
 from market.cache import BarCache, FileBarCache
@@ -33,6 +34,9 @@ from market.history import BUNDLED_DIR, HistoryProvider, MarketDataError
 from market.provider import MarketData
 from market.sources import Fetchers
 from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 StoreKind = Literal["emulator", "firestore", "memory"]
@@ -166,7 +170,7 @@ def make_broker(store: Store, settings: Settings, provider: HistoryProvider | Ma
     acct = settings.account
     timeframes = list(getattr(acct, "price_timeframes", ["1d"]))
 
-    def frame_of(symbol: str):  # noqa: ANN202 - a pandas DataFrame
+    def frame_of(symbol: str) -> pd.DataFrame:
         for tf in timeframes:
             try:
                 return provider.frame(symbol, tf)
@@ -187,7 +191,8 @@ def make_broker(store: Store, settings: Settings, provider: HistoryProvider | Ma
         df = frame_of(symbol)
         ct = df["close_time"]
         sel = df[(ct > start) & (ct <= end)]
-        return list(zip(sel["close_time"].dt.to_pydatetime(), sel["open"], sel["high"], sel["low"], sel["close"]))
+        return list(zip(sel["close_time"].dt.to_pydatetime(), sel["open"], sel["high"], sel["low"], sel["close"],
+                        strict=True))
 
     history: FundingHistory | FundingFeed = funding or (
         FundingFeed(provider.config, FundingHistory(), provider.cache, provider.fetchers, provider.clock)
@@ -201,10 +206,24 @@ def make_broker(store: Store, settings: Settings, provider: HistoryProvider | Ma
             raise MarketDataError(f"funding history of {base} ends {series.index[-1].isoformat()}, "
                                   f"before {end.isoformat()}")
         s = history.between(base, start, end)
-        return list(zip(s.index.to_pydatetime(), s.values.tolist()))
+        return list(zip(s.index.to_pydatetime(), s.values.tolist(), strict=True))
 
     return build_broker(acct, settings.trading.mode, instruments=settings.instruments, store=store, prices=price,
                         funding=funding_between, bars=bars, base_currency=settings.trading.base_currency)
+
+
+#: Writes after which the embedded emulator saves its state: the write-ahead of orders, each order's
+#: answer, and the audit. A crash of the process (even ``kill -9``, which also takes the emulator down)
+#: then loses nothing the next run needs to resolve the orders it sent.
+COMMIT_POINT_PREFIXES = (paths.ORDERS + "/", "executions/")
+
+
+def _saved_at_commit_points(emu: FirestoreEmulator) -> Callable[[list[str]], None]:
+    def save(written: list[str]) -> None:
+        if any(p.startswith(COMMIT_POINT_PREFIXES) for p in written):
+            emu.export()
+
+    return save
 
 
 @contextmanager
@@ -239,7 +258,9 @@ def open_store(kind: StoreKind = "emulator", state_dir: Path | None = None) -> I
     started = True
     os.environ["FIRESTORE_EMULATOR_HOST"] = emu.host
     try:
-        yield FirestoreStore(project_id())
+        store = FirestoreStore(project_id())
+        store.on_commit = _saved_at_commit_points(emu)
+        yield store
     finally:
         os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
         try:

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 from brokers.base import Broker
 from bus import paths
+from bus.faults import fault_point
 from bus.ids import new_id
 from bus.models import PortfolioSnapshot
 from bus.orders import OrderLifecycle
@@ -44,6 +45,7 @@ def reconcile(store: Store, broker: Broker, as_of: datetime, resolve: bool = Tru
     """
     resolution = resolve_orders(store, broker, broker.mode) if resolve else Resolution()
     taken_at = datetime.now(timezone.utc)
+    fault_point("reconcile.read")
     raw = broker.portfolio(as_of)
     snap = raw.model_copy(update={"snapshot_id": new_id(as_of), "updated_at": taken_at})
     snap = _order_times(snap, resolution.seen)

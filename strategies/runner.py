@@ -15,7 +15,7 @@ from bus import paths
 from bus.ids import new_id
 from bus.models import Intent, IntentSource, StrategyConfig
 from bus.store import Store
-from market.history import HistoryProvider, MarketView
+from market.history import MarketSource, MarketView
 from market.usage import RecordingView
 from strategies import registry
 from strategies.base import StrategyContext
@@ -51,7 +51,7 @@ def _compute(config: StrategyConfig, market: MarketView, now: datetime | None, s
         result = strategy.compute(StrategyContext(config.strategy_id, as_of, market, config))
         return Intent(**base, status="success", metadata=result.metadata, target_positions=result.target_positions,
                       source=IntentSource(code_version=strategy.code_version))
-    except Exception as exc:  # noqa: BLE001 - fail closed, recorded in the intent
+    except Exception as exc:  # fail closed: recorded in the intent
         log.warning("strategy %s failed: %s: %s", config.strategy_id, type(exc).__name__, exc)
         return Intent(**base, status="error", error_message=f"{type(exc).__name__}: {exc}")
 
@@ -62,12 +62,28 @@ def intent_writes(intent: Intent) -> list[tuple[str, dict]]:
     return [(paths.intent(intent.strategy_id), doc), (paths.intent(intent.strategy_id, intent.intent_id), doc)]
 
 
-def write_intent(store: Store, intent: Intent) -> None:
-    """Write ``latest`` and the immutable copy in one batch."""
+def write_intent(store: Store, intent: Intent) -> bool:
+    """Write ``latest`` and the immutable copy in one batch; returns whether ``latest`` was written.
+
+    A ``latest`` intent is never replaced by one of an *earlier* as-of (a historical run
+    after today's): that one is stored under its own id only, and the Commander keeps
+    today's intent.
+
+    Raises:
+        bus.store.StoreError: the store is unreachable.
+    """
+    current = store.get(paths.intent(intent.strategy_id))
+    newer = current.get("as_of") if current else None
+    if isinstance(newer, datetime) and newer > intent.as_of:
+        log.info("intent %s of %s is as of %s, before the latest (%s): stored under its id only",
+                 intent.intent_id, intent.strategy_id, intent.as_of.isoformat(), newer.isoformat())
+        store.set(paths.intent(intent.strategy_id, intent.intent_id), intent.to_store())
+        return False
     store.write_batch(intent_writes(intent))
+    return True
 
 
-def run_strategies(store: Store, configs: list[StrategyConfig], provider: HistoryProvider, as_of: datetime,
+def run_strategies(store: Store, configs: list[StrategyConfig], provider: MarketSource, as_of: datetime,
                    max_workers: int = 32) -> dict[str, Intent]:
     """Run ``configs`` in parallel as of ``as_of``, write each intent, return them by strategy id.
 

@@ -13,7 +13,7 @@ Exit codes: 0 every series refreshed, 1 some series failed (each named with its 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional, TypedDict
 
 import typer
 
@@ -21,8 +21,31 @@ from cli.app import EXIT_FAILED, app, fail
 from cli.options import ConfigDir, Json, StateDir, load_config
 from cli.output import print_json, stderr_console, stdout_console, table
 
+if TYPE_CHECKING:
+    from market.update import SeriesUpdate
+
 data_app = typer.Typer(no_args_is_help=True, help="Market data: the bar cache and the bundled files.")
 app.add_typer(data_app, name="data")
+
+
+class _SeriesRow(TypedDict):
+    """One series of the ``--json`` output and of the table."""
+
+    source: str
+    symbol: str
+    timeframe: str
+    requested: bool
+    appended: int
+    last_close: str | None
+    bundled_appended: int
+    error: str | None
+
+
+def _row(u: SeriesUpdate) -> _SeriesRow:
+    r = u.report
+    return {"source": r.source, "symbol": r.symbol, "timeframe": r.timeframe, "requested": r.requested,
+            "appended": r.appended, "last_close": r.last_close.isoformat() if r.last_close is not None else None,
+            "bundled_appended": u.bundled_appended, "error": u.error}
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -66,22 +89,20 @@ def update(
     target = (bundled_dir or BUNDLED_DIR) if bundled else None
     if target is not None and not Path(target).is_dir():
         fail(f"--bundled-dir {str(target)!r} is not a folder")
-    md = market_data(settings, file_cache(state_dir))
+    cache = file_cache(state_dir)
+    md = market_data(settings, cache)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=stderr_console(), transient=False) as bar:
         task = bar.add_task("bars", total=len(series))
 
-        def done(item) -> None:  # noqa: ANN001 - market.update.SeriesUpdate
+        def done(item: SeriesUpdate) -> None:
             r = item.report
             bar.update(task, advance=1, description=f"{r.source} {r.symbol} {r.timeframe}")
 
         results = do_update(md, series, bundled_dir=Path(target) if target else None, on_done=done)
-    rows = [{"source": u.report.source, "symbol": u.report.symbol, "timeframe": u.report.timeframe,
-             "requested": u.report.requested, "appended": u.report.appended,
-             "last_close": u.report.last_close.isoformat() if u.report.last_close is not None else None,
-             "bundled_appended": u.bundled_appended, "error": u.error} for u in results]
+    rows = [_row(u) for u in results]
     if as_json:
-        print_json({"cache": str(md.cache.root) if md.cache is not None else None, "series": rows})  # type: ignore[union-attr]
+        print_json({"cache": str(cache.root), "series": rows})
     else:
         t = table(["source", "symbol", "timeframe", "fetched", "new bars", "last close", "bundled +", "error"],
                   left=["source", "symbol", "timeframe", "last close", "error"], title="data update")

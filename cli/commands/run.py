@@ -43,8 +43,8 @@ def run(
         "--live-data", help="as of now, on bars fetched from the market.yaml sources (and cached)")] = False,
 ) -> None:
     """Run strategies -> reconcile -> Commander once, as of one time, and print what was decided."""
-    from pipeline.run import run_pipeline
     from pipeline.settings import apply_settings
+    from pipeline.steps import run_exclusive
     from pipeline.summary import render, summarize
     from pipeline.wiring import RunInputError, file_cache, make_broker, market_data, resolve_as_of
 
@@ -59,7 +59,9 @@ def run(
         with opened_store(store, state_dir) as st:
             apply_settings(st, settings)
             broker = make_broker(st, settings, provider)
-            res = run_pipeline(st, provider, broker, chosen, when, dry_run=dry_run)
+            # The account's lease is held from before the strategies to the last write: two runs never
+            # trade one account at once, and the snapshot is never older than another run's orders.
+            res = run_exclusive(st, provider, broker, chosen, when, settings.trading.mode, dry_run=dry_run)
     except KeyboardInterrupt:
         fail("interrupted; the emulator was stopped and its state saved", EXIT_INTERRUPTED)
     doc = summarize(res)

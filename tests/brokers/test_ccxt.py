@@ -9,8 +9,14 @@ from decimal import Decimal
 
 import pytest
 
-from brokers.base import DuplicateOrder, InsufficientFunds, NotConnected, OrderRejected, OrderRequest, RateLimited
-from brokers.base import UnknownInstrument
+from brokers.base import (
+    DuplicateOrder,
+    NotConnected,
+    OrderRejected,
+    OrderRequest,
+    RateLimited,
+    UnknownInstrument,
+)
 from brokers.ccxt_exchange import HYPERLIQUID_OPTIONS, venue_client_id
 from brokers.config import CcxtAccount
 from brokers.factory import build_broker

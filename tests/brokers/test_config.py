@@ -15,9 +15,9 @@ from brokers.base import BrokerConfigError, BrokerError, OrderRequest
 from brokers.config import BrokersConfigError, BrokersFile
 from brokers.secrets import redact
 from brokers.sim import SimBroker
+from pipeline.run import run_pipeline
 from pipeline.settings import ConfigError, load_settings
 from pipeline.wiring import make_broker
-from pipeline.run import run_pipeline
 from tests.fakes.commander_scenario import write_scenario
 from tests.fakes.fake_binance import FakeBinanceUSDM
 

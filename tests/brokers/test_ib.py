@@ -8,7 +8,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from brokers.base import (
-    BrokerError, DuplicateOrder, InsufficientFunds, NotConnected, OrderNotFound, OrderRejected, OrderRequest,
+    BrokerError,
+    DuplicateOrder,
+    NotConnected,
+    OrderNotFound,
+    OrderRejected,
+    OrderRequest,
     UnknownInstrument,
 )
 from brokers.ib import IBBroker

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
-from brokers.base import DuplicateOrder, InsufficientFunds, NotConnected, OrderRejected, OrderRequest, UnknownInstrument
+from brokers.base import (
+    DuplicateOrder,
+    InsufficientFunds,
+    NotConnected,
+    OrderNotFound,
+    OrderRejected,
+    OrderRequest,
+    UnknownInstrument,
+)
+from brokers.config import SimAccount
 from brokers.sim import SimBroker
-from bus.models import InstrumentSpec
+from brokers.sim_costs import CostModel
+from bus.models import InstrumentSpec, TradingConfig
+from pipeline.settings import Settings
+from pipeline.wiring import make_broker
 
 T = datetime(2024, 6, 3, 21, 30, tzinfo=timezone.utc)
 PRICES = {"SPY": 500.0, "BTC-USDT": 60_000.0}
@@ -108,16 +121,6 @@ def test_an_account_and_order_stored_by_the_first_version_still_load(store):
 
 
 # --------------------------------------------------------------------------- realism: costs, limits, margin, funding
-
-from datetime import timedelta  # noqa: E402
-from decimal import ROUND_HALF_UP, Decimal  # noqa: E402
-
-from brokers.base import OrderNotFound  # noqa: E402
-from brokers.config import SimAccount  # noqa: E402
-from brokers.sim_costs import CostModel  # noqa: E402
-from bus.models import TradingConfig  # noqa: E402
-from pipeline.settings import Settings  # noqa: E402
-from pipeline.wiring import make_broker  # noqa: E402
 
 PERP = InstrumentSpec(symbol="BTC-USDT-PERP", secType="PERP", exchange="BINANCEUSDM", currency="USDT", lot_size=0.001,
                       tick_size=0.1, min_quantity=0.001, min_notional=100, max_leverage=125)

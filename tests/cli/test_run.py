@@ -108,3 +108,43 @@ def test_embedded_emulator_persists_state_and_leaves_no_process(tmp_path, emulat
     assert second["portfolio"]["holdings"] == pytest.approx(
         {o["symbol"]: (o["totalQuantity"] if o["action"] == "BUY" else -o["totalQuantity"]) for o in first["orders"]})
     assert len(java_emulators()) == before
+
+
+@pytest.mark.parametrize("point", ["commander.after_order#1", "commander.before_audit"])
+def test_a_killed_run_leaves_no_emulator_and_its_rerun_repeats_no_order(tmp_path, emulator, point):
+    """``os._exit`` (as ``kill -9``) after orders went out: the embedded emulator dies with the process, the
+    state saved at each commit point holds the orders, and the rerun books them instead of sending them again."""
+    from bus.emulator import FirestoreEmulator
+    from bus.orders import OrderLifecycle
+
+    before = len(java_emulators())
+    env = {"GOOGLE_CLOUD_PROJECT": "intent-bus-local"}
+    args = ["run", "--json", "--as-of", "2020-03-16", "--state-dir", str(tmp_path)]
+    crashed = cli(args, {**env, "INTENT_BUS_FAULTS": f"{point}=exit"}, drop=("FIRESTORE_EMULATOR_HOST",))
+    assert crashed.returncode == 137, crashed.stderr
+    assert len(java_emulators()) == before  # the emulator died with its parent
+    again = cli(args, env, drop=("FIRESTORE_EMULATOR_HOST",))
+    assert again.returncode == 0, again.stderr
+    assert len(java_emulators()) == before
+    rerun = json.loads(again.stdout)
+    with FirestoreEmulator("intent-bus-local", state_dir=tmp_path) as emu:
+        import os as _os
+
+        old = _os.environ.get("FIRESTORE_EMULATOR_HOST")
+        _os.environ["FIRESTORE_EMULATOR_HOST"] = emu.host
+        try:
+            st = FirestoreStore("intent-bus-local")
+            records = [OrderLifecycle.model_validate(d) for _, d in st.list_docs("orders")]
+            sim_orders = [d for _, d in st.list_docs("sim_accounts/sim-paper/orders")]
+        finally:
+            if old is None:
+                _os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+            else:
+                _os.environ["FIRESTORE_EMULATOR_HOST"] = old
+    sent = [r for r in records if r.status != "cancelled"]
+    assert sent and len({r.symbol for r in sent}) == len(sent)  # one order per symbol: none repeated
+    by_crashed = {r.symbol for r in sent if r.execution_id != rerun["execution_id"]}
+    assert by_crashed  # the crashed run's orders were saved with it (the state is exported at each commit point)
+    assert not by_crashed & {o["symbol"] for o in rerun["orders"]}  # and the rerun sent none of them again
+    assert {o["client_order_id"] for o in sim_orders} == {r.client_order_id for r in sent}  # all on record
+    assert all(not r.open and r.booked_quantity == r.filled_quantity for r in records)  # all booked

@@ -396,23 +396,24 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     protocol_version = "HTTP/1.0"
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+    def do_GET(self) -> None:  # http.server's naming
         self._handle("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._handle("POST")
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         self._handle("PUT")
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._handle("DELETE")
 
     def _handle(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
         split = urlsplit(self.path)
-        fake: FakeBinanceUSDM = self.server.fake  # type: ignore[attr-defined]
+        assert isinstance(self.server, _Server)
+        fake = self.server.fake
         result = fake._handle_http(method, split.path, split.query, body, self.headers, self.client_address[0])
         if result is _RESET:
             self.close_connection = True
@@ -439,7 +440,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (e.g. timed out)
             self.close_connection = True
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:  # http.server's signature
         return
 
 
@@ -506,6 +507,11 @@ _WEIGHTS: dict[tuple[str, str], tuple[int, int]] = {
     ("GET", "/fapi/v1/allAlgoOrders"): (5, 5),
     ("GET", "/fapi/v1/userTrades"): (5, 5),
 }
+
+
+def _not_digits(name: str) -> BinanceAPIError:
+    """Binance's answer to an integer parameter with other characters than digits."""
+    return BinanceAPIError(-1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.")
 
 
 def _request_weight(method: str, path: str, params: dict[str, str]) -> int:
@@ -751,7 +757,8 @@ class FakeBinanceUSDM(UnkindMixin, AlgoOrdersMixin):
             self._fail_rules.append(_FailRule(count, status, body, headers, path, method and method.upper(), process,
                                               render))
 
-    def delay_next(self, count: int = 1, seconds: float = 1.0, *, path: str | None = None, method: str | None = None) -> None:
+    def delay_next(self, count: int = 1, seconds: float = 1.0, *, path: str | None = None,
+                   method: str | None = None) -> None:
         """Hold the next ``count`` matching requests for ``seconds`` before handling them.
 
         The request is still carried out afterwards, so a client that timed out
@@ -984,7 +991,18 @@ class FakeBinanceUSDM(UnkindMixin, AlgoOrdersMixin):
             value = exchange.urls.get(section)
             if isinstance(value, (dict, str)):
                 exchange.urls[section] = self._rewrite_urls(value, base, reverse)
-        bad = [(where, url) for where, url in self._walk_urls(exchange.urls, ("api", "test", "demo", "apiBackup"))
+        self._require_loopback_urls(exchange)
+        self._switch_off_proxies(exchange)
+        if faithful_errors and hasattr(exchange, "get_exceptions_by_url"):
+            self._errors_as_from_original_hosts(exchange, reverse)
+        if guard:
+            self._install_guard(exchange)
+        return exchange
+
+    @classmethod
+    def _require_loopback_urls(cls, exchange: Any) -> None:
+        """Raise :class:`NonLoopbackRequest` naming every URL (or API section) not on loopback."""
+        bad = [(where, url) for where, url in cls._walk_urls(exchange.urls, ("api", "test", "demo", "apiBackup"))
                if not _is_loopback_host(urlsplit(url).hostname)]
         api_urls = exchange.urls.get("api") or {}
         for name in (getattr(exchange, "api", None) or {}):
@@ -993,6 +1011,10 @@ class FakeBinanceUSDM(UnkindMixin, AlgoOrdersMixin):
                 bad.append((f"api.{name}", url))
         if bad:
             raise NonLoopbackRequest(f"ccxt URLs not pointing at loopback after rewrite: {bad}")
+
+    @staticmethod
+    def _switch_off_proxies(exchange: Any) -> None:
+        """No proxy from the environment or the exchange's settings for the exchange's HTTP session."""
         session = getattr(exchange, "session", None)
         if session is not None and hasattr(session, "trust_env"):
             session.trust_env = False
@@ -1002,22 +1024,22 @@ class FakeBinanceUSDM(UnkindMixin, AlgoOrdersMixin):
                      "socks_proxy", "proxy_url", "proxies"):
             if getattr(exchange, attr, None):
                 setattr(exchange, attr, None)
-        if faithful_errors and hasattr(exchange, "get_exceptions_by_url"):
-            original_lookup = exchange.get_exceptions_by_url
-            ordered = sorted(reverse.items(), key=lambda kv: len(kv[0]), reverse=True)
 
-            def get_exceptions_by_url(url: Any, exact_or_broad: str) -> dict:
-                if isinstance(url, str):
-                    for new, orig in ordered:
-                        if url.startswith(new):
-                            url = orig + url[len(new):]
-                            break
-                return original_lookup(url, exact_or_broad)
+    @staticmethod
+    def _errors_as_from_original_hosts(exchange: Any, reverse: dict[str, str]) -> None:
+        """ccxt picks its error table for a fake URL as for the original URL it replaced (``reverse``)."""
+        original_lookup = exchange.get_exceptions_by_url
+        ordered = sorted(reverse.items(), key=lambda kv: len(kv[0]), reverse=True)
 
-            exchange.get_exceptions_by_url = get_exceptions_by_url
-        if guard:
-            self._install_guard(exchange)
-        return exchange
+        def get_exceptions_by_url(url: Any, exact_or_broad: str) -> dict:
+            if isinstance(url, str):
+                for new, orig in ordered:
+                    if url.startswith(new):
+                        url = orig + url[len(new):]
+                        break
+            return original_lookup(url, exact_or_broad)
+
+        exchange.get_exceptions_by_url = get_exceptions_by_url
 
     def _install_guard(self, exchange: Any) -> None:
         original_fetch = exchange.fetch
@@ -1043,7 +1065,7 @@ class FakeBinanceUSDM(UnkindMixin, AlgoOrdersMixin):
                 check(url)
                 return original_fetch(url, method, headers, body)
             guarded = guarded_sync
-        guarded._fake_binance_guard = True  # type: ignore[attr-defined]
+        guarded._fake_binance_guard = True  # type: ignore[attr-defined]  # a marker on the wrapper function
         exchange.fetch = guarded
 
     @staticmethod
@@ -1217,7 +1239,7 @@ class FakeBinanceUSDM(UnkindMixin, AlgoOrdersMixin):
         if "timestamp" not in params:
             raise _missing("timestamp")
         if not params["timestamp"].isdigit():
-            raise BinanceAPIError(-1100, "Illegal characters found in parameter 'timestamp'; legal range is '^[0-9]{1,20}$'.")
+            raise _not_digits("timestamp")
 
         def strip(raw: str) -> str:
             return "&".join(p for p in raw.split("&") if not p.startswith("signature=")) if raw else ""
@@ -1229,8 +1251,7 @@ class FakeBinanceUSDM(UnkindMixin, AlgoOrdersMixin):
         recv_window = 5000
         if "recvWindow" in params:
             if not params["recvWindow"].isdigit():
-                raise BinanceAPIError(
-                    -1100, "Illegal characters found in parameter 'recvWindow'; legal range is '^[0-9]{1,20}$'.")
+                raise _not_digits("recvWindow")
             recv_window = int(params["recvWindow"])
             if recv_window > 60000:
                 raise BinanceAPIError(-1131, "recvWindow must be less than 60000")
@@ -1343,7 +1364,7 @@ class FakeBinanceUSDM(UnkindMixin, AlgoOrdersMixin):
     def _find_order(self, symbol: str, order_id: str | None, client_id: str | None) -> _Order | None:
         if order_id is not None:
             if not order_id.isdigit():
-                raise BinanceAPIError(-1100, "Illegal characters found in parameter 'orderId'; legal range is '^[0-9]{1,20}$'.")
+                raise _not_digits("orderId")
             order = self._orders.get(int(order_id))
             return order if order is not None and order.symbol == symbol else None
         if client_id is not None:
@@ -1639,7 +1660,8 @@ class FakeBinanceUSDM(UnkindMixin, AlgoOrdersMixin):
         return list(self._specs)
 
     def _ep_ticker_price(self, params: dict) -> Any:
-        rows = [{"symbol": s, "price": _plain(self._marks[s]), "time": self._now_ms()} for s in self._symbols_param(params)]
+        rows = [{"symbol": s, "price": _plain(self._marks[s]), "time": self._now_ms()}
+                for s in self._symbols_param(params)]
         return rows[0] if "symbol" in params else rows
 
     def _ep_book_ticker(self, params: dict) -> Any:
@@ -1769,7 +1791,7 @@ class FakeBinanceUSDM(UnkindMixin, AlgoOrdersMixin):
         if raw is None or raw == "":
             raise _missing("leverage")
         if not raw.isdigit():
-            raise BinanceAPIError(-1100, "Illegal characters found in parameter 'leverage'; legal range is '^[0-9]{1,20}$'.")
+            raise _not_digits("leverage")
         leverage = int(raw)
         if not 1 <= leverage <= spec.max_leverage:
             raise BinanceAPIError(-4028, f"Leverage {leverage} is not valid")
@@ -1802,36 +1824,15 @@ class FakeBinanceUSDM(UnkindMixin, AlgoOrdersMixin):
             if not params.get(name):
                 raise _missing(name)
         spec = self._spec(params["symbol"])
-        side = params["side"]
-        if side not in ("BUY", "SELL"):
-            raise BinanceAPIError(-1117, "Invalid side.")
-        otype = params["type"]
-        if otype in ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"):
-            # since 2025-12-09 conditional orders go to POST /fapi/v1/algoOrder only
-            raise BinanceAPIError(-4120, MSG_ALGO_ENDPOINT)
-        if otype not in ("MARKET", "LIMIT"):
-            raise BinanceAPIError(-1116, "Invalid orderType.")
-        if params.get("positionSide", "BOTH") != "BOTH":
-            raise BinanceAPIError(-4061, "Order's position side does not match user's setting.")
-        if params.get("closePosition", "false") == "true":
-            raise BinanceAPIError(-4136, "Target strategy invalid for orderType MARKET,closePosition true")
+        side, otype = params["side"], params["type"]
+        self._check_order_kind(params)
         reduce_only = params.get("reduceOnly", "false").lower() == "true"
         client_id = params.get("newClientOrderId")
         if client_id is not None and not _CLIENT_ORDER_ID_RE.match(client_id):
             raise BinanceAPIError(-1100, "Illegal characters found in parameter 'newClientOrderId'; legal range is "
                                          "'^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
         qty = self._parse_number(params, "quantity")
-        assert qty is not None
-        price = ZERO
-        tif = params.get("timeInForce", "GTC")
-        if otype == "LIMIT":
-            price = self._parse_number(params, "price")  # type: ignore[assignment]
-            if "timeInForce" not in params:
-                raise _missing("timeInForce")
-            if tif not in ("GTC", "IOC", "FOK", "GTX", "GTD"):
-                raise BinanceAPIError(-1115, "Invalid timeInForce.")
-        elif "price" in params:
-            raise BinanceAPIError(-1106, "Parameter 'price' sent when not required.")
+        price, tif = self._limit_terms(params, otype)
         self._check_quantity(spec, qty, otype)
         mark = self._marks[spec.symbol]
         if otype == "LIMIT":
@@ -1844,6 +1845,37 @@ class FakeBinanceUSDM(UnkindMixin, AlgoOrdersMixin):
         if params.get("newOrderRespType", "ACK") == "ACK":
             return accepted
         return self._order_json(order)
+
+    @staticmethod
+    def _check_order_kind(params: dict) -> None:
+        """The side, the order type and the one-way position mode of a new (non-algo) order."""
+        if params["side"] not in ("BUY", "SELL"):
+            raise BinanceAPIError(-1117, "Invalid side.")
+        otype = params["type"]
+        if otype in ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"):
+            # since 2025-12-09 conditional orders go to POST /fapi/v1/algoOrder only
+            raise BinanceAPIError(-4120, MSG_ALGO_ENDPOINT)
+        if otype not in ("MARKET", "LIMIT"):
+            raise BinanceAPIError(-1116, "Invalid orderType.")
+        if params.get("positionSide", "BOTH") != "BOTH":
+            raise BinanceAPIError(-4061, "Order's position side does not match user's setting.")
+        if params.get("closePosition", "false") == "true":
+            raise BinanceAPIError(-4136, "Target strategy invalid for orderType MARKET,closePosition true")
+
+    @staticmethod
+    def _limit_terms(params: dict, otype: str) -> tuple[Decimal, str]:
+        """``(price, timeInForce)`` of a new order: a LIMIT order's, checked; a MARKET order's ``(0, "GTC")``."""
+        tif = params.get("timeInForce", "GTC")
+        if otype != "LIMIT":
+            if "price" in params:
+                raise BinanceAPIError(-1106, "Parameter 'price' sent when not required.")
+            return ZERO, tif
+        price = _parse_number(params, "price")
+        if "timeInForce" not in params:
+            raise _missing("timeInForce")
+        if tif not in ("GTC", "IOC", "FOK", "GTX", "GTD"):
+            raise BinanceAPIError(-1115, "Invalid timeInForce.")
+        return price, tif
 
     def _check_quantity(self, spec: SymbolSpec, qty: Decimal, otype: str) -> None:
         """Binance's LOT_SIZE / MARKET_LOT_SIZE checks."""
@@ -1994,9 +2026,9 @@ class FakeBinanceUSDM(UnkindMixin, AlgoOrdersMixin):
             raise BinanceAPIError(-1127, "More than 168 hours between startTime and endTime.")
         if start is None and end is None:
             return self._now_ms() - self._WEEK_MS, None
-        if start is None:
-            start = end - self._WEEK_MS  # type: ignore[operator]
-        elif end is None:
+        if start is None and end is not None:
+            start = end - self._WEEK_MS
+        elif end is None and start is not None:
             end = start + self._WEEK_MS
         return start, end
 
@@ -2037,7 +2069,8 @@ class FakeBinanceUSDM(UnkindMixin, AlgoOrdersMixin):
         return rows[-limit:]
 
     def _ep_capital_config(self, params: dict) -> list:
-        names = {"USDT": "TetherUS", "BTC": "Bitcoin", "ETH": "Ethereum", "SOL": "Solana", "BNB": "BNB", "USDC": "USD Coin"}
+        names = {"USDT": "TetherUS", "BTC": "Bitcoin", "ETH": "Ethereum", "SOL": "Solana", "BNB": "BNB",
+                 "USDC": "USD Coin"}
         coins = list(dict.fromkeys(["USDT", *(s.base for s in self._specs.values()), "BNB", "USDC"]))
         out = []
         for coin in coins:

@@ -51,6 +51,8 @@ from __future__ import annotations
 import itertools
 import random
 import string
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -109,6 +111,22 @@ class AlgoOrdersMixin:
     _algo_orders: dict[int, _AlgoOrder]
     _algo_client_ids: dict[str, int]
 
+    # provided by the host class
+    _lock: threading.RLock
+    _specs: dict[str, Any]
+    _marks: dict[str, Decimal]
+    _positions: dict[str, Any]
+    _orders: dict[int, Any]
+    client_order_id_scope: str
+    _spec: Callable[[str | None], Any]
+    _now_ms: Callable[[], int]
+    _check_quantity: Callable[[Any, Decimal, str], None]
+    _check_price: Callable[[Any, Decimal, str], None]
+    _place_order: Callable[..., tuple[Any, dict]]
+    _symbols_param: Callable[[dict], list[str]]
+    _limit: Callable[..., int]
+    _time_window: Callable[[dict], tuple[int | None, int | None]]
+
     def _init_algo(self) -> None:
         self._algo_orders = {}
         self._algo_client_ids = {}
@@ -118,7 +136,7 @@ class AlgoOrdersMixin:
 
     def algo_orders(self, symbol: str | None = None, *, open_only: bool = False) -> list[dict]:
         """Every conditional order (or every untriggered one) as ``GET /fapi/v1/algoOrder`` shows it."""
-        with self._lock:  # type: ignore[attr-defined]
+        with self._lock:
             return [self._algo_json(a, query=True) for a in self._algo_orders.values()
                     if (symbol is None or a.symbol == symbol)
                     and (not open_only or a.status in ALGO_OPEN_STATUSES)]
@@ -133,7 +151,7 @@ class AlgoOrdersMixin:
         return price <= a.trigger_price if stop else price >= a.trigger_price
 
     def _check_triggers(self, symbol: str) -> list[dict]:
-        price = self._marks[symbol]  # type: ignore[attr-defined]
+        price = self._marks[symbol]
         fired = []
         for a in list(self._algo_orders.values()):
             if a.symbol == symbol and a.status in ALGO_OPEN_STATUSES and self._reached(a, price):
@@ -142,9 +160,9 @@ class AlgoOrdersMixin:
         return fired
 
     def _trigger(self, a: _AlgoOrder) -> None:
-        spec = self._specs[a.symbol]  # type: ignore[attr-defined]
-        pos = self._positions[a.symbol]  # type: ignore[attr-defined]
-        now = self._now_ms()  # type: ignore[attr-defined]
+        spec = self._specs[a.symbol]
+        pos = self._positions[a.symbol]
+        now = self._now_ms()
         a.trigger_time = a.update_time = now
         qty = a.qty
         if a.close_position:
@@ -155,7 +173,7 @@ class AlgoOrdersMixin:
             qty = abs(pos.amt)
         market = a.type.endswith("_MARKET")
         try:
-            order, _ = self._place_order(  # type: ignore[attr-defined]
+            order, _ = self._place_order(
                 spec, a.side, "MARKET" if market else "LIMIT", "GTC" if market else a.time_in_force, qty,
                 ZERO if market else a.price, a.reduce_only or a.close_position, a.client_algo_id,
                 orig_type=a.type, stop_price=a.trigger_price, working_type=a.working_type,
@@ -169,14 +187,14 @@ class AlgoOrdersMixin:
 
     def _algo_status(self, a: _AlgoOrder) -> str:
         if a.status == "TRIGGERED" and a.actual_order_id is not None:
-            if self._orders[a.actual_order_id].status not in OPEN_STATUSES:  # type: ignore[attr-defined]
+            if self._orders[a.actual_order_id].status not in OPEN_STATUSES:
                 return "FINISHED"
         return a.status
 
     # ------------------------------------------------------------------ JSON (lock held)
 
     def _algo_json(self, a: _AlgoOrder, query: bool = False) -> dict:
-        spec = self._specs[a.symbol]  # type: ignore[attr-defined]
+        spec = self._specs[a.symbol]
         pp, qp = spec.price_precision, spec.quantity_precision
         out: dict[str, Any] = {
             "algoId": a.algo_id,
@@ -191,7 +209,7 @@ class AlgoOrdersMixin:
             "algoStatus": self._algo_status(a),
         }
         if query:
-            actual = self._orders.get(a.actual_order_id) if a.actual_order_id else None  # type: ignore[attr-defined]
+            actual = self._orders.get(a.actual_order_id) if a.actual_order_id else None
             avg = actual.cum_quote / actual.executed if actual is not None and actual.executed else ZERO
             out["actualOrderId"] = str(a.actual_order_id) if a.actual_order_id else ""
             out["actualPrice"] = _fixed(avg, 5 if not avg else pp + 3)
@@ -228,7 +246,7 @@ class AlgoOrdersMixin:
         for name in ("symbol", "side", "type"):
             if not params.get(name):
                 raise _missing(name)
-        spec = self._spec(params["symbol"])  # type: ignore[attr-defined]
+        spec = self._spec(params["symbol"])
         side = params["side"]
         if side not in ("BUY", "SELL"):
             raise BinanceAPIError(-1117, "Invalid side.")
@@ -252,12 +270,12 @@ class AlgoOrdersMixin:
             raise BinanceAPIError(-4164, MSG_MIN_NOTIONAL.format(n=spec.min_notional))
         if client_id is not None:
             existing = self._algo_client_ids.get(client_id)
-            if existing is not None and (self.client_order_id_scope == "all"  # type: ignore[attr-defined]
+            if existing is not None and (self.client_order_id_scope == "all"
                                          or self._algo_orders[existing].status in ALGO_OPEN_STATUSES):
                 raise BinanceAPIError(-4116, MSG_DUPLICATE_CLIENT_ID)
         else:
             client_id = "".join(random.choices(string.ascii_letters + string.digits, k=22))
-        now = self._now_ms()  # type: ignore[attr-defined]
+        now = self._now_ms()
         a = _AlgoOrder(
             algo_id=next(self._algo_ids), client_algo_id=client_id, symbol=spec.symbol, side=side, type=otype,
             time_in_force=tif, qty=qty, price=price, trigger_price=trigger, working_type=working_type,
@@ -265,7 +283,7 @@ class AlgoOrdersMixin:
             price_protect=params.get("priceProtect", "false").lower() == "true",
             stp_mode=params.get("selfTradePreventionMode", "EXPIRE_MAKER"), create_time=now, update_time=now,
         )
-        if self._reached(a, self._marks[spec.symbol]):  # type: ignore[attr-defined]
+        if self._reached(a, self._marks[spec.symbol]):
             raise BinanceAPIError(-2021, MSG_WOULD_TRIGGER)
         self._algo_orders[a.algo_id] = a
         self._algo_client_ids[client_id] = a.algo_id
@@ -284,19 +302,19 @@ class AlgoOrdersMixin:
                 raise _not_required("reduceOnly")
             qty = ZERO
         else:
-            qty = _parse_number(params, "quantity")  # type: ignore[assignment]
-            self._check_quantity(spec, qty, "MARKET" if market else "LIMIT")  # type: ignore[attr-defined]
+            qty = _parse_number(params, "quantity")
+            self._check_quantity(spec, qty, "MARKET" if market else "LIMIT")
         trigger = _parse_number(params, "triggerPrice")
         assert trigger is not None
-        self._check_price(spec, trigger, "triggerPrice")  # type: ignore[attr-defined]
+        self._check_price(spec, trigger, "triggerPrice")
         price = ZERO
         tif = params.get("timeInForce", "GTC")
         if market:
             if "price" in params:
                 raise _not_required("price")
         else:
-            price = _parse_number(params, "price")  # type: ignore[assignment]
-            self._check_price(spec, price, "price")  # type: ignore[attr-defined]
+            price = _parse_number(params, "price")
+            self._check_price(spec, price, "price")
             if tif not in ("GTC", "IOC", "FOK", "GTX", "GTD"):
                 raise BinanceAPIError(-1115, "Invalid timeInForce.")
         return qty, trigger, price, tif
@@ -327,29 +345,29 @@ class AlgoOrdersMixin:
         if a.status not in ALGO_OPEN_STATUSES:
             raise BinanceAPIError(-2011, "Unknown order sent.")
         a.status = "CANCELED"
-        a.update_time = self._now_ms()  # type: ignore[attr-defined]
+        a.update_time = self._now_ms()
         return {"algoId": a.algo_id, "clientAlgoId": a.client_algo_id, "code": "200", "msg": "success"}
 
     def _ep_open_algo_orders(self, params: dict) -> list:
-        symbols = self._symbols_param(params)  # type: ignore[attr-defined]
+        symbols = self._symbols_param(params)
         rows = [a for a in self._algo_orders.values() if a.symbol in symbols and a.status in ALGO_OPEN_STATUSES]
         if params.get("algoId", "").isdigit():
             rows = [a for a in rows if a.algo_id == int(params["algoId"])]
         return [self._algo_json(a, query=True) for a in rows]
 
     def _ep_all_algo_orders(self, params: dict) -> list:
-        spec = self._spec(params.get("symbol"))  # type: ignore[attr-defined]
+        spec = self._spec(params.get("symbol"))
         rows = [self._algo_json(a, query=True) for a in self._algo_orders.values() if a.symbol == spec.symbol]
-        limit = self._limit(params)  # type: ignore[attr-defined]
+        limit = self._limit(params)
         if params.get("algoId", "").isdigit():
             return [r for r in rows if r["algoId"] >= int(params["algoId"])][:limit]
-        start, end = self._time_window(params)  # type: ignore[attr-defined]
+        start, end = self._time_window(params)
         rows = [r for r in rows if r["createTime"] >= start and (end is None or r["createTime"] <= end)]
         return rows[-limit:]
 
     def _ep_cancel_all_algo_orders(self, params: dict) -> dict:
-        spec = self._spec(params.get("symbol"))  # type: ignore[attr-defined]
-        now = self._now_ms()  # type: ignore[attr-defined]
+        spec = self._spec(params.get("symbol"))
+        now = self._now_ms()
         for a in self._algo_orders.values():
             if a.symbol == spec.symbol and a.status in ALGO_OPEN_STATUSES:
                 a.status = "CANCELED"

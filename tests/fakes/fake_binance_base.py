@@ -12,7 +12,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal, overload
 
 ZERO = Decimal("0")
 OPEN_STATUSES = ("NEW", "PARTIALLY_FILLED")
@@ -121,7 +121,16 @@ def _is_loopback_host(host: str | None) -> bool:
         return False
 
 
+@overload
+def _parse_number(params: dict, name: str, required: Literal[True] = True) -> Decimal: ...
+
+
+@overload
+def _parse_number(params: dict, name: str, required: bool) -> Decimal | None: ...
+
+
 def _parse_number(params: dict, name: str, required: bool = True) -> Decimal | None:
+    """A decimal parameter; absent or empty: -1102 when ``required``, else None."""
     raw = params.get(name)
     if raw is None or raw == "":
         if required:

@@ -271,8 +271,9 @@ class UnkindMixin:
 
     def _carry_out(self, held: _HeldRequest) -> tuple[int, Any]:
         with self._held_cond:
-            if held.carried_out:
-                return held.result  # type: ignore[return-value]
+            if held.carried_out:  # by another thread: its answer, once it has one
+                self._held_cond.wait_for(lambda: held.result is not None)
+                return self._result_of(held)
             held.carried_out = True
         try:
             with self._lock:
@@ -288,6 +289,12 @@ class UnkindMixin:
             held.done.set()
             self._held_cond.notify_all()
         return result
+
+    @staticmethod
+    def _result_of(held: _HeldRequest) -> tuple[int, Any]:
+        if held.result is None:
+            raise AssertionError("the held request has no result yet")
+        return held.result
 
     def _has_partial_rule(self, symbol: str) -> bool:
         return any(r.symbol is None or r.symbol == symbol for r in self._partial_rules)

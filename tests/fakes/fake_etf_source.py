@@ -73,10 +73,10 @@ class FakeYahoo:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:  # http.server's name
                 fake._handle(self)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:  # http.server's signature
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -131,7 +131,7 @@ class FakeYahoo:
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         try:
             status, ctype, body, headers = self._answer(parts.path, query)
-        except Exception as exc:  # noqa: BLE001 - a bug of the fake: answer 500 and keep it for the test
+        except Exception as exc:  # a bug of the fake: answer 500 and keep it for the test
             self.errors.append(f"{type(exc).__name__}: {exc}")
             status, ctype, body, headers = 500, "text/plain", b"fake error", {}
         with self._lock:
@@ -187,8 +187,11 @@ class FakeYahoo:
         last_day = rows[-1][0] if rows else date.today()
         reg_start = session_open(last_day)
         reg_end = int(datetime.combine(last_day, time(16, 0), NEW_YORK).timestamp())
-        offset = int(datetime.combine(last_day, time(12), NEW_YORK).utcoffset().total_seconds())  # type: ignore[union-attr]
-        tzname = datetime.combine(last_day, time(12), NEW_YORK).tzname()
+        noon = datetime.combine(last_day, time(12), NEW_YORK)
+        gmtoffset = noon.utcoffset()
+        assert gmtoffset is not None  # an aware time has an offset
+        offset = int(gmtoffset.total_seconds())
+        tzname = noon.tzname()
         period = {"timezone": tzname, "gmtoffset": offset}
         last_close = stamped[-1][1][3] if stamped else None
         meta = {

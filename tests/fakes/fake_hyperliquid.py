@@ -264,10 +264,11 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     protocol_version = "HTTP/1.0"
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+    def do_POST(self) -> None:  # http.server's naming
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length).decode("utf-8", "replace") if length else ""
-        fake: FakeHyperliquid = self.server.fake  # type: ignore[attr-defined]
+        assert isinstance(self.server, _Server)
+        fake = self.server.fake
         result = fake._handle_http(urlsplit(self.path).path, raw)
         if result is _RESET:
             self.close_connection = True
@@ -287,7 +288,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (e.g. timed out)
             self.close_connection = True
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:  # http.server's signature
         return
 
 
@@ -581,7 +582,7 @@ class FakeHyperliquid:
                     raise NonLoopbackRequest(f"refused a request to a non-loopback host: {url}")
                 return original(url, method, headers, body)
 
-            guarded._fake_hyperliquid_guard = True  # type: ignore[attr-defined]
+            guarded._fake_hyperliquid_guard = True  # type: ignore[attr-defined]  # a marker on the wrapper function
             exchange.fetch = guarded
         return exchange
 

@@ -439,7 +439,7 @@ class FakeTWS(OrderDesk):
                 self._dispatch(conn, fields)
         except (ConnectionError, OSError):
             pass
-        except Exception as exc:  # noqa: BLE001 - a bug in the fake: recorded for the test to fail on
+        except Exception as exc:  # a bug in the fake: recorded for the test to fail on
             self.errors.append(f"{type(exc).__name__}: {exc}")
         finally:
             with conn.send_lock:

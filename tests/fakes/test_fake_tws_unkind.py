@@ -39,7 +39,7 @@ class Client:
             self.completed.append((order, state))
             seen(contract, order, state)
 
-        self.ib.wrapper.completedOrder = completed  # type: ignore[method-assign]  # - wraps ib_async's callback to see what it drops
+        self.ib.wrapper.completedOrder = completed  # type: ignore[method-assign]  # wraps ib_async's callback to see what it drops
         self.ib.connect(tws.host, tws.port, clientId=client_id, timeout=5)
 
     def codes(self, req_id: int) -> list[int]:

@@ -27,6 +27,7 @@ BAD_ORCHESTRATOR = [
     (b'\xff\xfe', 400, "body", "not UTF-8"),
     (b'[{"dryRun": true}]', 400, "body", "JSON object"),
     (b'"dryRun"', 400, "body", "JSON object"),
+    (b'{"strategies": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400, "body", "nested too deeply"),
     (b'{"strategies": ["nope", "spy_macd_vixy"]}', 404, "strategies", "unknown strategy id(s) ['nope']"),
 ]
 
@@ -136,6 +137,20 @@ def test_missing_configuration_is_500_with_error_id(emulator, project, monkeypat
     assert "config/trading is missing" in resp.get_json()["error"]["message"]
     assert resp.get_json()["error"]["error_id"] in capsys.readouterr().out
     assert documents(project) == {}
+
+
+def test_an_unreachable_store_is_503_within_seconds(emulator, project, monkeypatch):
+    import time
+
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", project)
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("INTENT_BUS_STORE_DEADLINE", "2")
+    monkeypatch.setenv("INTENT_BUS_STORE_TIMEOUT", "1")
+    started = time.monotonic()
+    resp = client("orchestrator").post("/", json={"dryRun": True})
+    assert time.monotonic() - started < 30
+    assert_error(resp, 503, None, None)
+    assert resp.get_json()["error"]["message"].startswith("the store is unreachable")
 
 
 def test_unexpected_failure_is_500_with_error_id_in_the_logs(cloud, project, capsys):

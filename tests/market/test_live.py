@@ -107,7 +107,7 @@ def test_ib_historical_bars_as_of():
     sessions = pd.bdate_range(end=today() - timedelta(days=1), periods=80)
     spy = HistoryProvider().frame("SPY", "1d").iloc[-80:]
     rows = [(d.to_pydatetime().replace(tzinfo=timezone.utc), r.open, r.high, r.low, r.close, r.volume)
-            for d, r in zip(sessions, spy.itertuples())]
+            for d, r in zip(sessions, spy.itertuples(), strict=True)]
     with FakeTWS(bars={"SPY": rows}) as tws:
         bars = IBBars(tws.host, tws.port, client_id=31, timeout=3)
         try:

@@ -142,7 +142,8 @@ def test_a_historical_view_never_fetches_and_sees_only_earlier_bars(binance, tmp
 
 
 def test_stale_source_fails_closed(binance, tmp_path):
-    binance.set_klines("BTCUSDT", "1d", crypto_rows("BTC-USDT", NOW, end_close=last_boundary(NOW, "1d") - timedelta(days=5)))
+    stale_end = last_boundary(NOW, "1d") - timedelta(days=5)
+    binance.set_klines("BTCUSDT", "1d", crypto_rows("BTC-USDT", NOW, end_close=stale_end))
     md = market(config(binance=binance.base_url), FileBarCache(tmp_path))
     with pytest.raises(StaleDataError, match="BTC-USDT 1d bars from usdm are stale"):
         md.view(NOW).bars("BTC-USDT", "1d")
@@ -334,7 +335,8 @@ def test_funding_from_the_configured_source_is_cached_and_read_as_of(binance, tm
     from market.funding_feed import FundingFeed
 
     first = int((last_boundary(NOW, "4h") - timedelta(hours=8 * 20)).timestamp() * 1000) // 28_800_000 * 28_800_000
-    rows = [(first + i * 28_800_000, f"0.000{i % 9 + 1}") for i in range(21) if first + i * 28_800_000 <= NOW.timestamp() * 1000]
+    rows = [(first + i * 28_800_000, f"0.000{i % 9 + 1}") for i in range(21)
+            if first + i * 28_800_000 <= NOW.timestamp() * 1000]
     binance.set_funding("BTCUSDT", rows)
     cfg = config(binance=binance.base_url)
     feed = FundingFeed(cfg, FundingHistory(), FileBarCache(tmp_path), Fetchers(cfg, lambda: NOW), lambda: NOW)
@@ -347,3 +349,23 @@ def test_funding_from_the_configured_source_is_cached_and_read_as_of(binance, tm
     assert len(binance.requests("/fapi/v1/fundingRate")) == 1, "warm: no request until the next settlement"
     series = warm.series("BTC-USDT")
     assert series.index[0] == FundingHistory().series("BTC-USDT").index[0], "bundled settlements fill in before"
+
+
+def test_ib_historical_bars_through_the_config(tmp_path):
+    from tests.fakes.fake_tws import FakeTWS
+
+    days = sessions_closed_by(NOW, 80)
+    rows = [(datetime(d.year, d.month, d.day, tzinfo=timezone.utc), *r[1:])
+            for d, r in zip(days, etf_rows("SPY", NOW, 80), strict=True)]
+    with FakeTWS(bars={"SPY": rows}) as tws:
+        cfg = parse_market_config({"sources": {"ib": {"kind": "ib", "host": tws.host, "port": tws.port, "client_id": 31,
+                                                      "timeout": 3, "lookback": 60, "retries": 1}},
+                                   "symbols": {"SPY": "ib"}})
+        md = market(cfg, FileBarCache(tmp_path))
+        try:
+            bars = md.view(NOW).bars("SPY")
+            assert bars["close"].iloc[-1] == pytest.approx(rows[-1][4])
+            assert bars["close_time"].iloc[-1] == session_close(days[-1])
+            assert md.origin("SPY", "1d", bars.iloc[-10:]) == "ib"
+        finally:
+            md.fetchers.close()

@@ -51,7 +51,7 @@ def etf_rows(symbol: str, now: datetime, n: int = 450) -> list[tuple]:
     ``n`` sessions closed by ``now``."""
     df = _BUNDLED.frame(symbol, "1d").iloc[-n:]
     days = sessions_closed_by(now, len(df))
-    return [(d, r.open, r.high, r.low, r.close, r.volume) for d, r in zip(days, df.itertuples())]
+    return [(d, r.open, r.high, r.low, r.close, r.volume) for d, r in zip(days, df.itertuples(), strict=True)]
 
 
 def session_close(day: date) -> pd.Timestamp:

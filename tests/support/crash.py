@@ -19,7 +19,9 @@ from typing import Any
 from bus.faults import FAULTS_ENV
 from bus.models import InstrumentSpec
 
-PRICES = {"SPY": 500.0, "QQQ": 400.0, "TLT": 90.0}
+PRICES = {"SPY": 500.0, "QQQ": 400.0, "VIXY": 15.0}
+#: Binance USD-M perpetuals of the fake venue (BTCUSDT, ETHUSDT, SOLUSDT).
+PERPS = ("BTC-USDT-PERP", "ETH-USDT-PERP", "SOL-USDT-PERP")
 SPECS = {s: InstrumentSpec(symbol=s, lot_size=1, min_quantity=1, min_notional=1) for s in PRICES}
 
 
@@ -51,6 +53,16 @@ class VenueSpec:
             return IBBroker(self.host, self.port, client_id=self.client_id, mode="paper",
                             instruments={s: InstrumentSpec(symbol=s) for s in PRICES}, connect_timeout=3,
                             request_timeout=3, order_wait=2, reconnect_attempts=3, reconnect_wait=0.05)
+        if self.kind == "binance":
+            from brokers.config import CcxtAccount
+            from brokers.factory import build_broker
+
+            os.environ["T_CRASH_BN_KEY"], os.environ["T_CRASH_BN_SECRET"] = self.key, self.secret
+            cfg = CcxtAccount(exchange="binanceusdm", account="bn-crash", api_key_env="T_CRASH_BN_KEY",
+                              secret_env="T_CRASH_BN_SECRET", leverage={s: 5 for s in PERPS}, retries=1,
+                              enable_rate_limit=False, timeout_ms=3000,
+                              base_url=f"http://{self.host}:{self.port}/")
+            return build_broker(cfg, "paper", instruments={})
         raise ValueError(f"unknown venue kind {self.kind}")
 
 
