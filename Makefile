@@ -32,6 +32,7 @@ bench: $(VENV)/.dev-deps        ## print the benchmarks' figures
 	$(PY) bench/llm_overhead.py
 	$(PY) bench/backtest.py
 	$(PY) bench/data_fetch.py
+	$(PY) bench/order_lifecycle.py
 
 clean:
 	rm -rf $(VENV) .state

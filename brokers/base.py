@@ -42,6 +42,11 @@ class NotConnected(BrokerError):
     """The broker cannot be reached (connection refused, timeout, no price feed)."""
 
 
+class AsOfRefused(BrokerError):
+    """The account cannot be read or traded as of this time: it already holds fills of a later time
+    (a paper account cannot run backwards). The caller's input, not a venue failure: HTTP 409."""
+
+
 class RateLimited(BrokerError):
     """The venue asked us to slow down (HTTP 429, a 418 ban, IB error 100); it did not take the request.
 

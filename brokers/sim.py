@@ -57,6 +57,7 @@ from brokers.base import (
     CANCELLED,
     FILLED,
     WORKING,
+    AsOfRefused,
     Broker,
     BrokerError,
     DuplicateOrder,
@@ -207,7 +208,7 @@ class SimBroker(Broker):
     def _check_time(self, st: SimAccountState, as_of: datetime) -> None:
         last = st.last_as_of
         if last is not None and as_of < last:
-            raise NotConnected(
+            raise AsOfRefused(
                 f"sim: paper account {self.account} has fills as of {last.isoformat()}; as-of {as_of.isoformat()} "
                 "is earlier and time cannot run backwards on one account (use a fresh --state-dir)")
 

@@ -25,6 +25,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
 EXIT_PARTIAL = 3
+EXIT_SKIPPED = 4  # only with ``run --strict``: nothing traded, the reason is in the execution
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process ended by Ctrl-C
 
 

@@ -110,6 +110,7 @@ class CommanderRun:
     late: list[LateFill] = field(default_factory=list)
     blocked: dict[str, str] = field(default_factory=dict)
     placed: list[OrderRecord] = field(default_factory=list)
+    symbols: list[str] = field(default_factory=list)
 
     @property
     def lock(self) -> str:
@@ -183,6 +184,11 @@ def _trade(run: CommanderRun, skip_reason: str | None) -> Execution:
                                             None, [], reason=skip_reason or g.skip_reason, notes=g.notes))
     run.late = unbooked_fills(run.st.open_orders)
     plan = _plan(run)
+    if run.inputs is not None and run.symbols and not run.inputs.prices:
+        reason = (f"no price for any of the {len(run.symbols)} symbols involved ({', '.join(run.symbols[:10])}"
+                  f"{', …' if len(run.symbols) > 10 else ''}): nothing can be sized or checked, nothing traded")
+        return _record(run, build_execution(run.execution_id, run.as_of, run.trigger, g.dry_run, "skipped", run.st,
+                                            None, [], run.inputs, reason=reason, notes=g.notes))
     run.blocked = _block(run, plan)
     outcome = _execute(run, plan, g.dry_run)
     return _audit(run, plan, outcome, g, run.blocked)
@@ -212,7 +218,8 @@ def _plan(run: CommanderRun) -> Plan:
     st = run.st
     assert st.snapshot is not None
     book_units = {s: b.quantities() for s, b in st.books.items()}
-    specs, prices = market_inputs(run.broker, symbols_involved(st.intents, book_units, st.snapshot), run.as_of)
+    run.symbols = symbols_involved(st.intents, book_units, st.snapshot)
+    specs, prices = market_inputs(run.broker, run.symbols, run.as_of)
     run.inputs = inputs = inputs_from_state(st, run.execution_id, run.as_of, prices, specs, _late_units(run.late))
     return decide(inputs)
 

@@ -186,6 +186,8 @@ def _reconcile_post(request: flask.Request) -> tuple[int, dict[str, Any]]:
     if out.refused_by is not None:
         raise Conflict(f"another run holds the account's lease ({out.refused_by})",
                        extra={"execution_id": None, "refused_by": out.refused_by})
+    if out.conflict is not None:  # caller input: an as-of before the account's last fill (not retried)
+        raise Conflict(f"asOf: {out.conflict}", extra={"execution_id": None})
     if out.error is not None:
         raise BadGateway(f"reconcile failed, nothing written: {out.error}", extra={"execution_id": None})
     snap = out.snapshot

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from brokers.base import Broker, BrokerError
+from brokers.base import AsOfRefused, Broker, BrokerError
 from bus import paths
 from bus.constants import LEASE_TTL_SECONDS
 from bus.ids import new_id
@@ -126,6 +126,7 @@ class ReconcileOutcome:
     snapshot: PortfolioSnapshot | None = None
     error: str | None = None
     refused_by: str | None = None
+    conflict: str | None = None
 
 
 def run_reconcile_step(store: Store, broker: Broker, as_of: datetime, mode: str) -> ReconcileOutcome:
@@ -144,6 +145,9 @@ def run_reconcile_step(store: Store, broker: Broker, as_of: datetime, mode: str)
         return ReconcileOutcome(None, refused_by=(lease or {}).get("holder", "?"))
     try:
         snap = reconcile(store, broker, as_of)
+    except AsOfRefused as exc:
+        store.release_lease(lock, execution_id)
+        return ReconcileOutcome(None, conflict=str(exc))
     except BrokerError as exc:
         store.release_lease(lock, execution_id)
         msg = f"{type(exc).__name__}: {exc}"

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_PARTIAL, app, fail
+from cli.app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_PARTIAL, EXIT_SKIPPED, app, fail
 from cli.options import (
     AsOf,
     ConfigDir,
@@ -41,6 +41,8 @@ def run(
     data_dir: DataDirs = None,
     live_data: Annotated[bool, typer.Option(
         "--live-data", help="as of now, on bars fetched from the market.yaml sources (and cached)")] = False,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help=f"exit {EXIT_SKIPPED} when the run was skipped (for cron and CI)")] = False,
 ) -> None:
     """Run strategies -> reconcile -> Commander once, as of one time, and print what was decided."""
     from pipeline.settings import apply_settings
@@ -73,3 +75,5 @@ def run(
         raise typer.Exit(EXIT_FAILED)
     if doc["status"] == "partial_success":
         raise typer.Exit(EXIT_PARTIAL)
+    if strict and doc["status"] == "skipped":
+        raise typer.Exit(EXIT_SKIPPED)

@@ -148,3 +148,14 @@ def test_a_killed_run_leaves_no_emulator_and_its_rerun_repeats_no_order(tmp_path
     assert not by_crashed & {o["symbol"] for o in rerun["orders"]}  # and the rerun sent none of them again
     assert {o["client_order_id"] for o in sim_orders} == {r.client_order_id for r in sent}  # all on record
     assert all(not r.open and r.booked_quantity == r.filled_quantity for r in records)  # all booked
+
+
+def test_strict_makes_a_skipped_run_exit_4(tmp_path, emulator, project):
+    env = {"GOOGLE_CLOUD_PROJECT": project, "FIRESTORE_EMULATOR_HOST": emulator.host}
+    store = FirestoreStore(project)
+    taken, _ = store.try_lease("locks/commander-paper", "another-run", 600)  # another run holds the account
+    assert taken
+    plain = cli(["run", "--json", "--as-of", "2020-03-16"], env)
+    assert plain.returncode == 0 and json.loads(plain.stdout)["status"] == "skipped"
+    strict = cli(["run", "--json", "--strict", "--as-of", "2020-03-16"], env)
+    assert strict.returncode == 4 and json.loads(strict.stdout)["status"] == "skipped"

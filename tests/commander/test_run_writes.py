@@ -144,3 +144,11 @@ def test_a_skip_reason_records_a_skipped_execution_and_trades_nothing(dry_run):
     assert ex.status == "skipped" and ex.reason == "reconcile failed: x" and ex.orders_placed == []
     assert audit_chunks(store) == [] and store.get(paths.execution("ex-s"))["status"] == "skipped"
     assert store.get(paths.lock("paper")) is None
+
+
+def test_a_run_where_no_symbol_has_a_price_is_skipped_with_that_reason():
+    store, broker = setup()
+    broker.prices = lambda s, t: (_ for _ in ()).throw(LookupError(f"no price for {s}"))
+    ex = run_commander(store, broker, T, execution_id="ex-noprice")
+    assert ex.status == "skipped" and ex.reason.startswith("no price for any of the 2 symbols")
+    assert ex.orders_placed == [] and "holdings already match" not in ex.summary
