@@ -56,7 +56,7 @@ def _one_line_on_store_failure(callback: Callable[..., Any]) -> Callable[..., An
         try:
             return callback(*args, **kwargs)
         except StoreError as exc:
-            fail(f"the store is unreachable; nothing more was done: {str(exc).splitlines()[0][:300]}", EXIT_FAILED)
+            fail(f"the store failed; nothing more was done: {str(exc).splitlines()[0][:300]}", EXIT_FAILED)
 
     return run
 

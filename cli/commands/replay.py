@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import typer
 
 from cli.app import EXIT_FAILED, app, fail
 from cli.options import StateDir, opened_store
+
+#: A Firestore document id as the pipeline makes them (``bus.ids.new_id``), and no path.
+ID_PATTERN = re.compile(r"(?!\.\.?$)[A-Za-z0-9_.\-]{1,200}")
 
 
 @app.command()
@@ -19,6 +23,8 @@ def replay(
     from commander.replay import ReplayError
     from commander.replay import replay as do_replay
 
+    if not ID_PATTERN.fullmatch(execution_id):
+        fail(f"{execution_id!r} is not an execution id (letters, digits, '-', '_', '.'; no '/')")
     with opened_store("emulator", state_dir) as store:
         try:
             res = do_replay(store, execution_id)

@@ -43,4 +43,4 @@ def test_emulator_killed_mid_run_is_one_line_and_exit_1_within_30_s(tmp_path):
     assert proc.returncode == 1, err
     assert took < 30, took
     lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: the store is unreachable"), err
+    assert len(lines) == 1 and lines[0].startswith("error: the store failed"), err

@@ -159,3 +159,19 @@ def test_strict_makes_a_skipped_run_exit_4(tmp_path, emulator, project):
     assert plain.returncode == 0 and json.loads(plain.stdout)["status"] == "skipped"
     strict = cli(["run", "--json", "--strict", "--as-of", "2020-03-16"], env)
     assert strict.returncode == 4 and json.loads(strict.stdout)["status"] == "skipped"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["replay", "../config/trading"], "is not an execution id"),
+])
+def test_more_bad_input_is_one_line_and_exit_2(args, message):
+    r = cli(args, {})
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and message in r.stderr, r.stderr
+
+
+def test_a_binary_trading_yaml_is_one_line_and_exit_2(tmp_path):
+    cfg = tmp_path / "cfg"
+    shutil.copytree(ROOT / "config", cfg)
+    (cfg / "trading.yaml").write_bytes(bytes(range(128, 256)))
+    r = cli(["run", "--config", str(cfg), "--store", "memory"], {})
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "not a text file" in r.stderr, r.stderr
