@@ -8,6 +8,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 
 from brokers.base import (
+    AsOfRefused,
     DuplicateOrder,
     InsufficientFunds,
     NotConnected,
@@ -90,7 +91,7 @@ def test_venue_rules(store):
 def test_time_cannot_run_backwards_on_one_account(store):
     b = broker(store)
     buy(b, "c1", "SPY", 1)
-    with pytest.raises(NotConnected, match="earlier"):
+    with pytest.raises(AsOfRefused, match="earlier"):
         b.portfolio(datetime(2020, 1, 1, tzinfo=timezone.utc))
 
 
