@@ -403,8 +403,12 @@ class RiskAdjustment(Doc):
     note: str = ""
 
 
-class OrderRecord(Doc):
-    """An order the Commander placed (or would place on a dry run), IB field names."""
+class OrderTicket(Doc):
+    """What an order is, in IB's field names: the instrument, the side, the size (units > 0) and its type.
+
+    Shared by the execution's :class:`OrderRecord` and the ``orders/{client_order_id}`` lifecycle
+    (:class:`bus.orders.OrderLifecycle`).
+    """
 
     orderId: str | None = None
     client_order_id: str
@@ -416,6 +420,11 @@ class OrderRecord(Doc):
     totalQuantity: float = Field(gt=0)
     orderType: Literal["MKT", "LMT"] = "MKT"
     lmtPrice: float | None = None
+
+
+class OrderRecord(OrderTicket):
+    """An order the Commander placed (or would place on a dry run), IB field names."""
+
     status: str
     filled_quantity: float = 0.0
     fill_price: float | None = None

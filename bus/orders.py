@@ -28,7 +28,7 @@ from typing import Literal
 from pydantic import Field
 
 from bus.constants import QTY_EPS
-from bus.models import Action, Doc, UTCDateTime
+from bus.models import Doc, OrderTicket, UTCDateTime
 
 OrderStatus = Literal["planned", "submitted", "partially_filled", "filled", "cancelled", "rejected", "expired",
                       "unknown"]
@@ -75,23 +75,13 @@ class OrderEvent(Doc):
     avg_fill_price: float | None = None
 
 
-class OrderLifecycle(Doc):
+class OrderLifecycle(OrderTicket):
     """``orders/{client_order_id}``: an order from its plan to its last fill (see the module docstring)."""
 
-    client_order_id: str
     execution_id: str
     mode: str
-    symbol: str
-    secType: str = "STK"
-    exchange: str = "SMART"
-    currency: str = "USD"
-    action: Action
-    totalQuantity: float = Field(gt=0)
-    orderType: Literal["MKT", "LMT"] = "MKT"
-    lmtPrice: float | None = None
     shares: dict[str, float] = Field(default_factory=dict)
     status: OrderStatus = "planned"
-    orderId: str | None = None
     venue_status: str | None = None
     filled_quantity: float = Field(0.0, ge=0)
     avg_fill_price: float | None = None

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bus.constants import QTY_EPS
-from bus.models import OrderRecord
+from bus.models import OrderRecord, OrderTicket
 from bus.orders import BLOCKING_STATUSES, OrderLifecycle
 
 
@@ -27,10 +27,8 @@ def planned_orders(execution_id: str, mode: str, orders: list[OrderRecord],
     out = []
     for o in orders:
         out.append(OrderLifecycle(
-            client_order_id=o.client_order_id, execution_id=execution_id, mode=mode, symbol=o.symbol,
-            secType=o.secType, exchange=o.exchange, currency=o.currency, action=o.action,
-            totalQuantity=o.totalQuantity, orderType=o.orderType, lmtPrice=o.lmtPrice,
-            shares={s: q for s, q in wanted.get(o.symbol, {}).items() if abs(q) > QTY_EPS},
+            **o.model_dump(include=set(OrderTicket.model_fields), exclude={"orderId"}), execution_id=execution_id,
+            mode=mode, shares={s: q for s, q in wanted.get(o.symbol, {}).items() if abs(q) > QTY_EPS},
             status="planned", created_at=now, updated_at=now))
     return out
 

@@ -16,9 +16,8 @@ import pytest
 import yaml
 
 from market.history import HistoryProvider
-from tests.fakes.fake_binance import FakeBinanceUSDM
-from tests.fakes.fake_etf_source import FakeYahoo
-from tests.market.today import crypto_rows, etf_rows, sessions_closed_by
+from tests.market.today import sessions_closed_by
+from tests.support.venues import fake_market_venues, market_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,14 +30,8 @@ def cli(args, env_extra=None):
 
 @pytest.fixture(scope="module")
 def venues():
-    now = datetime.now(timezone.utc)
-    with FakeBinanceUSDM() as binance, FakeYahoo() as yahoo:
-        binance.set_klines("BTCUSDT", "1d", crypto_rows("BTC-USDT", now))
-        binance.set_klines("ETHUSDT", "1d", crypto_rows("ETH-USDT", now))
-        yahoo.set_bars("SPY", etf_rows("SPY", now))
-        yahoo.set_bars("VIXY", etf_rows("VIXY", now))
-        yield now, binance, yahoo
-        assert binance.internal_errors == [] and yahoo.errors == []
+    with fake_market_venues() as v:
+        yield v
 
 
 @pytest.fixture
@@ -48,12 +41,7 @@ def cfg(venues, tmp_path):
     d = tmp_path / "cfg"
     shutil.copytree(ROOT / "config", d)
     (d / "llm_traders.yaml").write_text("traders: []\n")
-    (d / "market.yaml").write_text(yaml.safe_dump({
-        "sources": {
-            "yahoo": {"kind": "yfinance", "base_url": yahoo.base_url, "retry_wait": 0.01},
-            "binance": {"kind": "ccxt", "exchange": "binanceusdm", "base_url": binance.base_url, "retry_wait": 0.01,
-                        "symbols": {"BTC-USDT": "BTC/USDT:USDT", "ETH-USDT": "ETH/USDT:USDT"}}},
-        "symbols": {"SPY": "yahoo", "VIXY": "yahoo", "BTC-USDT": "binance", "ETH-USDT": "binance"}}))
+    (d / "market.yaml").write_text(yaml.safe_dump(market_yaml(binance.base_url, yahoo.base_url)))
     return d
 
 

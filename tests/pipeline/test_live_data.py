@@ -19,38 +19,17 @@ from market.config import parse_market_config
 from pipeline.run import run_pipeline
 from pipeline.settings import apply_settings, load_settings
 from pipeline.wiring import RunInputError, file_cache, make_broker, market_data, resolve_as_of
-from tests.fakes.fake_binance import FakeBinanceUSDM
-from tests.fakes.fake_etf_source import FakeYahoo
-from tests.market.today import crypto_rows, etf_rows, session_close, sessions_closed_by
+from tests.market.today import etf_rows, session_close, sessions_closed_by
+from tests.support.venues import fake_market_venues, market_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CLASSIC = ["spy_macd_vixy", "crypto_trend", "test_signal_generator"]
 
 
-def market_yaml(binance: str, yahoo: str, as_of_now: bool = False) -> dict:
-    """market.yaml for the fakes: ETFs from the fake Yahoo; BTC/ETH from the fake Binance USD-M
-    (its perpetual klines stand in for spot)."""
-    return {
-        "as_of_now": as_of_now,
-        "sources": {
-            "yahoo": {"kind": "yfinance", "base_url": yahoo, "retry_wait": 0.01},
-            "binance": {"kind": "ccxt", "exchange": "binanceusdm", "base_url": binance, "retry_wait": 0.01,
-                        "symbols": {"BTC-USDT": "BTC/USDT:USDT", "ETH-USDT": "ETH/USDT:USDT"}},
-        },
-        "symbols": {"SPY": "yahoo", "VIXY": "yahoo", "BTC-USDT": "binance", "ETH-USDT": "binance"},
-    }
-
-
 @pytest.fixture(scope="module")
 def venues():
-    now = datetime.now(timezone.utc)
-    with FakeBinanceUSDM() as binance, FakeYahoo() as yahoo:
-        binance.set_klines("BTCUSDT", "1d", crypto_rows("BTC-USDT", now))
-        binance.set_klines("ETHUSDT", "1d", crypto_rows("ETH-USDT", now))
-        yahoo.set_bars("SPY", etf_rows("SPY", now))
-        yahoo.set_bars("VIXY", etf_rows("VIXY", now))
-        yield now, binance, yahoo
-        assert binance.internal_errors == [] and yahoo.errors == []
+    with fake_market_venues() as v:
+        yield v
 
 
 def live_settings(venues, **market):
