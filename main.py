@@ -1,7 +1,7 @@
 """Intent Bus entry points, both thin.
 
 * **Cloud Functions** (functions-framework, HTTP): ``orchestrator``,
-  ``strategy``, ``reconcile`` and ``allocation``. Each delegates to
+  ``strategy``, ``reconcile``, ``allocation`` and ``api`` (the read API and dashboard). Each delegates to
   :mod:`functions.handlers`, imported on the first request so that importing
   this file costs nothing (``functions-framework --target=orchestrator``;
   ``gcloud functions deploy orchestrator --entry-point=orchestrator``).
@@ -40,6 +40,13 @@ def allocation(request: Any) -> Any:
     from functions.handlers import allocation as handler
 
     return handler(request)
+
+
+def api(request: Any) -> Any:
+    """``GET /api/...``: the read API and the dashboard (:mod:`functions.api`)."""
+    from functions.api import handle
+
+    return handle(request)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,19 @@ intents, reconcile snapshots the paper broker, the Commander nets, limits,
 orders and books — with ``trigger="backtest"`` and the execution id
 ``bt-YYYYMMDD``. The paper broker fills with its fee, slippage and funding model.
 
+Fill model (``fill_at`` of the paper account, :mod:`brokers.sim`; ``--fill-at``
+overrides it): ``next_open`` (the default) rests each market order until the first
+price after the run: an ETF order of a 21:30 UTC run fills at the next XNYS
+session's open (a weekend or holiday waits for Monday's or the next session's),
+a crypto order at the open of the next 1h bar (22:00 UTC) where 1h bars exist,
+else the next 4h or daily bar. The fill lands when a later step brings the paper
+account up to its as-of time (reconcile, before it resolves the orders), and that
+step's Commander books it to the strategies that placed the order (a late fill,
+``Execution.late_fills``). ``close`` fills at once at the as-of close, as before:
+optimistic, kept for comparison. With ``fill_sensitivity`` (``backtest.yaml``)
+the engine runs the other model too, on a fresh in-memory store, and
+:attr:`BacktestResult.fill_sensitivity` gives each book's return under both.
+
 The data is cut at the backtest's horizon (``end`` at the run time, see
 :mod:`backtest.horizon`): a backtest to T sees what a live run at T
 would have seen.
@@ -41,7 +54,7 @@ from typing import Any, Callable, Iterator, Literal
 
 from backtest.horizon import BacktestFile, HorizonHistory, funding_coverage
 from brokers.config import SimAccount
-from brokers.sim import SimBroker
+from brokers.sim import FillAt, SimBroker
 from bus import paths
 from bus.constants import NOISE_EPS
 from bus.models import Book, EquityPoint, StrategyConfig, Trade
@@ -58,6 +71,11 @@ log = logging.getLogger(__name__)
 StoreKind = Literal["memory", "emulator"]
 LLM_NOTE = ("kind llm: LLM traders run in backtests only from the digest cache or a configured endpoint; "
             "pass --llm to include them")
+
+
+#: Bundled 1h crypto bars (``market/data/hourly``): read by backtests only, for the next 1h open a crypto
+#: market order fills at (``fill_at: next_open``); marks and strategies keep their own timeframes.
+HOURLY_DIR = BUNDLED_DIR / "hourly"
 
 
 class BacktestInputError(ValueError):
@@ -79,8 +97,9 @@ class StepRecord:
         traded: strategy id -> notional booked to it this step (Σ |Δunits| × fill price × multiplier).
         funding: strategy id -> funding the Commander charged its book this step (the change in
             ``Book.funding``; paid > 0).
-        orders, rejected: orders filled / refused this step; fees: commissions this step;
-            traded_total: notional filled this step (Σ quantity × fill price × multiplier).
+        orders, rejected: fills booked / orders refused this step (a fill booked now may be of an
+            order an earlier step placed: ``fill_at: next_open``, see :func:`step_fills`); fees:
+            commissions of those fills; traded_total: their notional (Σ quantity × fill price × multiplier).
         conflicts: conflict type -> count; risk: risk rule -> count (this step).
         not_used: strategy id -> why its intent was not used (errored, stale, missing, skipped).
         book_mismatch: max over symbols of |Σ books + external − account holding| (units).
@@ -112,11 +131,23 @@ class StepRecord:
     book_mismatch: float
     external_units: float
     nav_identity_error: float
+    # For the report (backtest/report): each book after the step, base currency.
+    book_gross: dict[str, float] = field(default_factory=dict)
+    book_net: dict[str, float] = field(default_factory=dict)
+    book_fills: dict[str, list[tuple[str, float, float]]] = field(default_factory=dict)
+    slippage: dict[str, float] = field(default_factory=dict)
+    slippage_total: float = 0.0
 
 
 @dataclass
 class BacktestResult:
-    """A finished (or interrupted) backtest: settings, steps, final state and notes."""
+    """A finished (or interrupted) backtest: settings, steps, final state and notes.
+
+    ``fill_model``: the paper account's ``fill_at`` the run used (``next_open`` | ``close``);
+    ``fill_sensitivity``: each book's return under both fill models (:func:`compare_fills`; empty when
+    not asked for); ``price_sources``: aliased symbol -> where its bars came from (perpetual bars, or
+    its spot pair before them, :meth:`backtest.horizon.HorizonHistory.price_sources`).
+    """
 
     settings: Settings
     start: date
@@ -135,6 +166,10 @@ class BacktestResult:
     funding_coverage: dict[str, tuple[str, str] | None] = field(default_factory=dict)
     periods_per_year: int = 365
     wall_seconds: float = 0.0
+    fill_model: str = "next_open"
+    fill_sensitivity: dict[str, Any] = field(default_factory=dict)
+    price_sources: dict[str, str] = field(default_factory=dict)
+    data_dirs: list[Path] = field(default_factory=list)
 
     @property
     def days(self) -> int:
@@ -213,6 +248,32 @@ def open_backtest_store(kind: StoreKind) -> Iterator[Store]:
             os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
 
 
+@dataclass(frozen=True)
+class StepFill:
+    """One fill booked by a step: ``filled_quantity`` units (> 0) of ``symbol`` at ``fill_price`` (quote
+    currency per unit, slippage included), ``commission`` in base currency. ``late``: the fill of an order
+    placed by an earlier step (``fill_at: next_open``), booked now."""
+
+    symbol: str
+    action: str
+    filled_quantity: float
+    fill_price: float
+    commission: float
+    late: bool = False
+
+
+def step_fills(ex: Any) -> list[StepFill]:
+    """The fills an execution booked: its own orders filled at once (``fill_at: close``), then the late
+    fills of earlier orders (``Execution.late_fills``: a market order that waited for the next open)."""
+    if ex is None:
+        return []
+    out = [StepFill(o.symbol, o.action, o.filled_quantity, o.fill_price, o.commission)
+           for o in ex.orders_placed if o.filled_quantity and o.fill_price]
+    out += [StepFill(f.symbol, "BUY" if f.quantity > 0 else "SELL", abs(f.quantity), f.price, f.commission, True)
+            for f in ex.late_fills if abs(f.quantity) > NOISE_EPS]
+    return out
+
+
 class _Tracker:
     """Carries state from step to step: each book's units and cumulative funding after the previous step."""
 
@@ -243,7 +304,8 @@ def _record(day: date, res: Any, broker: SimBroker, store: Store, sids: list[str
     mismatch = max((abs(summed.get(s, 0.0) - account_units.get(s, 0.0)) for s in set(summed) | set(account_units)),
                    default=0.0)
     external_units = max((abs(q) for q in units.get(EXTERNAL, {}).values()), default=0.0)
-    fills = {o.symbol: o.fill_price for o in (ex.orders_placed if ex else []) if o.filled_quantity and o.fill_price}
+    done = step_fills(ex)
+    fills = {o.symbol: o.fill_price for o in done}
     specs = broker.specs
     traded: dict[str, float] = {}
     for sid, now in units.items():
@@ -254,6 +316,7 @@ def _record(day: date, res: Any, broker: SimBroker, store: Store, sids: list[str
                 mult = specs[sym].multiplier if sym in specs else 1.0
                 traded[sid] = traded.get(sid, 0.0) + abs(dq) * fills[sym] * mult
     funding = tracker.funding_step(books)
+    extras = _report_extras(units, tracker.prev_units, done, snap, broker, ex.context.prices if ex else {})
     tracker.prev_units = units
     unrealized = sum(h.quantity * (h.market_price - h.avg_cost) * (specs[h.symbol].multiplier if h.symbol in specs
                                                                      else 1.0) for h in snap.holdings)
@@ -280,20 +343,65 @@ def _record(day: date, res: Any, broker: SimBroker, store: Store, sids: list[str
         gross_exposure=sum(abs(h.market_value) for h in snap.holdings),
         equity={s: b.equity for s, b in books.items() if s != EXTERNAL or b.positions},
         traded=traded, funding=funding,
-        orders=sum(1 for o in placed if o.filled_quantity), rejected=sum(1 for o in placed if o.status == "Rejected"),
-        fees=sum(o.commission for o in placed),
-        traded_total=sum(o.filled_quantity * (o.fill_price or 0.0) * (specs[o.symbol].multiplier if o.symbol in specs
-                                                                        else 1.0) for o in placed),
+        orders=len(done), rejected=sum(1 for o in placed if o.status == "Rejected"),
+        fees=sum(o.commission for o in done),
+        traded_total=sum(o.filled_quantity * o.fill_price * (specs[o.symbol].multiplier if o.symbol in specs
+                                                              else 1.0) for o in done),
         fees_cum=st.fees_paid, funding_cum=st.funding_paid, realized_cum=st.realized_pnl, unrealized=unrealized,
         conflicts=conflicts, risk=risk, not_used=not_used, book_mismatch=mismatch, external_units=external_units,
-        nav_identity_error=snap.net_liquidation - identity)
+        nav_identity_error=snap.net_liquidation - identity, **extras)
+
+
+def _report_extras(units: dict[str, dict[str, float]], before: dict[str, dict[str, float]], placed: list[Any],
+                   snap: Any, broker: SimBroker, prices: dict[str, float]) -> dict[str, Any]:
+    """The report's per-book fields of a :class:`StepRecord` (base currency).
+
+    * ``book_gross`` / ``book_net``: Σ |units × mark × multiplier| and Σ units × mark × multiplier per book
+      (marks: the account's holdings, else this step's fill, else the Commander's price);
+    * ``book_fills``: book -> [(symbol, signed units booked, fill price)] this step (Δ of the book's units);
+    * ``slippage``: book -> Σ Δunits × (fill − reference) × multiplier, a cost > 0; the reference is the fill
+      with the paper broker's slippage taken back out (``CostModel.slippage_bps`` at the fill's notional:
+      fill = reference × (1 ± bps/1e4), tick rounding not undone); ``slippage_total`` the same per order.
+    """
+    specs = broker.specs
+    mult = {s: (specs[s].multiplier if s in specs else 1.0) for s in {*prices, *(o.symbol for o in placed)}}
+    fills: dict[str, float] = {}
+    slip_unit: dict[str, float] = {}
+    total = 0.0
+    for o in placed:
+        if not (o.filled_quantity and o.fill_price):
+            continue
+        m = mult.get(o.symbol, 1.0)
+        sign = 1.0 if o.action == "BUY" else -1.0
+        bps = broker.cost_model(o.symbol).slippage_bps(o.filled_quantity * o.fill_price * m)
+        ref = o.fill_price / (1.0 + sign * bps / 1e4)
+        fills[o.symbol] = o.fill_price
+        slip_unit[o.symbol] = o.fill_price - ref
+        total += o.filled_quantity * abs(o.fill_price - ref) * m
+    marks = {**prices, **fills, **{h.symbol: h.market_price for h in snap.holdings}}
+    gross: dict[str, float] = {}
+    net: dict[str, float] = {}
+    book_fills: dict[str, list[tuple[str, float, float]]] = {}
+    slippage: dict[str, float] = {}
+    for sid, now in units.items():
+        values = [q * marks.get(sym, 0.0) * (specs[sym].multiplier if sym in specs else 1.0) for sym, q in now.items()]
+        gross[sid], net[sid] = sum(abs(v) for v in values), sum(values)
+        prev = before.get(sid, {})
+        for sym in set(now) | set(prev):
+            dq = now.get(sym, 0.0) - prev.get(sym, 0.0)
+            if abs(dq) > NOISE_EPS and sym in fills:
+                book_fills.setdefault(sid, []).append((sym, dq, fills[sym]))
+                slippage[sid] = slippage.get(sid, 0.0) + dq * slip_unit[sym] * mult.get(sym, 1.0)
+    return {"book_gross": gross, "book_net": net, "book_fills": book_fills, "slippage": slippage,
+            "slippage_total": total}
 
 
 def run_backtest(settings: Settings, backtest: BacktestFile, start: date, end: date, store: Store, *,
                  strategies: list[StrategyConfig] | None = None, notes: list[str] | None = None,
                  data_dirs: list[Path] | None = None, store_kind: str = "memory",
                  on_step: Callable[[StepRecord, int, int], None] | None = None,
-                 stop: Event | None = None) -> BacktestResult:
+                 stop: Event | None = None, fill_at: FillAt | None = None,
+                 fill_sensitivity: bool | None = None) -> BacktestResult:
     """Step the daily pipeline from ``start`` to ``end`` on ``store`` (fresh and empty).
 
     Args:
@@ -304,6 +412,9 @@ def run_backtest(settings: Settings, backtest: BacktestFile, start: date, end: d
         data_dirs: extra folders of bar CSVs, after the bundled ones.
         on_step: called after each step with (record, steps done, steps in all).
         stop: when set, the loop ends before the next step (a partial result).
+        fill_at: the paper broker's fill model (``next_open`` | ``close``); default the account's.
+        fill_sensitivity: also run the other fill model (in memory) and fill
+            :attr:`BacktestResult.fill_sensitivity`; default ``backtest.fill_sensitivity``.
 
     Returns:
         the :class:`BacktestResult`; ``interrupted`` when ``stop`` or Ctrl-C ended it early.
@@ -315,13 +426,17 @@ def run_backtest(settings: Settings, backtest: BacktestFile, start: date, end: d
     import time
 
     t0 = time.perf_counter()
-    if not isinstance(settings.account, SimAccount):
+    acct = settings.account
+    if not isinstance(acct, SimAccount):
         raise BacktestInputError(f"a backtest trades the paper broker only; mode {settings.trading.mode!r} "
-                                 f"uses a {settings.account.kind!r} account")
+                                 f"uses a {acct.kind!r} account")
+    if fill_at is not None and fill_at != acct.fill_at:
+        acct = acct.model_copy(update={"fill_at": fill_at})
+        settings = replace(settings, account=acct)
     days = backtest_days(start, end)
     chosen = strategies if strategies is not None else [s for s in settings.strategies if s.enabled]
     horizon = as_of_on(end, settings)
-    provider = HorizonHistory([BUNDLED_DIR, *(data_dirs or [])], horizon, backtest.price_aliases)
+    provider = HorizonHistory([BUNDLED_DIR, HOURLY_DIR, *(data_dirs or [])], horizon, backtest.price_aliases)
     funding = FundingHistory([BUNDLED_DIR, *(data_dirs or [])])
     run_settings = replace(settings, strategies=chosen)
     apply_settings(store, run_settings)
@@ -329,9 +444,12 @@ def run_backtest(settings: Settings, backtest: BacktestFile, start: date, end: d
     assert isinstance(broker, SimBroker)
     sids = [s.strategy_id for s in chosen]
     result = BacktestResult(settings=run_settings, start=start, end=end, store_kind=store_kind, strategies=sids,
-                            notes=list(notes or []), starting_cash=float(settings.account.starting_cash),
+                            notes=list(notes or []), starting_cash=float(acct.starting_cash),
                             periods_per_year=backtest.periods_per_year,
-                            funding_coverage=funding_coverage(funding, horizon))
+                            funding_coverage=funding_coverage(funding, horizon), data_dirs=list(data_dirs or []),
+                            fill_model=acct.fill_at, price_sources=provider.price_sources(horizon))
+    universe = {sym for s in chosen for sym in s.universe}
+    result.notes += [f"{sym} priced from {src}" for sym, src in result.price_sources.items() if sym in universe]
     tracker = _Tracker(sids)
     try:
         for i, day in enumerate(days):
@@ -352,8 +470,46 @@ def run_backtest(settings: Settings, backtest: BacktestFile, start: date, end: d
         result.notes.append(f"interrupted after {result.days} of {len(days)} days (last {result.steps[-1].day}): "
                             "a partial report")
     _finish(result, store, broker, sids)
+    if (backtest.fill_sensitivity if fill_sensitivity is None else fill_sensitivity) and not result.interrupted:
+        other: FillAt = "close" if result.fill_model == "next_open" else "next_open"
+        alt = run_backtest(settings, backtest, start, end, MemoryStore(), strategies=chosen, data_dirs=data_dirs,
+                           stop=stop, fill_at=other, fill_sensitivity=False)
+        if not alt.interrupted:
+            result.fill_sensitivity = compare_fills(result, alt)
     result.wall_seconds = time.perf_counter() - t0
     return result
+
+
+def compare_fills(primary: BacktestResult, other: BacktestResult) -> dict[str, Any]:
+    """Each book's total return under the two fill models (the same days, strategies and data).
+
+    Shape (``report.json``'s ``fill_sensitivity``)::
+
+        {"models": ["next_open", "close"],              # primary first
+         "books": {strategy_id: {"next_open": 0.52, "close": 0.57, "difference": -0.05}},
+         "account": {"next_open": ..., "close": ..., "difference": ...}}
+
+    Returns are fractions (0.52 = +52 %) of each book's starting capital, as in the leaderboard
+    (``total_return``); ``difference`` = primary − other, in fraction points (−0.05 = −5 points);
+    the account's is NAV over starting cash. A book without a return in either run is left out.
+    """
+    a, b = primary.fill_model, other.fill_model
+
+    def returns(r: BacktestResult) -> dict[str, float]:
+        out = {row["strategy_id"]: row["total_return"] for row in r.leaderboard
+               if row.get("total_return") is not None}
+        if r.steps and r.starting_cash > 0:
+            out[ACCOUNT] = r.steps[-1].nav / r.starting_cash - 1.0
+        return out
+
+    ra, rb = returns(primary), returns(other)
+    rows = {k: {a: ra[k], b: rb[k], "difference": ra[k] - rb[k]} for k in ra if k in rb}
+    account = rows.pop(ACCOUNT, None)
+    return {"models": [a, b], "books": rows, "account": account}
+
+
+#: The key of the whole account in :func:`compare_fills`' intermediate returns.
+ACCOUNT = "__account__"
 
 
 def _finish(result: BacktestResult, store: Store, broker: SimBroker, sids: list[str]) -> None:
@@ -373,4 +529,4 @@ def _finish(result: BacktestResult, store: Store, broker: SimBroker, sids: list[
         last = result.steps[-1]
         result.final_account.update(nav=last.nav, unrealized_pnl=last.unrealized,
                                     nav_identity_error=last.nav_identity_error)
-    result.leaderboard = leaderboard(store, result.periods_per_year)
+    result.leaderboard = leaderboard(store, result.settings.instruments)

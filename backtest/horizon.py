@@ -10,9 +10,17 @@ the look-ahead test meaningful: a strategy that reaches past its as-of view
 one to T + 30 days, so its decisions up to T differ and the test catches it.
 
 ``backtest.yaml`` (optional, in the ``--config`` folder) holds what only a
-backtest needs: ``price_aliases`` (a symbol without its own bars served from
-another series, e.g. a perpetual from its spot pair) and ``periods_per_year``
+backtest needs: ``price_aliases`` (a symbol served from another series where it
+has no bars of its own, e.g. a perpetual from its spot pair) and ``periods_per_year``
 for the report's annualization.
+
+Perpetuals are priced from their own bars where they exist (the bundled Binance
+USD-M 4h bars; their daily bars are resampled from the 4h on UTC days, open
+first, high max, low min, close last, volume sum, as the bundled spot 1d bars
+were made from 1h): a symbol with bars of its own at any timeframe uses its alias
+only for the time before its first own bar (spot stands in before the perpetual
+was listed), and one with no bars of its own uses its alias throughout
+(:meth:`HorizonHistory.price_sources` says which, for the report).
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from market.funding import FundingHistory
-from market.history import HistoryProvider, MarketDataError, MarketView, SeriesKey
+from market.history import HistoryProvider, MarketDataError, MarketView, SeriesKey, StaleDataError
 
 BACKTEST_FILE = "backtest.yaml"
 
@@ -44,11 +52,14 @@ class BacktestFile(BaseModel):
             its spot pair).
         periods_per_year: annualization of daily returns in the report (365: every
             calendar day is a step).
+        fill_sensitivity: run the backtest under the other fill model too (``next_open`` vs
+            ``close``, in memory) and report each book's return under both.
     """
 
     model_config = ConfigDict(extra="forbid")
     price_aliases: dict[str, str] = Field(default_factory=dict)
     periods_per_year: int = Field(365, gt=0)
+    fill_sensitivity: bool = False
 
 
 def load_backtest_file(config_dir: Path) -> BacktestFile:
@@ -104,6 +115,70 @@ class HorizonHistory(HistoryProvider):
                 raise
             return super().key(alias, timeframe)
 
+    def _own_frame(self, symbol: str, timeframe: str) -> pd.DataFrame | None:
+        """The symbol's own bars at ``timeframe`` (a file; daily bars resampled from its own finer bars
+        when it has no daily file), uncut; None when it has none."""
+        try:
+            HistoryProvider.key(self, symbol, timeframe)
+            return HistoryProvider.frame(self, symbol, timeframe)
+        except MarketDataError:
+            pass
+        if timeframe != "1d":
+            return None
+        for finer in ("4h", "1h"):
+            try:
+                HistoryProvider.key(self, symbol, finer)
+            except MarketDataError:
+                continue
+            return _daily_from(HistoryProvider.frame(self, symbol, finer))
+        return None
+
+    def _first_own(self, symbol: str) -> pd.Timestamp | None:
+        """Open time of the symbol's first own bar at any timeframe (None: it has none)."""
+        firsts = []
+        for tf in OWN_TIMEFRAMES:
+            try:
+                HistoryProvider.key(self, symbol, tf)
+            except MarketDataError:
+                continue
+            own = HistoryProvider.frame(self, symbol, tf)
+            if len(own):
+                firsts.append(own.index[0])
+        return min(firsts) if firsts else None
+
+    def _spliced(self, symbol: str, timeframe: str) -> pd.DataFrame:
+        """Own bars, after the alias's bars that closed by the first own bar's open (see the module)."""
+        own = self._own_frame(symbol, timeframe)
+        alias = self.aliases.get(symbol)
+        if alias is None:
+            if own is None:
+                return HistoryProvider.frame(self, symbol, timeframe)  # raises MarketDataError naming it
+            return own
+        first = self._first_own(symbol)
+        try:
+            stand_in = HistoryProvider.frame(self, alias, timeframe)
+        except MarketDataError:
+            if own is None:
+                raise
+            return own
+        if first is None:
+            return stand_in
+        cut = own.index[0] if own is not None and len(own) else first
+        before = stand_in[stand_in["close_time"] <= cut]
+        return before if own is None else pd.concat([before, own])
+
+    def price_sources(self, horizon: datetime | None = None) -> dict[str, str]:
+        """Aliased symbol -> where its bars come from, in words (for the report)."""
+        out = {}
+        for sym, alias in sorted(self.aliases.items()):
+            first = self._first_own(sym)
+            if first is None:
+                out[sym] = f"{alias} bars throughout (no bars of its own are bundled)"
+            else:
+                out[sym] = (f"its own bars from {first.date().isoformat()} (daily bars resampled from 4h on UTC "
+                            f"days where no daily file exists); {alias} bars before")
+        return out
+
     def symbols(self) -> list[str]:
         """Symbols with bars, aliases whose stand-in has bars included."""
         own = set(super().symbols())
@@ -114,7 +189,7 @@ class HorizonHistory(HistoryProvider):
         k = (symbol, timeframe)
         df = self._cut.get(k)
         if df is None:
-            full = super().frame(symbol, timeframe)
+            full = self._spliced(symbol, timeframe)
             df = full[full["close_time"] <= self.horizon]
             self._cut[k] = df
         return df
@@ -125,7 +200,8 @@ class HorizonHistory(HistoryProvider):
         a = self._arrays.get(k)
         if a is None:
             df = self.frame(symbol, timeframe)
-            a = (df["close_time"].to_numpy(dtype="datetime64[ns]").astype(np.int64), df["close"].to_numpy(dtype=float))
+            ct = pd.DatetimeIndex(df["close_time"]).tz_convert("UTC").as_unit("ns")
+            a = (np.asarray(ct.asi8), df["close"].to_numpy(dtype=float))
             self._arrays[k] = a
         return a
 
@@ -135,15 +211,49 @@ class HorizonHistory(HistoryProvider):
 
 
 class HorizonView(MarketView):
-    """:class:`~market.history.MarketView` over a :class:`HorizonHistory`; ``last_price`` by binary search on arrays.
+    """:class:`~market.history.MarketView` over a :class:`HorizonHistory`; ``bars``, ``last_price`` and
+    ``require_fresh`` by binary search on the provider's cached numpy arrays (a backtest asks them
+    thousands of times; pandas' own ``searchsorted`` on a tz-aware column costs far more).
 
     Same rule as the base class: the newest bar with ``close_time <= as_of``.
     """
 
     def __init__(self, provider: HorizonHistory, as_of: datetime) -> None:
         super().__init__(provider, as_of)
-        self._as_of_ns = int(self.as_of.value)
+        self._as_of_ns = int(self.as_of.as_unit("ns").value)
         self._horizon_provider = provider
+
+    def _visible(self, symbol: str, timeframe: str) -> int:
+        """How many bars of the series have closed by ``as_of`` (MarketDataError when none)."""
+        times, _ = self._horizon_provider.arrays(symbol, timeframe)
+        n = int(np.searchsorted(times, self._as_of_ns, side="right"))
+        if n == 0:
+            raise MarketDataError(f"no {timeframe} bar of {symbol} has closed by {self.as_of.isoformat()}")
+        return n
+
+    def bars(self, symbol: str, timeframe: str = "1d", lookback: int | None = None) -> pd.DataFrame:
+        """Bars closed by ``as_of``, oldest first; the last ``lookback`` when given.
+
+        Raises:
+            MarketDataError: unknown symbol, or no bar closed yet at ``as_of``.
+        """
+        n = self._visible(symbol, timeframe)
+        start = max(0, n - lookback) if lookback else 0
+        return self._horizon_provider.frame(symbol, timeframe).iloc[start:n]
+
+    def require_fresh(self, symbol: str, max_age: pd.Timedelta, timeframe: str = "1d") -> pd.Timestamp:
+        """Close time of the newest visible bar; raises when it is older than ``max_age``.
+
+        Raises:
+            StaleDataError: naming the symbol, the bar's close and the as-of time.
+        """
+        n = self._visible(symbol, timeframe)
+        last = pd.Timestamp(int(self._horizon_provider.arrays(symbol, timeframe)[0][n - 1]), unit="ns", tz="UTC")
+        if self.as_of - last > max_age:
+            raise StaleDataError(
+                f"{symbol} {timeframe} data is stale: newest bar closed {last.isoformat()}, "
+                f"as-of {self.as_of.isoformat()}, allowed age {max_age}")
+        return last
 
     def last_price(self, symbol: str, timeframe: str = "1d") -> float:
         """Close of the newest bar closed by ``as_of`` (base currency per unit).
@@ -151,11 +261,27 @@ class HorizonView(MarketView):
         Raises:
             MarketDataError: unknown symbol, or no bar closed yet.
         """
-        times, closes = self._horizon_provider.arrays(symbol, timeframe)
-        n = int(np.searchsorted(times, self._as_of_ns, side="right"))
-        if n == 0:
-            raise MarketDataError(f"no {timeframe} bar of {symbol} has closed by {self.as_of.isoformat()}")
-        return float(closes[n - 1])
+        n = self._visible(symbol, timeframe)
+        return float(self._horizon_provider.arrays(symbol, timeframe)[1][n - 1])
+
+
+#: Timeframes a symbol's own bars are looked for at (finest first).
+OWN_TIMEFRAMES = ("1h", "4h", "1d")
+
+
+def _daily_from(bars: pd.DataFrame) -> pd.DataFrame:
+    """Daily bars on UTC days from finer bars (open first, high max, low min, close last, volume sum),
+    indexed by open time with ``close_time`` = open + 1 day. A first day that does not start at 00:00
+    UTC (a listing mid-day) is dropped: its open would not be the day's."""
+    if not len(bars):
+        return bars
+    cols = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+    daily = bars[[c for c in cols if c in bars.columns]].resample("1D").agg(
+        {c: f for c, f in cols.items() if c in bars.columns}).dropna(subset=["open", "close"])
+    if bars.index[0] != bars.index[0].normalize():
+        daily = daily[daily.index > bars.index[0]]
+    daily["close_time"] = daily.index + pd.Timedelta(days=1)
+    return daily
 
 
 def funding_coverage(funding: FundingHistory, horizon: datetime) -> dict[str, tuple[str, str] | None]:

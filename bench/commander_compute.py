@@ -3,12 +3,15 @@
 Compute: ``commander.decide.decide`` on synthetic inputs of S strategies × N
 symbols, each strategy targeting every symbol (dense: S × N target positions,
 the worst case), with holdings in half the symbols and an open order in a
-tenth. Targets: 10 × 20 ≤ 10 ms, 200 × 500 ≤ 250 ms, 1,000 × 2,000 ≤ 2 s.
+tenth; then sparse, 50 targets per strategy. Targets (issue 16): dense 10 × 20
+≤ 2 ms, 200 × 500 ≤ 50 ms, 1,000 × 2,000 ≤ 1 s; sparse 1,000 × 2,000 ≤ 100 ms.
+Prints the median wall time and the median CPU time of this process (the
+machine is shared: CPU time is the steadier figure), and the peak RSS.
 
 Round trips: one real Commander run against the Firestore emulator with 10
 strategies, counting the store's calls by kind.
 
-    python bench/commander_compute.py [--repeat 5] [--sparse K]
+    python bench/commander_compute.py [--repeat 5] [--sparse K] [--no-store]
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import statistics
 import sys
 import time
@@ -65,13 +69,20 @@ def make_inputs(n_strat: int, n_sym: int, per_strategy: int | None = None, seed:
     return CommanderInputs("bench", T, cfg, strategies, intents, {}, snap, prices, specs)
 
 
-def time_decide(inp: CommanderInputs, repeat: int) -> float:
-    times = []
+def time_decide(inp: CommanderInputs, repeat: int) -> tuple[float, float]:
+    """Median (wall seconds, CPU seconds) of ``decide(inp)`` over ``repeat`` runs."""
+    wall, cpu = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         decide(inp)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far (MiB; Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def round_trips() -> dict[str, int]:
@@ -106,12 +117,18 @@ def main() -> None:
     ap.add_argument("--sparse", type=int, default=0, help="targets per strategy instead of every symbol")
     ap.add_argument("--no-store", action="store_true", help="skip the round-trip count")
     args = ap.parse_args()
-    print(f"{'strategies x symbols':>22} {'targets':>9} {'median ms':>10} {'target ms':>10}")
-    for (s, n), target in (((10, 20), 10), ((200, 500), 250), ((1000, 2000), 2000)):
-        inp = make_inputs(s, n, args.sparse or None)
-        ms = time_decide(inp, args.repeat if s < 1000 else max(1, args.repeat // 2)) * 1000
+    print(f"{'case':>8} {'strategies x symbols':>22} {'targets':>9} {'wall ms':>9} {'cpu ms':>9} {'target ms':>10}")
+    cases = [("dense", 10, 20, None, 2), ("dense", 200, 500, None, 50), ("dense", 1000, 2000, None, 1000),
+             ("sparse", 1000, 2000, 50, 100)]
+    if args.sparse:
+        cases = [("sparse", s, n, args.sparse, t) for _, s, n, _, t in cases[:3]]
+    for kind, s, n, k, target in cases:
+        inp = make_inputs(s, n, k)
+        wall, cpu = time_decide(inp, args.repeat if s < 1000 or k else max(1, args.repeat // 2))
         n_targets = sum(len(i.target_positions) for i in inp.intents.values())
-        print(f"{f'{s} x {n}':>22} {n_targets:>9} {ms:>10.1f} {target:>10} {'ok' if ms <= target else 'OVER'}")
+        print(f"{kind:>8} {f'{s} x {n}':>22} {n_targets:>9} {wall * 1000:>9.1f} {cpu * 1000:>9.1f} {target:>10} "
+              f"{'ok' if wall * 1000 <= target else 'OVER'}")
+    print(f"peak RSS of the compute runs: {peak_rss_mib():.0f} MiB")
     if not args.no_store:
         print("store calls of one Commander run, 10 strategies x 20 symbols:", round_trips())
 

@@ -43,11 +43,11 @@ class CountingStore(MemoryStore):
             self.ours["get"] += 1
         return super().get(path)
 
-    def get_all(self, paths: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+    def get_all(self, paths: Iterable[str], fields: list[str] | None = None) -> dict[str, dict[str, Any] | None]:
         paths = list(paths)
         if self._mine(paths):
             self.ours["get_all"] += 1
-        return super().get_all(paths)
+        return super().get_all(paths, fields)
 
     def set(self, path: str, data: dict[str, Any]) -> None:
         if self._mine([path]):

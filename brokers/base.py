@@ -159,6 +159,18 @@ class Broker(ABC):
     name: str
     account: str
     mode: Literal["paper", "live"]
+    #: How a market order fills, recorded in each execution (``Execution.fill_model``): ``venue`` for a
+    #: real venue; the paper broker says ``next_open`` or ``close`` (see :mod:`brokers.sim`).
+    fill_model: str = "venue"
+
+    def catch_up(self, as_of: datetime) -> None:
+        """Bring a simulated account up to ``as_of`` (its resting orders fill, its funding settles) before
+        reconcile asks about its orders. A real venue's time moves by itself: nothing to do by default.
+
+        Raises:
+            BrokerError: the account cannot be brought up to ``as_of``.
+        """
+        return None
 
     @abstractmethod
     def portfolio(self, as_of: datetime) -> PortfolioSnapshot:

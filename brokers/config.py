@@ -76,7 +76,10 @@ class SimAccount(_Account):
     ``max_leverage``); ``price_timeframes``: bar files the as-of price comes from,
     first found wins; ``funding``: apply the bundled funding history to perpetuals;
     ``instruments``: venue rules of the venue this account imitates, added to (and
-    overriding) ``instruments.yaml`` for this account only.
+    overriding) ``instruments.yaml`` for this account only; ``fill_at``: when a market
+    order fills, ``next_open`` (the first price after the run: the next session's open
+    for US ETFs, the next 1h/4h/1d bar's open for crypto; the default) or ``close`` (at
+    once, at the as-of close: optimistic, kept for comparison).
     """
 
     kind: Literal["sim"] = "sim"
@@ -91,6 +94,7 @@ class SimAccount(_Account):
     price_timeframes: list[PriceTimeframe] = Field(default_factory=_default_price_timeframes, min_length=1)
     funding: bool = True
     instruments: dict[str, InstrumentSpec] = Field(default_factory=dict)
+    fill_at: Literal["next_open", "close"] = "next_open"
 
     @field_validator("instruments", mode="before")
     @classmethod

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from brokers.base import Broker, BrokerConfigError, PriceSource
 from brokers.config import CcxtAccount, IBAccount, Mode, SimAccount
-from brokers.sim import BarSource, FundingSource, SimBroker
+from brokers.sim import BarSource, FundingSource, OpenSource, SimBroker
 from brokers.sim_costs import CostModel
 from bus.models import InstrumentSpec
 from bus.store import Store
@@ -19,7 +19,7 @@ from bus.store import Store
 
 def build_broker(cfg: SimAccount | IBAccount | CcxtAccount, mode: Mode, *, instruments: dict[str, InstrumentSpec],
                  store: Store | None = None, prices: PriceSource | None = None, funding: FundingSource | None = None,
-                 bars: BarSource | None = None, base_currency: str = "USD") -> Broker:
+                 bars: BarSource | None = None, base_currency: str = "USD", opens: OpenSource | None = None) -> Broker:
     """The broker of account ``cfg`` for trading mode ``mode`` (``paper``/``live``).
 
     Args:
@@ -27,6 +27,7 @@ def build_broker(cfg: SimAccount | IBAccount | CcxtAccount, mode: Mode, *, instr
             exchange, currency, minimum notional and leverage).
         store, prices: required for ``sim`` (where the account lives, as-of prices).
         funding, bars: optional for ``sim`` (perpetual funding; bars for resting limit orders).
+        opens: optional for ``sim``: the next open a market order fills at (``fill_at: next_open``).
 
     Raises:
         BrokerConfigError: a missing secret, no port for the mode, a sim without store or prices.
@@ -44,7 +45,7 @@ def build_broker(cfg: SimAccount | IBAccount | CcxtAccount, mode: Mode, *, instr
                          slippage_bps=cfg.slippage_bps, mode=mode, base_currency=base_currency,
                          maker_fee_bps=cfg.maker_fee_bps, impact_bps=cfg.impact_bps,
                          impact_ref_notional=cfg.impact_ref_notional, costs=costs, leverage=cfg.leverage,
-                         funding=funding if cfg.funding else None, bars=bars)
+                         funding=funding if cfg.funding else None, bars=bars, fill_at=cfg.fill_at, opens=opens)
     if isinstance(cfg, IBAccount):
         port = cfg.ports.get(mode)
         if port is None:

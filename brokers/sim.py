@@ -9,9 +9,22 @@ and :meth:`SimBroker.order_record`, never from the store.
 
 Fills (arithmetic in :mod:`brokers.sim_costs`):
 
-* A **market** order fills at once against the as-of price (the newest closed
-  bar's close), moved against it by the half-spread plus a square-root size
-  impact, rounded to the tick against it, and pays the **taker** fee.
+* A **market** order fills at the first price the market offers after it was
+  placed (``fill_at="next_open"``, the default): it rests as ``Submitted`` and
+  fills at the open of the first bar that opens at or after its as-of time, once
+  a later call (as of a time at or after that open) brings the account up to date
+  (:meth:`SimBroker.catch_up`, called by reconcile before it resolves orders, so
+  the next run books the fill to the strategies that placed it). The open source
+  (:class:`OpenSource`) says which bar: for US ETFs the next XNYS session's open
+  (an order placed after the close, on a weekend or a holiday waits for the next
+  session), for crypto the next 1h bar where 1h bars exist, else the next 4h or
+  daily bar. Without an open source the order fills at the as-of price of the
+  first later call. With ``fill_at="close"`` a market order fills at once against
+  the as-of price (the newest closed bar's close: optimistic, for comparison).
+  Either way the price is moved against the order by the half-spread plus a
+  square-root size impact, rounded to the tick against it, and pays the
+  **taker** fee. Resting market orders fill in placement order (the Commander
+  places sells first, so their fills come first in the same bar).
 * A **limit** order (``limit_price``, or ``limit_offset_bps`` through the as-of
   price) is rounded to the tick; if it is marketable on arrival it fills like a
   market order (never worse than its limit) and pays the taker fee; otherwise it
@@ -38,9 +51,10 @@ and NAV = cash + unrealized PnL of the contracts + value of the cash holdings.
 
 Funding: every settlement of a perpetual's funding history between the time the
 account was last brought up to date and the as-of time is applied to the position
-held at that settlement (fills of bars closing at or before a settlement come
-first): the holder pays ``quantity × multiplier × mark × rate`` (marks from the
-price source as of the settlement).
+held at that settlement (fills of bars closing at or before a settlement, and
+market orders filling at an open at that instant, come first): the holder pays
+``quantity × multiplier × mark × rate`` (marks from the price source as of the
+settlement).
 
 Time moves forward only: each call that reads or trades brings the account up to
 its as-of time (resting fills, funding) and an earlier as-of is refused.
@@ -49,7 +63,7 @@ its as-of time (resting fills, funding) and an earlier as-of is refused.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Iterable, Protocol
+from typing import Any, Iterable, Literal, Protocol
 
 from pydantic import ValidationError
 
@@ -104,6 +118,18 @@ class BarSource(Protocol):
                  end: datetime) -> list[tuple[datetime, float, float, float, float]]: ...
 
 
+class OpenSource(Protocol):
+    """The first bar of ``symbol`` that opens at or after ``after`` and no later than ``until``, as
+    ``(open_time, open)`` (UTC, quote currency per unit); None when no such bar is known yet."""
+
+    def __call__(self, symbol: str, after: datetime, until: datetime) -> tuple[datetime, float] | None: ...
+
+
+#: Fill models of the paper broker's market orders: at the next open after the order (default), or at
+#: the as-of close the order was placed at (optimistic; for comparison).
+FillAt = Literal["next_open", "close"]
+
+
 class FundingSource(Protocol):
     """Funding settlements of the perpetual ``symbol`` in ``(start, end]`` as ``(time, rate)`` (rate a fraction
     of notional per settlement); an empty list for a symbol without funding."""
@@ -128,6 +154,10 @@ class SimBroker(Broker):
         leverage: per-symbol leverage the account trades at (capped by the spec's ``max_leverage``).
         funding: funding settlements of perpetuals; None: no funding is applied.
         bars: bars for resting limit orders; None: they fill only against later as-of prices.
+        fill_at: ``next_open`` (market orders rest until the first price after their as-of time) or
+            ``close`` (market orders fill at once at the as-of price).
+        opens: the next-open source of ``fill_at="next_open"``; None: a resting market order fills at
+            the as-of price of the first later call.
     """
 
     name = "sim"
@@ -137,7 +167,8 @@ class SimBroker(Broker):
                  mode: Mode = "paper", base_currency: str = "USD", *, maker_fee_bps: float | None = None,
                  impact_bps: float = 0.0, impact_ref_notional: float = 1_000_000.0,
                  costs: dict[str, CostModel] | None = None, leverage: dict[str, float] | None = None,
-                 funding: FundingSource | None = None, bars: BarSource | None = None) -> None:
+                 funding: FundingSource | None = None, bars: BarSource | None = None,
+                 fill_at: FillAt = "next_open", opens: OpenSource | None = None) -> None:
         self.store = store
         self.account = account
         self.prices = prices
@@ -154,6 +185,11 @@ class SimBroker(Broker):
         self.leverage = dict(leverage or {})
         self.funding = funding
         self.bars = bars
+        if fill_at not in ("next_open", "close"):
+            raise ValueError(f"sim: fill_at must be next_open or close, got {fill_at!r}")
+        self.fill_at: FillAt = fill_at
+        self.fill_model = fill_at
+        self.opens = opens
 
     # ------------------------------------------------------------------ state
     def _new_state(self) -> SimAccountState:
@@ -241,7 +277,8 @@ class SimBroker(Broker):
                    for s, p in positions.items() if p.quantity)
 
     def _reserved(self, open_orders: dict[str, SimRestingOrder], positions: dict[str, SimPosition]) -> float:
-        """Margin held by resting orders that add exposure, at their limit price."""
+        """Margin held by resting orders that add exposure, at their limit price (a resting market
+        order: at the price it was placed at)."""
         total = 0.0
         for o in open_orders.values():
             q0 = (positions.get(o.symbol) or _FLAT).quantity
@@ -294,20 +331,24 @@ class SimBroker(Broker):
         symbols |= {s for s, p in st.positions.items() if p.quantity and self._margined(s)}
         for sym in sorted(symbols):
             events: list[tuple[datetime, int, Any]] = []
+            limits = any(o.symbol == sym and o.orderType == "LMT" for o in st.open_orders.values())
             try:
                 if self.funding is not None and self._margined(sym):
                     events += [(t, 1, rate) for t, rate in self.funding(sym, start, as_of)]
-                if self.bars is not None and any(o.symbol == sym for o in st.open_orders.values()):
+                if self.bars is not None and limits:
                     events += [(b[0], 0, b) for b in self.bars(sym, start, as_of)]
+                events += self._market_events(st, sym, as_of)
             except LookupError as exc:
                 raise NotConnected(f"sim: {sym} between {start.isoformat()} and {as_of.isoformat()}: {exc}") from exc
-            if any(o.symbol == sym for o in st.open_orders.values()):
-                if self.bars is None:
-                    px = self._price(sym, as_of)
-                    events.append((as_of, 0, (as_of, None, px, px, px)))  # no open: fills at the limit
-            for when, kind, data in sorted(events, key=lambda e: (e[0], e[1])):
+            if limits and self.bars is None:
+                px = self._price(sym, as_of)
+                events.append((as_of, 0, (as_of, None, px, px, px)))  # no open: fills at the limit
+            # at one instant fills come first (a market order at a bar's open, then that instant's funding)
+            for when, kind, data in sorted(events, key=lambda e: (e[0], e[1] == 1, e[2][0] if e[1] == 2 else 0)):
                 if kind == 0:
                     writes += self._fill_resting(st, sym, when, data)
+                elif kind == 2:
+                    writes += self._fill_market(st, data, when)
                 else:
                     pos = st.positions.get(sym)
                     if pos is not None and pos.quantity:
@@ -319,12 +360,44 @@ class SimBroker(Broker):
         st.accrued_to = as_of
         return writes, changed or bool(writes)
 
+    def _market_events(self, st: SimAccountState, sym: str, as_of: datetime) -> list[tuple[datetime, int, Any]]:
+        """``(open time, 2, (seq, client order id, open))`` of each resting market order of ``sym`` whose
+        first price after its as-of time is known by ``as_of`` (raises LookupError as the open source does)."""
+        out: list[tuple[datetime, int, Any]] = []
+        for coid, o in st.open_orders.items():
+            if o.symbol != sym or o.orderType != "MKT":
+                continue
+            if self.opens is None:
+                if as_of > o.as_of:
+                    out.append((as_of, 2, (o.seq, coid, self._price(sym, as_of))))
+                continue
+            found = self.opens(sym, o.as_of, as_of)
+            if found is not None:
+                out.append((found[0], 2, (o.seq, coid, float(found[1]))))
+        return out
+
+    def _fill_market(self, st: SimAccountState, data: tuple[int, str, float],
+                     when: datetime) -> list[tuple[str, SimOrder]]:
+        """Fill the resting market order ``data = (seq, client order id, open)`` at that open (taker)."""
+        _, coid, bar_open = data
+        o = st.open_orders.pop(coid)
+        spec = self._spec(o.symbol)
+        price = self.cost_model(o.symbol).market_fill(o.action, bar_open, o.remaining, spec.multiplier,
+                                                      spec.tick_size)
+        fee = self._apply_fill(st, o.symbol, o.action, o.remaining, price, maker=False)
+        rec = self.order_record(coid) or SimOrder(  # written with the order: missing only if lost by hand
+            orderId=o.orderId, client_order_id=coid, symbol=o.symbol, action=o.action,
+            totalQuantity=o.totalQuantity, orderType="MKT", as_of=o.as_of, placed_at=o.as_of, status=WORKING)
+        rec = rec.model_copy(update=dict(status=FILLED, filled_quantity=o.totalQuantity, fill_price=price,
+                                         commission=fee, filled_as_of=when, maker=False))
+        return [(paths.sim_order(self.account, coid), rec)]
+
     def _fill_resting(self, st: SimAccountState, sym: str, when: datetime,
                       bar: tuple[datetime, float | None, float, float, float]) -> list[tuple[str, SimOrder]]:
         _, bar_open, high, low, _close = bar
         writes = []
         for coid, o in sorted(st.open_orders.items(), key=lambda kv: kv[1].seq):
-            if o.symbol != sym or not limit_crossed(o.action, o.lmtPrice, low, high):
+            if o.symbol != sym or o.orderType != "LMT" or not limit_crossed(o.action, o.lmtPrice, low, high):
                 continue
             price = o.lmtPrice if bar_open is None else resting_fill_price(o.action, o.lmtPrice, bar_open)
             fee = self._apply_fill(st, sym, o.action, o.remaining, price, maker=True)
@@ -350,6 +423,18 @@ class SimBroker(Broker):
                                 *((path, rec.to_store()) for path, rec in extra)])
 
     # ------------------------------------------------------------------ Broker
+    def catch_up(self, as_of: datetime) -> None:
+        """Bring the account up to ``as_of`` (resting fills, funding; persisted if any), so that
+        :meth:`order_status` answers with the fills up to then.
+
+        Raises:
+            AsOfRefused: ``as_of`` is before the account's last fill.
+            NotConnected: a price, bar or funding settlement needed is missing.
+        """
+        st, writes, changed = self._load(as_of)
+        if changed:
+            self._save(st, as_of, writes)
+
     def portfolio(self, as_of: datetime) -> PortfolioSnapshot:
         """Bring the account up to ``as_of`` (resting fills, funding; persisted if any) and snapshot it."""
         st, writes, changed = self._load(as_of)
@@ -369,7 +454,8 @@ class SimBroker(Broker):
         nav = self._nav(st.cash, st.positions, marks)
         open_orders = [OpenOrder(orderId=o.orderId, client_order_id=coid, symbol=o.symbol,
                                  secType=self._spec(o.symbol).secType, action=o.action,
-                                 totalQuantity=o.remaining, orderType="LMT", lmtPrice=o.lmtPrice, status=WORKING,
+                                 totalQuantity=o.remaining, orderType=o.orderType,
+                                 lmtPrice=o.lmtPrice if o.orderType == "LMT" else None, status=WORKING,
                                  created_at=o.as_of)
                        for coid, o in sorted(st.open_orders.items(), key=lambda kv: kv[1].seq)]
         available = nav - self._margin(st.positions, marks) - self._reserved(st.open_orders, st.positions)
@@ -412,7 +498,8 @@ class SimBroker(Broker):
         return limit_price_for(order.action, px, float(order.limit_offset_bps or 0.0), spec.tick_size)
 
     def place_order(self, order: OrderRequest, as_of: datetime) -> OrderResult:
-        """Fill a market order now, or a limit order now or later (see the module docstring); persisted."""
+        """Fill a market order at the next open (or now, with ``fill_at="close"``), a limit order now or
+        later (see the module docstring); persisted."""
         spec = self._spec(order.symbol)
         self._check_rules(order, spec)
         order_path = paths.sim_order(self.account, order.client_order_id)
@@ -429,6 +516,7 @@ class SimBroker(Broker):
             lmt = self._limit_price(order, spec, px)
             marketable = market_fill <= lmt if order.action == "BUY" else market_fill >= lmt
             resting_at = None if marketable else lmt
+        waits = order.order_type != "LMT" and self.fill_at == "next_open"  # a market order waits for the open
         price_for_rules = resting_at if resting_at is not None else fill
         notional = order.quantity * price_for_rules * spec.multiplier
         if notional < spec.min_notional - LIMIT_EPS:
@@ -441,10 +529,11 @@ class SimBroker(Broker):
         record = SimOrder(orderId=order_id, client_order_id=order.client_order_id, symbol=order.symbol,
                           action=order.action, totalQuantity=order.quantity, orderType=order.order_type, lmtPrice=lmt,
                           as_of=as_of, placed_at=now, status=WORKING)
-        if resting_at is not None:
+        if resting_at is not None or waits:
             st.open_orders[order.client_order_id] = SimRestingOrder(
                 orderId=order_id, symbol=order.symbol, action=order.action, totalQuantity=order.quantity,
-                remaining=order.quantity, lmtPrice=resting_at, as_of=as_of, seq=st.order_count)
+                remaining=order.quantity, lmtPrice=resting_at if resting_at is not None else px, as_of=as_of,
+                seq=st.order_count, orderType="MKT" if waits else "LMT")
             if self._adds_exposure(q0, sign * order.quantity):
                 self._check_funds(st, order, as_of, px)
             self._save(st, as_of, [*writes, (order_path, record)])
@@ -464,10 +553,20 @@ class SimBroker(Broker):
         return abs(q0 + signed_qty) > abs(q0) + QTY_EPS
 
     def _check_funds(self, st: SimAccountState, order: OrderRequest, as_of: datetime, px: float) -> None:
+        """Refuse an order when the margin of the positions as they will be once the resting market orders
+        have filled (sells placed first free what later buys need), plus the margin reserved by resting
+        limit orders, would exceed NAV (InsufficientFunds)."""
         marks = {s: (px if s == order.symbol else self._price(s, as_of))
                  for s, p in st.positions.items() if p.quantity}
         nav = self._nav(st.cash, st.positions, marks)
-        need = self._margin(st.positions, marks) + self._reserved(st.open_orders, st.positions)
+        projected = {s: p.model_copy() for s, p in st.positions.items()}
+        for o in st.open_orders.values():
+            if o.orderType == "MKT":
+                q = (projected.get(o.symbol) or _FLAT).quantity + (o.remaining if o.action == "BUY" else -o.remaining)
+                projected[o.symbol] = SimPosition(quantity=q)
+                marks.setdefault(o.symbol, px if o.symbol == order.symbol else o.lmtPrice)
+        limits = {c: o for c, o in st.open_orders.items() if o.orderType == "LMT"}
+        need = self._margin(projected, marks) + self._reserved(limits, projected)
         if need > nav + LIMIT_EPS:
             raise InsufficientFunds(
                 f"sim: {order.action} {order.quantity} {order.symbol} needs margin {need:.2f} beyond NAV {nav:.2f}")

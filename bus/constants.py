@@ -7,7 +7,7 @@ HTTP face, the command line and the deploy plan live here.
 from __future__ import annotations
 
 #: The Cloud Functions (``main.py`` targets), in the order ``serve`` lists them.
-FUNCTION_TARGETS: tuple[str, ...] = ("orchestrator", "strategy", "reconcile", "allocation")
+FUNCTION_TARGETS: tuple[str, ...] = ("orchestrator", "strategy", "reconcile", "allocation", "api")
 #: The functions the workflow calls, one per pipeline step.
 STEP_FUNCTIONS: tuple[str, ...] = ("strategy", "reconcile", "allocation")
 
@@ -15,6 +15,8 @@ STEP_FUNCTIONS: tuple[str, ...] = ("strategy", "reconcile", "allocation")
 CONFIG_DIR_ENV = "INTENT_BUS_CONFIG_DIR"
 #: Environment variable: bearer token the local functions require when set.
 TOKEN_ENV = "INTENT_BUS_TOKEN"
+#: The operator role of the read API's one write (``POST /api/strategies/{id}/state``): header ``X-Operator-Token``.
+OPERATOR_TOKEN_ENV = "INTENT_BUS_OPERATOR_TOKEN"
 #: Environment variable: ``inline`` (POST /orchestrator runs the steps) or ``workflow`` (it starts the workflow).
 ORCHESTRATOR_MODE_ENV = "INTENT_BUS_ORCHESTRATOR"
 #: Environment variable: ``projects/{p}/locations/{region}/workflows/{name}`` of the deployed workflow.

@@ -14,6 +14,7 @@ action only on that call of the point with that ``n`` (or the COUNT-th call when
 the point passes no ``n``). Actions:
 
 * ``exit``: ``os._exit(137)``, no cleanup, no ``finally``: a crash, as ``kill -9`` would leave it;
+* ``kill``: SIGKILL to this process (``kill -9`` itself: the parent sees death by signal 9);
 * ``sigint`` / ``sigterm``: the signal to this process (the handlers run as for a real Ctrl-C / kill);
 * ``raise``: :class:`FaultInjected` (an exception the code under test may not expect);
 * ``delay:SECONDS``: a slow dependency (a broker read that takes SECONDS), then go on.
@@ -76,6 +77,8 @@ def fault_point(name: str, n: int | None = None) -> None:
         return
     if action == "exit":
         os._exit(CRASH_EXIT_CODE)
+    elif action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
     elif action == "sigint":
         os.kill(os.getpid(), signal.SIGINT)
     elif action == "sigterm":
@@ -85,4 +88,5 @@ def fault_point(name: str, n: int | None = None) -> None:
     elif action.startswith("delay:"):
         time.sleep(float(action.split(":", 1)[1]))
     else:
-        raise ValueError(f"{FAULTS_ENV}: unknown action {action!r} for {name} (exit, sigint, sigterm, raise)")
+        raise ValueError(f"{FAULTS_ENV}: unknown action {action!r} for {name} "
+                         "(exit, kill, sigint, sigterm, raise, delay:S)")

@@ -27,7 +27,7 @@ from bus.models import Doc, TargetPosition
 DecisionStatus = Literal["success", "error", "skipped"]
 AttemptOutcome = Literal[
     "ok", "cache_hit", "malformed", "timeout", "rate_limited", "connection_error", "http_error",
-    "no_api_key", "over_budget", "schema_unsupported",
+    "no_api_key", "over_budget", "schema_unsupported", "refused", "truncated", "circuit_open", "not_recorded",
 ]
 
 
@@ -46,6 +46,10 @@ class Attempt(Doc):
     completion_tokens: int = 0
     cost_usd: float = 0.0
     response_format: str | None = None
+    max_tokens: int | None = Field(None, description="the request's max_tokens (a truncated reply's retry doubles it)")
+    finish_reason: str | None = None
+    refusal: str | None = Field(None, description="the model's refusal text (message.refusal), kept whole")
+    usage_estimated: bool = Field(False, description="the reply had no usage: tokens are a tokenizer estimate")
 
 
 class Rejection(Doc):
@@ -141,6 +145,9 @@ class JournalEntry(Doc):
     market_refs: list[MarketRef] = Field(default_factory=list)
     book_ref: str | None = None
     equity: float | None = None
+    held_margins: dict[str, float] = Field(
+        default_factory=dict, description="symbol -> margin (quote currency) of each position held when deciding: "
+        "with equity and market_refs' prices, what `journal replay` re-checks the reply against")
     summarised: list[str] = Field(default_factory=list)
 
 
@@ -166,21 +173,25 @@ class BudgetUsage(Doc):
     alerted_at: datetime | None = None
     exhausted_at: datetime | None = None
     alerts: list[str] = Field(default_factory=list)
+    reserved_tokens: int = Field(0, description="worst case (prompt bound + max_tokens) of the requests in flight")
+    reserved_cost_usd: float = 0.0
+    estimated_requests: int = Field(0, description="replies without usage, charged by a tokenizer estimate")
+    estimated_tokens: int = 0
 
 
 class CacheEntry(Doc):
     """``llm_cache/{digest}``: a reply that passed validation, for an identical request.
 
-    ``digest`` = sha256 over the rendered prompt, the model and its parameters;
-    the entry is used until ``expires_at``. The tokens are those the original
-    request was billed; a hit costs nothing.
+    ``digest`` = sha256 over the rendered prompt, the model name and its parameters
+    (not the endpoint). Entries never expire (``expires_at`` is only read from old
+    entries). The tokens are those the original request was billed; a hit costs nothing.
     """
 
     digest: str
     model: str
     model_name: str
     created_at: datetime
-    expires_at: datetime
+    expires_at: datetime | None = None
     content: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -200,12 +211,38 @@ class PositionPlan(Doc):
     decision_id: str | None = None
 
 
+class MemoItem(Doc):
+    """One decision of a past reply as the prompt's memory shows it: ``price`` the symbol's price when it
+    was decided (quote currency per unit), ``rejected`` the rule that refused it (None: accepted)."""
+
+    symbol: str
+    action: str
+    notional: float | None = None
+    quantity: float | None = None
+    leverage: float | None = None
+    price: float | None = None
+    rejected: str | None = None
+
+
+class DecisionMemo(Doc):
+    """One past decision of a trader, compact, for the prompt's memory (no ids: a replayed backtest
+    renders the same prompt). ``note`` says why there was no answer (status ``error`` / ``skipped``)."""
+
+    as_of: datetime
+    status: DecisionStatus
+    model: str | None = None
+    items: list[MemoItem] = Field(default_factory=list)
+    note: str | None = None
+
+
 class TraderState(Doc):
     """``strategies/{id}/llm/state``: what a trader remembers between runs.
 
     ``invocations`` counts distinct as-of times the model was consulted;
     ``recent_decisions`` the ids of the latest journal entries, oldest first
-    (at most 200), so ``journal --last N`` reads only what it shows.
+    (at most 200), so ``journal --last N`` reads only what it shows. ``memory``
+    keeps the latest decisions for the prompt, ``recent_statuses`` the failure-rate
+    window; ``paused_at`` / ``paused_reason`` are set when that rate passed its limit.
     """
 
     strategy_id: str
@@ -217,3 +254,8 @@ class TraderState(Doc):
     last_decision_id: str | None = None
     recent_decisions: list[str] = Field(default_factory=list)
     plans: dict[str, PositionPlan] = Field(default_factory=dict)
+    memory: list[DecisionMemo] = Field(default_factory=list, description="the latest decisions, oldest first")
+    recent_statuses: list[DecisionStatus] = Field(
+        default_factory=list, description="statuses of the latest decisions (the failure-rate window), oldest first")
+    paused_at: datetime | None = None
+    paused_reason: str | None = Field(None, description="why the trader is paused; cleared by `llm resume`")

@@ -22,6 +22,8 @@ IntentStatus = Literal["success", "error", "skipped"]
 #: ``placing``: written ahead of the venue calls; a run that died while placing stays ``placing``
 #: until a later run resolves its orders.
 ExecutionStatus = Literal["completed", "failed", "partial_success", "skipped", "placing"]
+#: A strategy's lifecycle state (``strategies/{id}.state``): see :mod:`pipeline.lifecycle`.
+LifecycleState = Literal["active", "paused", "isolated", "retired"]
 Action = Literal["BUY", "SELL"]
 
 
@@ -118,6 +120,13 @@ class TradingConfig(Doc):
         open_order_ttl_seconds: open orders on managed symbols older than this are
             cancelled before new orders are placed.
         lease_ttl_seconds: the Commander's lease expires after this, should a run die.
+        rebalance: when the allocation moves capital between the books (each book is a
+            sub-account sized on its own equity; see :mod:`commander.allocate`): ``never``
+            (the allocation only sets a new book's starting capital), ``monthly`` (at the
+            first run of each calendar month, UTC) or ``on_config_change`` (when the fraction
+            the allocation method gives a strategy differs from the one its book was set from).
+            A rebalance sets every book's equity to its fraction × NAV by moving cash, and is
+            recorded in the execution (``decision.capital_moves``).
     """
 
     tradingEnabled: bool = True
@@ -134,16 +143,27 @@ class TradingConfig(Doc):
     rebalance_band: float = Field(0.02, ge=0, lt=1)
     open_order_ttl_seconds: int = Field(3600, gt=0)
     lease_ttl_seconds: int = Field(600, gt=0)
+    rebalance: Literal["never", "monthly", "on_config_change"] = "never"
     performance: PerformanceAllocation = Field(default_factory=PerformanceAllocation)
     risk: RiskLimits = Field(default_factory=RiskLimits)
 
 
 class StrategyRiskParameters(Doc):
-    """Per-strategy risk parameters (fractions of the strategy's capital)."""
+    """Per-strategy risk parameters (fractions of the strategy's book equity).
+
+    * ``max_drawdown``: past this drawdown below its high-water mark the book may only
+      reduce (drawdown isolation, :mod:`commander.risk`).
+    * ``drawdown_cooldown_days``: calendar days an isolation lasts at most; then the
+      high-water mark is reset to the book's equity and the strategy trades again.
+    * ``max_single_position_exposure``: |one position's notional| / book equity.
+    * ``max_leverage``: gross exposure (Σ |notional|) / book equity.
+    """
 
     max_drawdown: float = Field(0.25, gt=0, le=1)
+    drawdown_cooldown_days: int = Field(30, ge=1, description="calendar days before a drawdown isolation is "
+                                        "released by resetting the high-water mark")
     max_single_position_exposure: float = Field(1.0, gt=0)
-    max_leverage: float = Field(1.0, gt=0, description="gross exposure / allocated capital cap")
+    max_leverage: float = Field(1.0, gt=0, description="gross exposure / book equity cap")
 
 
 class StrategyConfig(Doc):
@@ -168,6 +188,26 @@ class StrategyConfig(Doc):
     llm: dict[str, Any] | None = None
     disabled_reason: str | None = Field(None, description="why the configuration apply disabled it (it is no "
                                         "longer in the files); its book is kept")
+    state: LifecycleState = Field("active", description="set by a person (python main.py strategy ...): "
+                                  "paused, isolated (reduce only) or retired (flatten, then disable)")
+    state_reason: str | None = None
+    state_changed_at: UTCDateTime | None = None
+    state_changed_by: str | None = None
+
+
+class StateChange(Doc):
+    """``strategies/{id}/state_changes/{change_id}``: who changed a strategy's lifecycle state, when, why,
+    and the state before and after (see :mod:`pipeline.lifecycle`)."""
+
+    change_id: str
+    strategy_id: str
+    at: UTCDateTime
+    by: str
+    reason: str
+    action: Literal["pause", "resume", "isolate", "retire", "retired_flat"]
+    before: LifecycleState
+    after: LifecycleState
+    enabled_before: bool = True
 
 
 # --------------------------------------------------------------------------- intents
@@ -229,12 +269,15 @@ class BarsUsed(Doc):
 
     Attributes:
         symbol / timeframe: the series (``SPY`` / ``1d``).
-        source: where the bars came from: ``bundled`` (market/data), a source name of ``market.yaml``
-            (bars fetched and cached), or ``bundled+NAME`` when the bars read span both.
+        source: where the bars came from: ``bundled`` (market/data), ``data-dir`` (a file of a
+            ``--data-dir``), a source name of ``market.yaml`` (bars fetched and cached), or
+            ``bundled+NAME`` / ``data-dir+NAME`` when the bars read span both.
         bars: how many bars were read (the widest read of the series).
         first_open: open time of the oldest bar read (UTC).
         last_close: close time of the newest bar read (UTC): no bar closing later was visible.
         digest: ``sha256:`` + hex digest of the bars read (:func:`market.bars.bars_digest`).
+        flags: the validation warnings about the bars read (:mod:`market.validate`; zero volume), one
+            line each; the bars were used.
     """
 
     symbol: str
@@ -244,6 +287,7 @@ class BarsUsed(Doc):
     first_open: UTCDateTime
     last_close: UTCDateTime
     digest: str
+    flags: list[str] = Field(default_factory=list)
 
 
 class IntentSource(Doc):
@@ -293,6 +337,11 @@ class InstrumentSpec(Instrument):
     min_notional: float = Field(0.0, ge=0)
     multiplier: float = Field(1.0, gt=0)
     max_leverage: float = Field(1.0, gt=0)
+
+
+#: The rules of a symbol without a spec (every field at its default; read-only, its ``symbol`` means nothing).
+#: Shared so that hot loops do not build one model per unknown symbol.
+DEFAULT_SPEC = InstrumentSpec(symbol="*")
 
 
 # --------------------------------------------------------------------------- portfolio
@@ -381,9 +430,14 @@ class DiffLine(Doc):
 
 
 class Conflict(Doc):
-    """A disagreement between strategies on one symbol and how it was settled."""
+    """A disagreement between strategies on one symbol and how it was settled.
 
-    type: Literal["direction", "duplicate", "resource"]
+    ``crossed``: the strategies' wanted changes on the symbol go opposite ways, so one netted
+    order serves them (``wanted``: each one's change in units; ``outcome``: the net change);
+    its fill price and commission are shared pro rata, not what each would pay alone.
+    """
+
+    type: Literal["direction", "duplicate", "resource", "crossed"]
     symbol: str
     strategies: list[str]
     wanted: dict[str, float]
@@ -432,15 +486,74 @@ class OrderRecord(OrderTicket):
     error: str | None = None
 
 
+class CapitalMove(Doc):
+    """Cash the allocation moved into (> 0) or out of (< 0) a book (base currency).
+
+    ``kind``: ``open`` (a new book's starting capital: its fraction × NAV, capped at the
+    cash no book holds) or ``rebalance`` (the book's equity set to its fraction × NAV, see
+    ``TradingConfig.rebalance``). ``fraction`` is the share of NAV the allocation gave.
+    """
+
+    strategy_id: str
+    kind: Literal["open", "rebalance"]
+    amount: float
+    equity_before: float
+    equity_after: float
+    fraction: float
+    reason: str = ""
+
+
+class Isolation(Doc):
+    """A book's drawdown isolation this run (see :mod:`commander.risk`).
+
+    ``status``: ``locked`` (reduce only), or ``released`` (after ``release_on``, or once the
+    drawdown is back within the limit; on a cool-down release the high-water mark is reset to
+    the book's equity: ``high_water_mark_reset``). Dates are ``YYYY-MM-DD`` (UTC);
+    ``drawdown``/``limit`` are fractions.
+    """
+
+    strategy_id: str
+    status: Literal["locked", "released"]
+    since: str
+    release_on: str
+    drawdown: float
+    limit: float
+    high_water_mark_reset: bool = False
+    reason: str = ""
+
+
 class Decision(Doc):
-    """The Commander's decision: the whole book before and after risk, and the diff."""
+    """The Commander's decision: the whole book before and after risk, and the diff.
+
+    ``allocations``: strategy id -> the capital it was sized on (base currency): its book's
+    equity at this run's prices, after this run's ``capital_moves``.
+    """
 
     allocations: dict[str, float] = Field(default_factory=dict)
+    capital_moves: list[CapitalMove] = Field(default_factory=list)
+    isolation: list[Isolation] = Field(default_factory=list)
+    zero_lots: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="strategy id -> symbol -> signed units it wanted that are less than half a "
+        "lot: they round to zero lots and are not traded (lot sizes are in context.specs)")
     aggregated_target: list[TargetLine] = Field(default_factory=list)
     final_target: list[TargetLine] = Field(default_factory=list)
     diff: list[DiffLine] = Field(default_factory=list)
     conflicts: list[Conflict] = Field(default_factory=list)
     risk_adjustments: list[RiskAdjustment] = Field(default_factory=list)
+
+
+class BookCapital(Doc):
+    """What sizing reads of a book besides its units (a decision input, recorded for replay).
+
+    ``cash`` in base currency (this run's late fills included); ``capital_allocation`` the
+    fraction of NAV its capital was last set from and ``capital_set_on`` when (``YYYY-MM-DD``);
+    ``isolated_since`` the day its drawdown isolation began (None: not isolated).
+    """
+
+    cash: float
+    capital_allocation: float | None = None
+    capital_set_on: str | None = None
+    isolated_since: str | None = None
 
 
 class ExecutionContext(Doc):
@@ -451,6 +564,7 @@ class ExecutionContext(Doc):
     config_used: dict[str, Any] = Field(default_factory=dict)
     strategy_configs: dict[str, dict[str, Any]] = Field(default_factory=dict)
     books_used: dict[str, dict[str, float]] = Field(default_factory=dict)
+    book_capital: dict[str, BookCapital] = Field(default_factory=dict)
     drawdowns: dict[str, float] = Field(default_factory=dict)
     sharpes: dict[str, float | None] = Field(default_factory=dict)
     prev_close_nav: float | None = None
@@ -496,8 +610,16 @@ class Execution(Doc):
     blocked: dict[str, str] = Field(default_factory=dict, description="symbol -> why no order went out on it "
                                     "(an earlier order the venue has not answered for)")
     late_fills: list[LateFillRecord] = Field(default_factory=list)
+    fill_model: str | None = Field(None, description="how the broker fills a market order: next_open, close "
+                                   "(paper broker) or venue; None in older documents")
     strategy_reasons: dict[str, str] = Field(default_factory=dict, description="strategy id -> why its intent "
                                              "was not used (missing, stale, errored, skipped)")
+    detail_parts: dict[str, int] = Field(default_factory=dict, description="field path (e.g. 'decision.diff') "
+                                         "-> number of documents under executions/{id}/parts holding it, when the "
+                                         "record is too large for one document (commander.record)")
+    detail_revision: str = Field("", description="digest of the whole record its parts were cut from; part "
+                                 "ids start with it, so a rewritten record never mixes with the parts of an "
+                                 "earlier write")
 
 
 # --------------------------------------------------------------------------- books
@@ -516,7 +638,12 @@ class Book(Doc):
     ``positions`` maps symbol -> position. Amounts in base currency:
     ``equity`` = ``cash`` + Σ quantity × mark price; ``fees`` and ``funding``
     are cumulative costs already taken out of ``cash``; ``high_water_mark`` is
-    the highest equity seen.
+    the highest equity seen (shifted by rebalance transfers, reset when a drawdown
+    isolation is released). ``starting_cash`` is the capital the allocation opened it
+    with, ``transfers`` the cash rebalances moved in since (> 0 in, < 0 out), so its
+    profit is ``equity − starting_cash − transfers``. ``capital_allocation`` /
+    ``capital_set_on``: the fraction of NAV its capital was last set from, and when
+    (``YYYY-MM-DD``). ``isolated_since``: the day its drawdown isolation began.
     """
 
     strategy_id: str
@@ -532,6 +659,10 @@ class Book(Doc):
     equity: float = 0.0
     high_water_mark: float = 0.0
     equity_curve: dict[str, float] = Field(default_factory=dict, description="YYYY-MM-DD -> equity, recent days")
+    transfers: float = 0.0
+    capital_allocation: float | None = None
+    capital_set_on: str | None = None
+    isolated_since: str | None = None
 
     @property
     def drawdown(self) -> float:
@@ -541,6 +672,11 @@ class Book(Doc):
     def quantities(self) -> dict[str, float]:
         """Symbol -> signed quantity, zero positions left out."""
         return {s: p.quantity for s, p in self.positions.items() if p.quantity != 0}
+
+    def capital(self) -> BookCapital:
+        """The sizing inputs of this book besides its units."""
+        return BookCapital(cash=self.cash, capital_allocation=self.capital_allocation,
+                           capital_set_on=self.capital_set_on, isolated_since=self.isolated_since)
 
 
 class EquityPoint(Doc):
@@ -635,9 +771,13 @@ class SimRestingOrder(Doc):
         symbol, action: instrument and side.
         totalQuantity: units ordered (> 0).
         remaining: units not yet filled (> 0); the paper broker fills a resting order whole.
-        lmtPrice: limit price per unit, base currency, on the instrument's tick.
+        lmtPrice: limit price per unit, base currency, on the instrument's tick; for a market order
+            waiting for the next open (``orderType`` ``MKT``), the as-of price it was placed at (the
+            price its margin is reserved at).
         as_of: the market time the order was placed at (UTC).
         seq: the account's order number at placement; resting orders fill in this order.
+        orderType: ``LMT`` (a resting limit order) or ``MKT`` (a market order waiting for the first
+            price after ``as_of``: the paper broker's ``fill_at: next_open``).
     """
 
     orderId: str
@@ -648,6 +788,7 @@ class SimRestingOrder(Doc):
     lmtPrice: float
     as_of: UTCDateTime
     seq: int
+    orderType: Literal["MKT", "LMT"] = "LMT"
 
 
 class SimAccountState(Doc):

@@ -15,6 +15,16 @@ def intent(strategy_id: str, intent_id: str = "latest") -> str:
     return f"strategies/{strategy_id}/intent/{intent_id}"
 
 
+def state_changes(strategy_id: str) -> str:
+    """``strategies/{id}/state_changes``: the audit records of a strategy's lifecycle changes (the collection)."""
+    return f"strategies/{strategy_id}/state_changes"
+
+
+def state_change(strategy_id: str, change_id: str) -> str:
+    """``strategies/{id}/state_changes/{change_id}``: one lifecycle change (who, when, why, before/after)."""
+    return f"strategies/{strategy_id}/state_changes/{change_id}"
+
+
 def book(strategy_id: str) -> str:
     """``strategies/{id}/book/latest``: the strategy's virtual sub-account."""
     return f"strategies/{strategy_id}/book/latest"
@@ -75,6 +85,12 @@ def execution(execution_id: str) -> str:
     return f"executions/{execution_id}"
 
 
+def execution_part(execution_id: str, revision: str, field: str, index: int) -> str:
+    """``executions/{execution_id}/parts/{revision}-{field}.{index:04d}``: chunk ``index`` of a large field of
+    the record written as ``revision``."""
+    return f"executions/{execution_id}/parts/{revision}-{field}.{index:04d}"
+
+
 def lock(mode: str) -> str:
     """``locks/commander-{mode}``: the Commander's lease on one account."""
     return f"locks/commander-{mode}"
@@ -97,3 +113,23 @@ ORDERS = "orders"
 def order(client_order_id: str) -> str:
     """``orders/{client_order_id}``: one order's lifecycle, written ahead of the venue call."""
     return f"{ORDERS}/{client_order_id}"
+
+
+#: ``bar_series``: the bar cache in the store (the collection), one document per series.
+BAR_SERIES = "bar_series"
+
+
+def bar_series_id(source: str, symbol: str, timeframe: str) -> str:
+    """The document id of one cached bar series: ``{source}:{symbol}:{timeframe}`` (``source`` is a
+    ``market.yaml`` source name, ``timeframe`` ``1h`` / ``4h`` / ``1d``, or ``funding``)."""
+    return f"{source}:{symbol}:{timeframe}"
+
+
+def bar_series(source: str, symbol: str, timeframe: str) -> str:
+    """``bar_series/{source}:{symbol}:{timeframe}``: a cached series' metadata (first/last open, months)."""
+    return f"{BAR_SERIES}/{bar_series_id(source, symbol, timeframe)}"
+
+
+def bar_month(source: str, symbol: str, timeframe: str, month: str) -> str:
+    """``bar_series/{source}:{symbol}:{timeframe}/months/{YYYY-MM}``: one calendar month of a series' bars."""
+    return f"{bar_series(source, symbol, timeframe)}/months/{month}"

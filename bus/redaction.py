@@ -5,7 +5,7 @@ What counts as a secret:
 * every value passed to :func:`register` (a broker's API key and secret, an LLM
   endpoint's key, later a webhook URL): whoever reads a secret registers it;
 * the value of every environment variable whose name says it is a secret
-  (``*KEY*``, ``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``, ``*CREDENTIAL*``,
+  (``*KEY*``, ``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``, ``*CREDENTIAL*``, ``*WEBHOOK*``,
   ``*PRIVATE*``), read at each call, so one set after start-up is covered too;
 * well-known shapes: bearer/basic ``Authorization`` values, ``key=value`` /
   ``"key": "value"`` pairs whose key names a secret (``api_key``, ``token``,
@@ -33,7 +33,7 @@ from typing import Any
 MASK = "***"
 _MIN_REGISTERED = 4   # shorter registered values are ignored (they would mask ordinary text)
 _MIN_ENV = 6          # an environment value is only a guess from its name: ask a little more
-_SECRET_ENV_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE", re.IGNORECASE)
+_SECRET_ENV_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|WEBHOOK", re.IGNORECASE)
 _KEY_WORDS = (r"api[_-]?key|apikey|access[_-]?key|secret[_-]?key|private[_-]?key|client[_-]?secret|secret|"
               r"password|passwd|token|access[_-]?token|refresh[_-]?token|id[_-]?token|authorization|auth")
 _M = re.escape(MASK)

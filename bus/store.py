@@ -26,6 +26,11 @@ from pydantic import BaseModel
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
+#: ``decide`` of :meth:`Store.update_counters`: the document (None when missing) -> None, or
+#: (increments: field -> number to add, fields: field -> value to set).
+Decide = Callable[[dict[str, Any] | None], tuple[dict[str, float], dict[str, Any]] | None]
+#: Attempts of one :meth:`FirestoreStore.update_counters` transaction under contention.
+COUNTER_TX_ATTEMPTS = 50
 
 #: Firestore refuses a batch (a commit) of more than this many writes.
 FIRESTORE_BATCH_LIMIT = 500
@@ -83,8 +88,9 @@ class Store(ABC):
         """One document, or None when it does not exist."""
 
     @abstractmethod
-    def get_all(self, paths: Iterable[str]) -> dict[str, dict[str, Any] | None]:
-        """Many documents in one round trip: path -> data (None when missing)."""
+    def get_all(self, paths: Iterable[str], fields: list[str] | None = None) -> dict[str, dict[str, Any] | None]:
+        """Many documents in one round trip: path -> data (None when missing). ``fields`` keeps only those
+        top-level fields (a projection: a large map left out is not read)."""
 
     @abstractmethod
     def set(self, path: str, data: dict[str, Any]) -> None:
@@ -124,6 +130,25 @@ class Store(ABC):
         One round trip (a Firestore equality query on a single-field index).
         """
 
+    def list_page(self, collection: str, order_by: str, limit: int, start_after: str | None = None,
+                  descending: bool = True, fields: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """One page of a collection ordered by the top-level field ``order_by`` (then by id): at most
+        ``limit`` (id, data), after the document ``start_after`` (a cursor: the last id of the previous
+        page; an id that does not exist starts from the beginning), largest first when ``descending``.
+        ``fields`` keeps only those top-level fields (a projection: large maps are not read).
+        Documents without ``order_by`` are left out. One round trip, two with a cursor.
+
+        This default sorts the whole collection (:class:`MemoryStore`); :class:`FirestoreStore` queries.
+        """
+        docs = [(i, d) for i, d in self.list_docs(collection) if d.get(order_by) is not None]
+        docs.sort(key=lambda x: (x[1][order_by], x[0]), reverse=descending)
+        ids = [i for i, _ in docs]
+        if start_after is not None and start_after in ids:
+            docs = docs[ids.index(start_after) + 1:]
+        page = docs[:max(0, limit)]
+        keep = set(fields) | {order_by} if fields is not None else None
+        return [(i, {k: v for k, v in d.items() if keep is None or k in keep}) for i, d in page]
+
     @abstractmethod
     def delete(self, path: str) -> None:
         """Delete one document (no error when it does not exist)."""
@@ -140,6 +165,41 @@ class Store(ABC):
     @abstractmethod
     def release_lease(self, path: str, holder: str) -> None:
         """Release the lease if ``holder`` holds it."""
+
+    @abstractmethod
+    def update_counters(self, path: str, decide: Decide) -> tuple[bool, dict[str, Any] | None]:
+        """Read one document and apply ``decide(document or None)`` to it in one transaction.
+
+        ``decide`` returns None (write nothing) or ``(increments, fields)``: top-level numeric
+        fields to add to (Firestore ``Increment``) and fields to set (merged). It may be called
+        more than once when the transaction is retried after contention, so it must not have
+        side effects. For counters that need no read, :meth:`increment` is one write and never
+        contends (the emulator resolves contending transactions slowly).
+
+        Returns (written, the document after the update, or as read when nothing was written).
+
+        Raises:
+            StoreError: the store is unreachable, or the transaction kept failing.
+        """
+
+    @abstractmethod
+    def increment(self, path: str, deltas: dict[str, float], fields: dict[str, Any] | None = None,
+                  appends: dict[str, list[Any]] | None = None) -> dict[str, float]:
+        """Add ``deltas`` to top-level numeric fields of one document, atomically, in one write.
+
+        Firestore ``Increment`` transforms: the server applies them in order, so concurrent
+        writers in any number of processes never lose a count, and nothing is read first (no
+        transaction to contend). A missing document or field counts from 0. ``fields`` are set
+        (merged), ``appends`` add elements to array fields (Firestore ``ArrayUnion``: an element
+        already there is not added twice).
+
+        Returns the incremented fields' values right after this write (the server's transform
+        results): what this writer's own delta brought them to. Like every write here it is
+        retried on a transient error; a commit whose answer was lost would then count twice.
+
+        Raises:
+            StoreError: the store is unreachable.
+        """
 
 
 def _alive(pid: int) -> bool:
@@ -200,6 +260,20 @@ def _copy(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
+def _hashable(value: Any) -> bool:
+    """Whether ``value`` can key :class:`MemoryStore`'s equality index (scalars, not maps or lists)."""
+    return isinstance(value, _IMMUTABLE)
+
+
+def _applied(doc: dict[str, Any] | None, increments: dict[str, float], fields: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with ``fields`` set and ``increments`` added (a missing field counts as 0)."""
+    out = _copy(doc) or {}
+    out.update(_copy(fields))
+    for k, v in increments.items():
+        out[k] = (out.get(k) or 0) + v
+    return out
+
+
 class MemoryStore(Store):
     """In-process store for backtests and unit tests: deep copies in and out.
 
@@ -211,18 +285,37 @@ class MemoryStore(Store):
         super().__init__()
         self._docs: dict[str, dict[str, Any]] = {}
         self._collections: dict[str, dict[str, None]] = {}
+        #: (collection, field) -> ids whose field holds a given value: built by the first
+        #: :meth:`list_where` on them and kept up to date by every write (a backtest asks for the
+        #: open orders every day; a scan would grow with every order ever placed).
+        self._where: dict[tuple[str, str], dict[Any, dict[str, None]]] = {}
         self._lock = threading.RLock()
 
+    def _index(self, collection: str, doc_id: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        for (coll, field), by_value in self._where.items():
+            if coll != collection:
+                continue
+            if old is not None and _hashable(old.get(field)):
+                by_value.get(old.get(field), {}).pop(doc_id, None)
+            if new is not None and _hashable(new.get(field)):
+                by_value.setdefault(new.get(field), {})[doc_id] = None
+
     def _put(self, path: str, data: dict[str, Any]) -> None:
-        if path not in self._docs:
-            collection, _, doc_id = path.rpartition("/")
+        collection, _, doc_id = path.rpartition("/")
+        old = self._docs.get(path)
+        if old is None:
             self._collections.setdefault(collection, {})[doc_id] = None
         self._docs[path] = data
+        if self._where:
+            self._index(collection, doc_id, old, data)
 
     def _drop(self, path: str) -> None:
-        if self._docs.pop(path, None) is not None:
+        old = self._docs.pop(path, None)
+        if old is not None:
             collection, _, doc_id = path.rpartition("/")
             self._collections.get(collection, {}).pop(doc_id, None)
+            if self._where:
+                self._index(collection, doc_id, old, None)
 
     def get(self, path: str) -> dict[str, Any] | None:
         self._count("get")
@@ -230,10 +323,13 @@ class MemoryStore(Store):
             d = self._docs.get(path)
             return _copy(d) if d is not None else None
 
-    def get_all(self, paths: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+    def get_all(self, paths: Iterable[str], fields: list[str] | None = None) -> dict[str, dict[str, Any] | None]:
         self._count("get_all")
         with self._lock:
-            return {p: _copy(self._docs.get(p)) for p in paths}
+            out = {p: _copy(self._docs.get(p)) for p in paths}
+        if fields is not None:
+            out = {p: ({k: v for k, v in d.items() if k in fields} if d is not None else None) for p, d in out.items()}
+        return out
 
     def set(self, path: str, data: dict[str, Any]) -> None:
         self._count("set")
@@ -259,7 +355,18 @@ class MemoryStore(Store):
         prefix = collection + "/"
         with self._lock:
             ids = self._collections.get(collection, {})
-            out = [(i, _copy(self._docs[prefix + i])) for i in ids if self._docs[prefix + i].get(field) == value]
+            if not _hashable(value):
+                out = [(i, _copy(self._docs[prefix + i])) for i in ids if self._docs[prefix + i].get(field) == value]
+                return sorted(out, key=lambda x: x[0])
+            by_value = self._where.get((collection, field))
+            if by_value is None:
+                by_value = self._where[(collection, field)] = {}
+                for i in ids:
+                    v = self._docs[prefix + i].get(field)
+                    if _hashable(v):
+                        by_value.setdefault(v, {})[i] = None
+            matched = [i for i in by_value.get(value, {}) if self._docs[prefix + i].get(field) == value]
+            out = [(i, _copy(self._docs[prefix + i])) for i in matched]
         return sorted(out, key=lambda x: x[0])
 
     def delete(self, path: str) -> None:
@@ -277,6 +384,30 @@ class MemoryStore(Store):
             doc = _lease_doc(holder, now, ttl_seconds)
             self._put(path, doc)
             return True, _copy(doc)
+
+    def update_counters(self, path: str, decide: Decide) -> tuple[bool, dict[str, Any] | None]:
+        self._count("transaction")
+        with self._lock:
+            current = self._docs.get(path)
+            upd = decide(_copy(current))
+            if upd is None:
+                return False, _copy(current)
+            doc = _applied(current, *upd)
+            self._put(path, doc)
+            return True, _copy(doc)
+
+    def increment(self, path: str, deltas: dict[str, float], fields: dict[str, Any] | None = None,
+                  appends: dict[str, list[Any]] | None = None) -> dict[str, float]:
+        self._count("set")
+        with self._lock:
+            doc = _copy(self._docs.get(path)) or {}
+            doc.update(_copy(fields or {}))
+            for k, items in (appends or {}).items():
+                doc[k] = list(doc.get(k) or []) + [x for x in items if x not in (doc.get(k) or [])]
+            for k, v in deltas.items():
+                doc[k] = (doc.get(k) or 0) + v
+            self._put(path, doc)
+            return {k: doc[k] for k in deltas}
 
     def release_lease(self, path: str, holder: str) -> None:
         self._count("transaction")
@@ -317,6 +448,7 @@ class FirestoreStore(Store):
             return api_retry.if_transient_error(exc) or isinstance(exc, api_exceptions.DeadlineExceeded)
 
         self._down: tuple[float, str] | None = None
+        self._path_locks: dict[str, threading.Lock] = {}
         self._retry = api_retry.Retry(initial=0.1, maximum=1.0, multiplier=2.0, timeout=self.deadline,
                                       predicate=transient)
 
@@ -353,7 +485,7 @@ class FirestoreStore(Store):
             raise self._wrap(f"get {path}", exc) from exc
         return snap.to_dict() if snap.exists else None
 
-    def get_all(self, paths: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+    def get_all(self, paths: Iterable[str], fields: list[str] | None = None) -> dict[str, dict[str, Any] | None]:
         self._check_up()
         paths = list(dict.fromkeys(paths))
         out: dict[str, dict[str, Any] | None] = {p: None for p in paths}
@@ -362,7 +494,7 @@ class FirestoreStore(Store):
         self._count("get_all")
         refs = [self.client.document(p) for p in paths]
         try:
-            for snap in self.client.get_all(refs, **self._call):
+            for snap in self.client.get_all(refs, field_paths=fields, **self._call):
                 out[snap.reference.path] = snap.to_dict() if snap.exists else None
         except Exception as exc:
             raise self._wrap(f"get_all of {len(paths)} documents", exc) from exc
@@ -412,6 +544,29 @@ class FirestoreStore(Store):
             raise self._wrap(f"query {collection} where {field} == {value!r}", exc) from exc
         return sorted(((s.id, s.to_dict()) for s in snaps), key=lambda x: x[0])
 
+    def list_page(self, collection: str, order_by: str, limit: int, start_after: str | None = None,
+                  descending: bool = True, fields: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """A query ordered by ``order_by`` with a limit, a cursor and a projection (see :meth:`Store.list_page`)."""
+        self._check_up()
+        self._count("list")
+        fs = self._fs
+        if limit <= 0:
+            return []
+        try:
+            col = self.client.collection(collection)
+            direction = fs.Query.DESCENDING if descending else fs.Query.ASCENDING
+            query = col.order_by(order_by, direction=direction)
+            if fields is not None:
+                query = query.select(sorted(set(fields) | {order_by}))
+            if start_after is not None:
+                cursor = col.document(start_after).get(**self._call)
+                if cursor.exists:
+                    query = query.start_after(cursor)
+            snaps = list(query.limit(limit).stream(**self._call))
+        except Exception as exc:
+            raise self._wrap(f"page of {collection}", exc) from exc
+        return [(s.id, s.to_dict() or {}) for s in snaps]
+
     def delete(self, path: str) -> None:
         self._check_up()
         self._count("delete")
@@ -450,6 +605,60 @@ class FirestoreStore(Store):
                 raise self._wrap(f"lease {path}", exc) from exc
         snap = ref.get(**self._call)
         return False, (snap.to_dict() if snap.exists else {"holder": "? (contended)"})
+
+    def update_counters(self, path: str, decide: Decide) -> tuple[bool, dict[str, Any] | None]:
+        """A Firestore transaction (read, then a merged ``set`` whose counters are ``Increment``
+        transforms), retried up to :data:`COUNTER_TX_ATTEMPTS` times under contention. The threads
+        of one process take turns on a path (a lock), so only other processes ever contend."""
+        self._check_up()
+        self._count("transaction")
+        with self._stats_lock:
+            lock = self._path_locks.setdefault(path, threading.Lock())
+        with lock:
+            return self._update_counters(path, decide)
+
+    def _update_counters(self, path: str, decide: Decide) -> tuple[bool, dict[str, Any] | None]:
+        fs, ref = self._fs, self.client.document(path)
+
+        @fs.transactional
+        def run(tx: Any) -> tuple[bool, dict[str, Any] | None]:
+            snap = ref.get(transaction=tx)
+            current = snap.to_dict() if snap.exists else None
+            upd = decide(_copy(current))
+            if upd is None:
+                return False, current
+            increments, fields = upd
+            tx.set(ref, {**fields, **{k: fs.Increment(v) for k, v in increments.items()}}, merge=True)
+            return True, _applied(current, increments, fields)
+
+        try:
+            written, doc = run(self.client.transaction(max_attempts=COUNTER_TX_ATTEMPTS))
+        except Exception as exc:
+            raise self._wrap(f"transaction on {path}", exc) from exc
+        if written:
+            self._committed([path])
+        return written, doc
+
+    def increment(self, path: str, deltas: dict[str, float], fields: dict[str, Any] | None = None,
+                  appends: dict[str, list[Any]] | None = None) -> dict[str, float]:
+        """One merged ``set`` with ``Increment`` (and ``ArrayUnion``) transforms. The client sends the
+        transforms sorted by field path and the server returns their results in that order."""
+        self._check_up()
+        self._count("set")
+        fs = self._fs
+        data: dict[str, Any] = dict(fields or {})
+        data.update({k: fs.ArrayUnion(list(v)) for k, v in (appends or {}).items()})
+        data.update({k: fs.Increment(v) for k, v in deltas.items()})
+        try:
+            result = self.client.document(path).set(data, merge=True, **self._call)
+        except Exception as exc:
+            raise self._wrap(f"increment {path}", exc) from exc
+        self._committed([path])
+        from google.cloud.firestore_v1 import _helpers
+
+        names = sorted([*deltas, *(appends or {})])
+        values = [_helpers.decode_value(v, self.client) for v in result.transform_results]
+        return {k: v for k, v in zip(names, values, strict=True) if k in deltas and isinstance(v, (int, float))}
 
     def release_lease(self, path: str, holder: str) -> None:
         """Delete the lease if ``holder`` holds it (conditional on the document read)."""

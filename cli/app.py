@@ -47,7 +47,8 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log at
 
 
 def _one_line_on_store_failure(callback: Callable[..., Any]) -> Callable[..., Any]:
-    """``callback`` with an unreachable store reported as one line and exit code 1 (not a traceback)."""
+    """``callback`` with an unreachable store reported as one line and exit code 1, and a bar file that cannot be
+    read as bars (:class:`market.history.MalformedBarFile`) as one line and exit code 2 (not a traceback)."""
 
     @functools.wraps(callback)
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -57,6 +58,12 @@ def _one_line_on_store_failure(callback: Callable[..., Any]) -> Callable[..., An
             return callback(*args, **kwargs)
         except StoreError as exc:
             fail(f"the store failed; nothing more was done: {str(exc).splitlines()[0][:300]}", EXIT_FAILED)
+        except LookupError as exc:  # a MalformedBarFile is one: market.history is imported by then
+            from market.history import MalformedBarFile
+
+            if isinstance(exc, MalformedBarFile):
+                fail(f"a bar file cannot be read: {exc}")
+            raise
 
     return run
 

@@ -98,6 +98,25 @@ def parse_folder(opt: str) -> Callable[[Any], Path]:
     return parse
 
 
+def parse_data_dir(opt: str) -> Callable[[Any], Path]:
+    """A parser for ``opt``: an existing folder whose bar files (``{venue}_{SYMBOL}_{timeframe}.csv``) can all
+    be read as bars (:func:`market.history.check_bar_files`): a header-only file, a malformed timestamp or a
+    line cut short is one line and exit code 2, before anything runs."""
+    folder = parse_folder(opt)
+
+    def parse(value: Any) -> Path:
+        from market.history import MalformedBarFile, check_bar_files
+
+        path = folder(value)
+        try:
+            check_bar_files(path)
+        except MalformedBarFile as exc:
+            fail(f"{opt} {str(value)!r}: {exc}")
+        return path
+
+    return parse
+
+
 def parse_store(allowed: tuple[Store, ...], refused: Mapping[Store, str] | None = None) -> Callable[[Any], Store]:
     """A parser for ``--store``: one of ``allowed``; ``refused`` says why a known store is not, per store."""
     names = " | ".join(s.value for s in allowed)
@@ -141,7 +160,8 @@ ConfigDir = Annotated[Optional[Path], typer.Option(
 StateDir = Annotated[Optional[Path], typer.Option(
     "--state-dir", metavar="DIR", help="where the emulator's state is kept")]
 DataDirs = Annotated[Optional[list[Path]], typer.Option(
-    "--data-dir", parser=parse_folder("--data-dir"), metavar="DIR", help="extra folder of bar CSVs (repeatable)")]
+    "--data-dir", parser=parse_data_dir("--data-dir"), metavar="DIR",
+    help="extra folder of bar CSVs (repeatable); a file named like a bundled one replaces it")]
 AsOf = Annotated[Optional[date], typer.Option(
     "--as-of", parser=parse_date("--as-of"), metavar="YYYY-MM-DD",
     help="YYYY-MM-DD; default: last day of the bundled data")]

@@ -1,4 +1,22 @@
-"""Step 3: capital per strategy (base currency).
+"""Step 3: capital per strategy (base currency). Books are sub-accounts.
+
+A strategy's capital is its **book's equity** (cash + Σ units × price ×
+multiplier, at this run's prices), never a share of the whole account's NAV, so
+one strategy's gains or losses never lever another. The allocation method below
+gives each enabled strategy a fraction of NAV, which is used only:
+
+* when its book is opened (first run, or a strategy added later): starting
+  capital = fraction × NAV, capped at the cash no book holds (NAV − Σ books'
+  equity − the value of holdings no book explains);
+* at a rebalance (``TradingConfig.rebalance``): ``monthly`` at the first run of a
+  calendar month (UTC) after the books' capital was last set, ``on_config_change``
+  when the fraction the method gives differs from the one a book was set from,
+  ``never`` not at all. A rebalance sets every book's equity to fraction × NAV by
+  moving cash (the books' positions are untouched: each strategy's next targets
+  are sized on its new equity), so the books still add up to the account.
+
+Every open and rebalance is a :class:`~bus.models.CapitalMove` in the execution.
+Fractions by method:
 
 * ``custom``: each strategy gets ``capital_allocation`` × NAV; allocations of
   enabled strategies must sum to at most 1 − ``reserve_fraction`` (refused when
@@ -13,8 +31,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from bus.constants import LIMIT_EPS
-from bus.models import StrategyConfig, TradingConfig
+from bus.models import BookCapital, CapitalMove, StrategyConfig, TradingConfig
+
+#: Two allocation fractions closer than this are the same (on_config_change).
+FRACTION_EPS = 1e-9
 
 
 class AllocationError(ValueError):
@@ -79,3 +102,75 @@ def allocate(config: TradingConfig, strategies: dict[str, StrategyConfig], nav: 
     p = config.performance
     w = performance_weights({sid: (sharpes or {}).get(sid) for sid in enabled}, p.floor, p.cap, budget)
     return {sid: nav * f for sid, f in w.items()}
+
+
+def rebalance_due(config: TradingConfig, books: dict[str, BookCapital], fractions: dict[str, float],
+                  as_of: datetime) -> str | None:
+    """Why the existing books are rebalanced this run, or None (see the module docstring).
+
+    Args:
+        books: strategy id -> capital state of its existing book (enabled strategies only).
+        fractions: strategy id -> fraction of NAV the allocation method gives it now.
+    """
+    if not books or config.rebalance == "never":
+        return None
+    if config.rebalance == "monthly":
+        month = as_of.date().isoformat()[:7]
+        late = sorted(s for s, b in books.items() if (b.capital_set_on or "")[:7] < month)
+        return f"monthly rebalance: capital of {', '.join(late)} last set before {month}" if late else None
+    changed = sorted(s for s, b in books.items() if b.capital_allocation is None
+                     or abs(b.capital_allocation - fractions.get(s, 0.0)) > FRACTION_EPS)
+    if not changed:
+        return None
+    parts = ", ".join(f"{s} {books[s].capital_allocation if books[s].capital_allocation is not None else '?'}"
+                      f" -> {fractions.get(s, 0.0):g}" for s in changed)
+    return f"allocation changed: {parts}"
+
+
+def book_capital(config: TradingConfig, strategies: dict[str, StrategyConfig], nav: float,
+                 books: dict[str, BookCapital], equity: dict[str, float], outside: float, as_of: datetime,
+                 sharpes: dict[str, float | None] | None = None) -> tuple[dict[str, float], list[CapitalMove]]:
+    """The capital each enabled strategy is sized on, and the cash the allocation moves (pure).
+
+    Args:
+        nav: the account's net liquidation (base currency).
+        books: strategy id -> capital state of its book; a strategy without one gets a new book.
+        equity: strategy id -> its existing book's equity at this run's prices (base currency).
+        outside: value of the holdings no enabled strategy's book explains (base currency).
+
+    Returns:
+        (strategy id -> capital after the moves, the moves). Every enabled strategy is in it,
+        unless some existing book has no equity (cannot be valued): then only the valued ones,
+        and nothing moves.
+
+    Raises:
+        AllocationError: see :func:`validate_allocations`.
+    """
+    day = as_of.date().isoformat()
+    target = allocate(config, strategies, nav, sharpes)
+    fractions = {s: (v / nav if nav > 0 else 0.0) for s, v in target.items()}
+    existing = {s: b for s, b in books.items() if s in target}
+    capital = {s: equity[s] for s in existing if s in equity}
+    moves: list[CapitalMove] = []
+    if len(capital) < len(existing):
+        # A book that cannot be valued (a held symbol without a price) leaves the free cash unknown: no
+        # rebalance and no new book this run (fail closed); the decision errs the strategies left without capital.
+        return dict(sorted(capital.items())), moves
+    why = rebalance_due(config, existing, fractions, as_of) if nav > 0 else None
+    if why:
+        for s in sorted(existing):
+            amount = target[s] - equity[s]
+            moves.append(CapitalMove(strategy_id=s, kind="rebalance", amount=amount, equity_before=equity[s],
+                                     equity_after=target[s], fraction=fractions[s], reason=why))
+            capital[s] = target[s]
+    free = nav - outside - sum(capital.values())
+    for s in sorted(set(target) - set(existing)):
+        amount = max(0.0, min(target[s], free))
+        note = f"opened on {day} at {fractions[s]:g} x NAV {nav:.2f}"
+        if amount < target[s] - LIMIT_EPS:
+            note += f"; capped at the {max(free, 0.0):.2f} no book holds (wanted {target[s]:.2f})"
+        moves.append(CapitalMove(strategy_id=s, kind="open", amount=amount, equity_before=0.0, equity_after=amount,
+                                 fraction=fractions[s], reason=note))
+        capital[s] = amount
+        free -= amount
+    return dict(sorted(capital.items())), moves

@@ -9,9 +9,14 @@ manual trade, say) is the ``external`` book, so the books always add up to the
 account's holdings per symbol.
 
 Each book is a virtual sub-account: it starts with its allocated capital as
-cash; a booked fill moves cash by −units × price × multiplier − commission;
-equity = cash + Σ units × mark × multiplier; the high-water mark is the highest
-equity seen. Perpetual funding the account paid since the last run is charged
+cash (the decision's ``open`` capital move); a booked fill moves cash by −units ×
+price × multiplier − commission; equity = cash + Σ units × mark × multiplier; the
+high-water mark is the highest equity seen. A ``rebalance`` capital move adds its
+amount to the book's cash, its ``transfers`` and its high-water mark (a transfer is
+neither a gain nor a loss), and records the fraction and the day
+(``capital_allocation``, ``capital_set_on``). The decision's drawdown isolation sets
+``isolated_since`` (cleared on release); a cool-down release resets the high-water
+mark to the book's equity. Perpetual funding the account paid since the last run is charged
 to the books that held the symbol, in proportion to their signed units. Average entry prices and realized PnL follow
 :func:`bus.accounting.apply_fill`; every reduction is a closed :class:`Trade`.
 """
@@ -24,7 +29,7 @@ from datetime import datetime
 
 from bus.accounting import apply_fill
 from bus.constants import NOISE_EPS, QTY_EPS
-from bus.models import Book, BookPosition, EquityPoint, InstrumentSpec, Trade
+from bus.models import Book, BookPosition, CapitalMove, EquityPoint, InstrumentSpec, Isolation, Trade
 
 EXTERNAL = "external"
 CURVE_DAYS = 400
@@ -61,13 +66,21 @@ def split_fill(fill_qty: float, wanted: dict[str, float]) -> dict[str, float]:
     return {sid: fill_qty * w / total for sid, w in wanted.items() if abs(w) > QTY_EPS}
 
 
-def split_funding(books: dict[str, Book], funding: dict[str, float]) -> dict[str, float]:
+def split_funding(books: dict[str, Book], funding: dict[str, float],
+                  late_units: dict[str, dict[str, float]] | None = None) -> dict[str, float]:
     """Funding per book (base currency, > 0 paid): each symbol's funding since the last run,
     split by the units each book held over the interval, signed (a short book in a net-long
-    account receives what the longs pay). Books holding none of it are charged nothing."""
+    account receives what the longs pay). Books holding none of it are charged nothing.
+    ``late_units`` (strategy id -> symbol -> signed units): fills of earlier orders that landed
+    during the interval (a market order that waited for the next open) and are booked only now:
+    the account held them when the funding settled, so they count as held."""
     out: dict[str, float] = {}
+    late = late_units or {}
     for sym, amount in funding.items():
         held = {sid: b.positions[sym].quantity for sid, b in books.items() if sym in b.positions}
+        for sid, per in late.items():
+            if sym in per and sid in books:
+                held[sid] = held.get(sid, 0.0) + per[sym]
         total = sum(held.values())
         if abs(amount) < NOISE_EPS or abs(total) < QTY_EPS:
             continue
@@ -109,7 +122,9 @@ def update_books(books: dict[str, Book], desired: dict[str, dict[str, float]], f
                  holdings_after: dict[str, float], prices: dict[str, float], specs: dict[str, InstrumentSpec],
                  capital: dict[str, float], as_of: datetime, execution_id: str,
                  funding: dict[str, float] | None = None,
-                 bookings: Sequence[Booking] = ()) -> BookUpdate:
+                 bookings: Sequence[Booking] = (), moves: Sequence[CapitalMove] = (),
+                 isolation: Sequence[Isolation] = (),
+                 late_units: dict[str, dict[str, float]] | None = None) -> BookUpdate:
     """Books after this run's fills, marked at ``prices``.
 
     Args:
@@ -123,17 +138,36 @@ def update_books(books: dict[str, Book], desired: dict[str, dict[str, float]], f
             signed units it wanted), e.g. an order's fills with the shares recorded when it was planned.
         funding: symbol -> perpetual funding the account paid since the last run (base currency,
             > 0 paid), charged to the books that held it before this run's fills (:func:`split_funding`).
+        moves: the decision's capital moves (an ``open`` sets a new book's starting cash and fraction;
+            a ``rebalance`` moves cash into or out of an existing book).
+        isolation: the decision's drawdown isolations (``isolated_since``, high-water mark reset).
+        late_units: strategy id -> symbol -> signed units of the late fills booked now, which the
+            account held while the funding settled (:func:`split_funding`).
     """
     day = as_of.date().isoformat()
     new: dict[str, Book] = {}
+    move_of = {m.strategy_id: m for m in moves}
     for sid in sorted((set(books) | set(desired) | set(capital)) - {EXTERNAL}):
         b = books.get(sid)
+        m = move_of.get(sid)
         if b is None:
-            cash = capital.get(sid, 0.0)
+            cash = m.amount if m is not None else capital.get(sid, 0.0)
             b = Book(strategy_id=sid, updated_at=as_of, starting_cash=cash, cash=cash, equity=cash,
-                     high_water_mark=cash)
+                     high_water_mark=cash, capital_allocation=m.fraction if m else None,
+                     capital_set_on=day if m else None)
+        elif m is not None and m.kind == "rebalance":
+            b = b.model_copy(update={"cash": b.cash + m.amount, "transfers": b.transfers + m.amount,
+                                     "high_water_mark": max(0.0, b.high_water_mark + m.amount),
+                                     "capital_allocation": m.fraction, "capital_set_on": day})
         new[sid] = b.model_copy(deep=True, update={"updated_at": as_of, "execution_id": execution_id})
-    for sid, paid in split_funding({s: b for s, b in books.items() if s != EXTERNAL}, funding or {}).items():
+    reset = set()
+    for iso in isolation:
+        if iso.strategy_id in new:
+            new[iso.strategy_id].isolated_since = iso.since if iso.status == "locked" else None
+            if iso.high_water_mark_reset:
+                reset.add(iso.strategy_id)
+    for sid, paid in split_funding({s: b for s, b in books.items() if s != EXTERNAL}, funding or {},
+                                   late_units).items():
         if sid in new:
             new[sid].cash -= paid
             new[sid].funding += paid
@@ -151,7 +185,7 @@ def update_books(books: dict[str, Book], desired: dict[str, dict[str, float]], f
         b.unrealized_pnl = sum((prices.get(s, p.avg_price) - p.avg_price) * p.quantity * _mult(specs, s)
                                for s, p in b.positions.items())
         b.equity = b.cash + value
-        b.high_water_mark = max(b.high_water_mark, b.equity)
+        b.high_water_mark = b.equity if b.strategy_id in reset else max(b.high_water_mark, b.equity)
         b.equity_curve = dict(sorted({**b.equity_curve, day: b.equity}.items())[-CURVE_DAYS:])
         gross = sum(abs(p.quantity) * prices.get(s, p.avg_price) * _mult(specs, s) for s, p in b.positions.items())
         points.append(EquityPoint(strategy_id=b.strategy_id, date=day, as_of=as_of, equity=b.equity, cash=b.cash,

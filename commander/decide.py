@@ -2,8 +2,16 @@
 
 Everything :func:`decide` depends on is in :class:`CommanderInputs`, and the
 shell records all of it in the execution (refs to immutable intents and
-snapshot, config, books, drawdowns, Sharpe ratios, previous close NAV, prices,
-specs), so ``replay`` can run it again and compare.
+snapshot, config, books and their cash, drawdowns, Sharpe ratios, previous
+close NAV, prices, specs), so ``replay`` can run it again and compare.
+
+Each strategy is sized on its own book's equity (a book is a sub-account, see
+:mod:`commander.allocate`); its drawdown isolation, leverage cap and order
+minimums apply to its book alone (:mod:`commander.risk`, :mod:`commander.size`),
+before the books are netted. What sharing the account can still change is
+recorded: conflicts (``direction``, ``duplicate``, ``resource``, ``crossed``),
+global risk adjustments, lot rounding of the netted order (the diff's
+``raw_quantity`` vs ``quantity``) and ``zero_lots``.
 """
 
 from __future__ import annotations
@@ -11,9 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bus.constants import NOISE_EPS
+from bus.constants import NOISE_EPS, QTY_EPS
 from bus.models import (
+    BookCapital,
+    Conflict,
     Decision,
+    DiffLine,
     Instrument,
     InstrumentSpec,
     Intent,
@@ -25,12 +36,13 @@ from bus.models import (
     TradingConfig,
 )
 from commander.aggregate import aggregate
-from commander.allocate import allocate
+from commander.allocate import book_capital
 from commander.classify import Classification, classify
 from commander.diff import diff, expired_orders
 from commander.execute import order_records
-from commander.risk import apply_global_risk, reduce_only
-from commander.size import SizingError, size_targets, unit_values
+from commander.lifecycle import apply_state, state_reason, uses_intent
+from commander.risk import apply_global_risk, isolate, isolation
+from commander.size import SizingError, hold_small_changes, size_targets, unit_values, zero_lots
 
 
 @dataclass
@@ -40,6 +52,8 @@ class CommanderInputs:
     Attributes:
         strategies: the enabled strategies only.
         books: strategy id -> symbol -> units in its book now.
+        book_capital: strategy id -> its book's cash and capital state; a strategy without
+            one gets a new book (its allocation's starting capital).
         drawdowns: strategy id -> book drawdown (fraction below its high-water mark).
         sharpes: strategy id -> annualized Sharpe of its book, None if too little history.
         prev_close_nav: NAV at the previous day's last run (daily-loss halt), None if unknown.
@@ -58,6 +72,7 @@ class CommanderInputs:
     drawdowns: dict[str, float] = field(default_factory=dict)
     sharpes: dict[str, float | None] = field(default_factory=dict)
     prev_close_nav: float | None = None
+    book_capital: dict[str, BookCapital] = field(default_factory=dict)
 
 
 @dataclass
@@ -84,31 +99,87 @@ def symbols_involved(intents: dict[str, Intent | None], books: dict[str, dict[st
     return sorted(syms)
 
 
-def _isolate(sid: str, wanted: dict[str, float], book: dict[str, float], drawdown: float, limit: float
-             ) -> tuple[dict[str, float], list[RiskAdjustment]]:
-    """Drawdown isolation: past its ``max_drawdown`` a strategy may only reduce its book."""
-    if drawdown <= limit:
-        return wanted, []
-    out, adj = {}, []
-    for sym, q in wanted.items():
-        r = reduce_only(q, book.get(sym, 0.0))
-        if abs(r - q) > NOISE_EPS:
-            adj.append(RiskAdjustment(rule="strategy_drawdown", symbol=sym, strategy_id=sid, before=q, after=r,
-                                      note=f"book drawdown {drawdown:.2%} > max_drawdown {limit:.2%}: reduce only"))
-        out[sym] = r
-    return out, adj
+def _equities(inp: CommanderInputs, values: dict[str, float]) -> tuple[dict[str, float], dict[str, str], float]:
+    """(strategy id -> its book's equity at this run's prices, strategy id -> why it cannot be valued,
+    value of the holdings no enabled strategy's book explains), base currency."""
+    equity: dict[str, float] = {}
+    unvalued: dict[str, str] = {}
+    for sid, cap in sorted(inp.book_capital.items()):
+        if sid not in inp.strategies:
+            continue
+        units = inp.books.get(sid, {})
+        missing = sorted(sym for sym, q in units.items() if abs(q) > NOISE_EPS and sym not in values)
+        if missing:
+            unvalued[sid] = f"no price for {', '.join(missing)} held in its book: its equity cannot be valued"
+            continue
+        equity[sid] = cap.cash + sum(q * values[sym] for sym, q in units.items() if sym in values)
+    booked: dict[str, float] = {}
+    for sid, units in inp.books.items():
+        if sid in inp.strategies:
+            for sym, q in units.items():
+                booked[sym] = booked.get(sym, 0.0) + q
+    outside = sum((h.quantity - booked.get(h.symbol, 0.0)) * values.get(h.symbol, 0.0) for h in inp.snapshot.holdings)
+    return equity, unvalued, outside
+
+
+def crossed(desired: dict[str, dict[str, float]], books: dict[str, dict[str, float]]) -> list[Conflict]:
+    """A ``crossed`` conflict per symbol on which the strategies' wanted changes (units) go opposite ways."""
+    changes: dict[str, dict[str, float]] = {}
+    for sid, want in sorted(desired.items()):
+        book = books.get(sid, {})
+        for sym in set(want) | set(book):
+            d = want.get(sym, 0.0) - book.get(sym, 0.0)
+            if abs(d) > NOISE_EPS:
+                changes.setdefault(sym, {})[sid] = d
+    out = []
+    for sym, ch in sorted(changes.items()):
+        if any(d > 0 for d in ch.values()) and any(d < 0 for d in ch.values()):
+            out.append(Conflict(type="crossed", symbol=sym, strategies=sorted(ch), wanted=ch, policy="net",
+                                outcome=sum(ch.values()), note="opposite changes netted into one order: its "
+                                "fill price and commission are shared pro rata"))
+    return out
+
+
+def band_clips(lines: list[DiffLine], clipped: set[str | None], band: float) -> None:
+    """Drop, in place and with the reason, the orders on lines a global risk limit changed that are smaller
+    than ``band`` × the target (units), unless they open or close the position."""
+    for d in lines:
+        if (d.symbol in clipped and d.quantity and abs(d.target) > QTY_EPS and abs(d.holding + d.pending) > QTY_EPS
+                and abs(d.quantity) < band * abs(d.target)):
+            d.quantity, d.notional = 0.0, 0.0
+            d.reason = f"within rebalance band {band:g} (a global risk limit's clip)"
+
+
+def _lifecycle(cls: Classification, strategies: dict[str, StrategyConfig]) -> list[str]:
+    """Take the paused and retired strategies out of ``cls`` (their intents are not used) into ``skipped``, with
+    the person's reason (:mod:`commander.lifecycle`); returns their ids."""
+    out = [sid for sid, cfg in sorted(strategies.items()) if not uses_intent(cfg)]
+    for sid in out:
+        cls.fresh.pop(sid, None)
+        for group in (cls.stale, cls.missing, cls.errored, cls.skipped):
+            if sid in group:
+                group.remove(sid)
+        cls.skipped.append(sid)
+        cls.reasons[sid] = state_reason(strategies[sid])
+    cls.skipped.sort()
+    return out
 
 
 def decide(inp: CommanderInputs) -> Plan:
     """Classify, allocate, size, isolate, aggregate, apply risk and diff.
 
-    Strategies whose intent is not fresh, or cannot be sized, keep their current
-    book as their target. Bad strategy data never raises; an impossible
+    Strategies whose intent is not fresh, names a symbol the venue gave neither a spec
+    nor a quote for (unknown to it), or cannot be sized, are ``errored`` with the reason
+    and keep their current book as their target. Bad strategy data never raises; an impossible
     allocation raises :class:`commander.allocate.AllocationError`.
     """
     snap, cfg = inp.snapshot, inp.config
-    cls = classify(cfg, inp.strategies, inp.intents, inp.as_of)
-    capital = allocate(cfg, inp.strategies, snap.net_liquidation, inp.sharpes)
+    cls = classify(cfg, inp.strategies, inp.intents, inp.as_of, known=set(inp.specs) | set(inp.prices))
+    held_by_state = _lifecycle(cls, inp.strategies)
+    values = unit_values(inp.prices, inp.specs)
+    equity, unvalued, outside = _equities(inp, values)
+    capital, moves = book_capital(cfg, inp.strategies, snap.net_liquidation, inp.book_capital, equity, outside,
+                                  inp.as_of, inp.sharpes)
     instruments: dict[str, Instrument] = {
         h.symbol: Instrument(symbol=h.symbol, secType=h.secType, exchange=h.exchange, currency=h.currency)
         for h in snap.holdings}
@@ -116,12 +187,23 @@ def decide(inp: CommanderInputs) -> Plan:
         instruments.setdefault(sym, Instrument(symbol=sym, secType=spec.secType, exchange=spec.exchange,
                                                currency=spec.currency))
     books = {sid: b for sid, b in inp.books.items() if sid in inp.strategies}
+    isolations = {sid: iso for sid in sorted(inp.strategies)
+                  if (iso := isolation(sid, inp.drawdowns.get(sid, 0.0),
+                                       inp.book_capital[sid].isolated_since if sid in inp.book_capital else None,
+                                       inp.strategies[sid].risk_parameters, inp.as_of)) is not None}
     desired: dict[str, dict[str, float]] = {}
     adjustments: list[RiskAdjustment] = []
+    for sid in held_by_state:  # retired: flatten its book (paused: its book is its target, below)
+        if inp.strategies[sid].state == "retired":
+            desired[sid], flat = apply_state(inp.strategies[sid], {}, books.get(sid, {}))
+            adjustments += flat
+    flagged: dict[str, dict[str, float]] = {}
     duplicates, confidence = {}, {}
-    values = unit_values(inp.prices, inp.specs)
     for sid, intent in sorted(cls.fresh.items()):
+        rp = inp.strategies[sid].risk_parameters
         try:
+            if sid not in capital:
+                raise SizingError(unvalued.get(sid, "no capital: another book cannot be valued, so no book opens"))
             sized = size_targets(inp.strategies[sid], intent.target_positions, capital[sid], values)
         except SizingError as exc:
             cls.errored.append(sid)
@@ -129,14 +211,17 @@ def decide(inp: CommanderInputs) -> Plan:
             continue
         book = books.get(sid, {})
         wanted = {**{s: 0.0 for s in book}, **sized.quantities}
-        wanted, iso = _isolate(sid, wanted, book, inp.drawdowns.get(sid, 0.0),
-                               inp.strategies[sid].risk_parameters.max_drawdown)
-        desired[sid] = wanted
+        wanted, clamped = isolate(isolations.get(sid), wanted, book)
+        wanted, by_state = apply_state(inp.strategies[sid], wanted, book)  # a person's isolation: reduce only
+        clamped += by_state
+        desired[sid] = hold_small_changes(wanted, book, values, inp.specs, cfg, rp.max_leverage * capital[sid])
+        if small := zero_lots(sized.quantities, inp.specs):
+            flagged[sid] = small
         for sym, t in sized.instruments.items():
             if sym not in instruments:
                 instruments[sym] = Instrument(symbol=sym, secType=t.secType, exchange=t.exchange, currency=t.currency,
                                               contract_details=t.contract_details)
-        adjustments += sized.adjustments + iso
+        adjustments += sized.adjustments + clamped
         if sized.duplicates:
             duplicates[sid] = sized.duplicates
         for t in intent.target_positions:
@@ -154,9 +239,14 @@ def decide(inp: CommanderInputs) -> Plan:
     final, risk_adj, resource = apply_global_risk(aggregated, snap, inp.prices, inp.specs, cfg, inp.prev_close_nav)
     managed = {t.symbol for t in final}
     cancels = expired_orders(snap.open_orders, managed, inp.as_of, cfg.open_order_ttl_seconds)
-    diff_lines, unmanaged = diff(final, snap, inp.specs, inp.prices, cfg,
+    # The rebalance band was applied to each book (hold_small_changes); the netted order only meets the minimums,
+    # and the band again where a global limit clipped the line (a small clip is not worth an order).
+    diff_lines, unmanaged = diff(final, snap, inp.specs, inp.prices, cfg.model_copy(update={"rebalance_band": 0.0}),
                                  frozenset(o.client_order_id for o in cancels))
-    decision = Decision(allocations=capital, aggregated_target=aggregated, final_target=final, diff=diff_lines,
-                        conflicts=conflicts + resource, risk_adjustments=adjustments + risk_adj)
+    band_clips(diff_lines, {a.symbol for a in risk_adj}, cfg.rebalance_band)
+    decision = Decision(allocations=capital, capital_moves=moves, isolation=list(isolations.values()),
+                        zero_lots=flagged, aggregated_target=aggregated, final_target=final, diff=diff_lines,
+                        conflicts=conflicts + crossed(desired, books) + resource,
+                        risk_adjustments=adjustments + risk_adj)
     orders = order_records(inp.execution_id, diff_lines, instruments)
     return Plan(cls, decision, orders, cancels, unmanaged, desired=desired, instruments=instruments)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from bus.constants import QTY_EPS
-from bus.models import DiffLine, InstrumentSpec, OpenOrder, PortfolioSnapshot, TargetLine, TradingConfig
+from bus.models import DEFAULT_SPEC, DiffLine, InstrumentSpec, OpenOrder, PortfolioSnapshot, TargetLine, TradingConfig
 
 
 def round_to_lot(quantity: float, lot: float) -> float:
@@ -56,7 +56,7 @@ def diff(final: list[TargetLine], snapshot: PortfolioSnapshot, specs: dict[str, 
         sym = t.symbol
         held, pend = holdings.get(sym, 0.0), pending.get(sym, 0.0)
         raw = t.quantity - held - pend
-        spec = specs.get(sym) or InstrumentSpec(symbol=sym)
+        spec = specs.get(sym) or DEFAULT_SPEC
         price = prices.get(sym)
         closing = abs(t.quantity) < QTY_EPS
         qty = round(raw, 10) if closing else round_to_lot(raw, spec.lot_size)

@@ -1,9 +1,15 @@
-"""The audit record: assemble ``executions/{id}`` from what a run read and did (pure)."""
+"""The audit record: assemble ``executions/{id}`` from what a run read and did (pure).
+
+A record too large for one Firestore document is stored as a header plus parts under
+``executions/{id}/parts`` (:func:`split_execution`, :func:`join_execution`).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime, timezone
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from bus import paths
 from bus.models import Execution, ExecutionContext, ExecutionStatus, OrderRecord
@@ -11,6 +17,8 @@ from commander.decide import CommanderInputs, Plan
 from commander.state import INVALID_INTENT, LoadedState
 
 CODE_VERSION = "commander/2"
+#: Orders the summary names one by one; it counts the rest.
+SUMMARY_ORDERS = 50
 
 #: What started a Commander run: the values of :attr:`bus.models.Execution.trigger`.
 Trigger = Literal["scheduled", "manual", "backtest", "replay"]
@@ -32,7 +40,10 @@ def _summary(dry_run: bool, orders: list[OrderRecord]) -> str:
     if not orders:
         return "No orders: holdings already match the targets."
     parts = ", ".join(f"{o.action} {o.totalQuantity:g} {o.symbol}"
-                      + ("" if o.status in ("Filled", "DryRun", "Submitted") else f" ({o.status})") for o in orders)
+                      + ("" if o.status in ("Filled", "DryRun", "Submitted") else f" ({o.status})")
+                      for o in orders[:SUMMARY_ORDERS])
+    if len(orders) > SUMMARY_ORDERS:  # the header stays small at any scale; orders_placed lists them all
+        parts += f" and {len(orders) - SUMMARY_ORDERS} more"
     if dry_run:
         return f"Dry run: would place {len(orders)} orders: {parts}."
     return f"Placed {len(orders)} orders: {parts}."
@@ -54,6 +65,7 @@ def build_execution(execution_id: str, as_of: datetime, trigger: str, dry_run: b
         code_version=CODE_VERSION)
     if inputs:
         ctx.books_used, ctx.drawdowns, ctx.sharpes = inputs.books, inputs.drawdowns, inputs.sharpes
+        ctx.book_capital = inputs.book_capital
         ctx.prev_close_nav, ctx.prices, ctx.specs = inputs.prev_close_nav, inputs.prices, inputs.specs
     summary = _summary(dry_run, orders) if plan else (reason or "")
     if notes:
@@ -70,3 +82,114 @@ def build_execution(execution_id: str, as_of: datetime, trigger: str, dry_run: b
         ex.errored_strategies, ex.skipped_strategies = c.errored, c.skipped
         ex.unmanaged = plan.unmanaged
     return ex
+
+
+# --------------------------------------------------------------------------- a record too large for one document
+
+#: A record whose encoded size is at most this stays one document, as it always was (bytes).
+HEADER_LIMIT = 64 * 1024
+#: A list or map field larger than this leaves the header of a split record (bytes).
+FIELD_LIMIT = 1024
+#: Largest encoded size of one part document (bytes; Firestore allows 1 MiB).
+PART_LIMIT = 256 * 1024
+#: Part documents per write batch: a commit stays at most 2 MiB, under the 4 MiB message the emulator
+#: accepts (Firestore's API allows 10 MiB).
+PARTS_PER_BATCH = 8
+#: The sub-documents whose list and map fields may move to parts, besides the top level.
+_NESTED = ("context", "decision")
+
+
+def _encoded(value: Any) -> bytes:
+    return json.dumps(value, default=str, separators=(",", ":")).encode()
+
+
+def encoded_size(value: Any) -> int:
+    """Bytes of ``value`` as compact JSON (times as text): an upper bound of Firestore's size for
+    these documents, whose numbers Firestore stores in 8 bytes."""
+    return len(_encoded(value))
+
+
+def _chunks(value: list | dict, limit: int) -> list[list | dict]:
+    """``value`` cut into consecutive chunks of at most ``limit`` encoded bytes (one item may pass it alone)."""
+    items = list(value.items()) if isinstance(value, dict) else list(value)
+    out: list[list] = []
+    size = 0
+    for item in items:
+        n = encoded_size(item) + 1
+        if not out or (out[-1] and size + n > limit):
+            out.append([])
+            size = 0
+        out[-1].append(item)
+        size += n
+    if isinstance(value, dict):
+        return [dict(c) for c in out]
+    return list(out)
+
+
+def split_execution(doc: dict[str, Any], header_limit: int = HEADER_LIMIT, part_limit: int = PART_LIMIT
+                    ) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+    """The stored form of an execution (``Execution.to_store()``): (header, part writes).
+
+    A record of at most ``header_limit`` encoded bytes is returned whole, with no parts. A larger
+    one keeps its scalars and small fields in the header, and each list or map field of more than
+    :data:`FIELD_LIMIT` bytes, at the top level or in ``context``/``decision``, moves to
+    ``executions/{id}/parts/{revision}-{field}.{k}`` (chunks of at most ``part_limit`` bytes:
+    ``revision``, ``field``, ``index``, ``items``), its place in the header left empty and
+    ``detail_parts[field]`` set to its number of chunks. ``revision`` (``detail_revision``) is a
+    digest of the whole record, so rewriting a record (``placing``, then ``completed``) writes new
+    parts and a header that was not rewritten still reads the complete set it was written with.
+    :func:`join_execution` puts it back together. ``doc`` is not modified.
+    """
+    whole = _encoded(doc)
+    if len(whole) <= header_limit:
+        return doc, []
+    header = {k: (dict(v) if k in _NESTED and isinstance(v, dict) else v) for k, v in doc.items()}
+    ex_id = str(header["execution_id"])
+    revision = hashlib.sha256(whole).hexdigest()[:16]
+    parts: list[tuple[str, dict[str, Any]]] = []
+    counts: dict[str, int] = {}
+    fields = [(header, k, k) for k in doc if k not in _NESTED]
+    fields += [(header[n], k, f"{n}.{k}") for n in _NESTED if isinstance(header.get(n), dict) for k in header[n]]
+    for parent, key, name in fields:
+        value = parent[key]
+        if not isinstance(value, (list, dict)) or not value or encoded_size(value) <= FIELD_LIMIT:
+            continue
+        chunks = _chunks(value, part_limit)
+        parts += [(paths.execution_part(ex_id, revision, name, i),
+                   {"execution_id": ex_id, "revision": revision, "field": name, "index": i, "items": chunk})
+                  for i, chunk in enumerate(chunks)]
+        counts[name] = len(chunks)
+        parent[key] = [] if isinstance(value, list) else {}
+    header["detail_parts"], header["detail_revision"] = counts, revision
+    return header, parts
+
+
+def part_paths(header: dict[str, Any]) -> list[str]:
+    """Paths of the part documents a stored header refers to (none for a record in one document)."""
+    ex_id, rev = header["execution_id"], header.get("detail_revision", "")
+    return [paths.execution_part(ex_id, rev, name, i)
+            for name, n in sorted((header.get("detail_parts") or {}).items()) for i in range(n)]
+
+
+def join_execution(header: dict[str, Any], parts: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
+    """The whole stored execution from its header and its parts (path -> document), as :func:`split_execution`
+    cut it; ``detail_parts`` is kept, so the record says it was split.
+
+    Raises:
+        LookupError: a part the header counts is missing.
+    """
+    missing = [p for p in part_paths(header) if parts.get(p) is None]
+    if missing:
+        raise LookupError(f"execution {header.get('execution_id')}: parts missing: {', '.join(missing[:5])}"
+                          f"{' …' if len(missing) > 5 else ''}")
+    doc = {k: (dict(v) if k in _NESTED and isinstance(v, dict) else v) for k, v in header.items()}
+    for name, n in sorted((header.get("detail_parts") or {}).items()):
+        chunks = [parts[paths.execution_part(header["execution_id"], header.get("detail_revision", ""), name, i)]
+                  for i in range(n)]
+        items = [c["items"] for c in chunks if c is not None]
+        parent, key = (doc[name.split(".")[0]], name.split(".", 1)[1]) if "." in name else (doc, name)
+        if isinstance(items[0], dict):
+            parent[key] = {k: v for chunk in items for k, v in chunk.items()}
+        else:
+            parent[key] = [v for chunk in items for v in chunk]
+    return doc

@@ -1,7 +1,7 @@
 """Exact replay: run the decision of a recorded execution again, without placing orders.
 
 The execution refers to the immutable intent and snapshot documents it used
-and records the configuration, books, drawdowns, Sharpe ratios, previous close
+and records the configuration, books (units and capital), drawdowns, Sharpe ratios, previous close
 NAV, prices and specs. :func:`replay` loads them, calls
 :func:`commander.decide.decide` and compares the decision and the orders with
 what was recorded, field by field.
@@ -14,8 +14,10 @@ from typing import Any
 
 from bus import paths
 from bus.models import Execution, Intent, PortfolioSnapshot, StrategyConfig, TradingConfig
-from bus.store import Store, read, read_many
+from bus.store import Store, read
 from commander.decide import CommanderInputs, decide
+from commander.record import PARTS_PER_BATCH, join_execution, part_paths
+from commander.state import get_all_chunked
 
 
 class ReplayError(LookupError):
@@ -74,7 +76,8 @@ def load_inputs(store: Store, ex: Execution) -> CommanderInputs:
     snap = read(store, ctx.portfolio_snapshot_ref, PortfolioSnapshot)
     if snap is None:
         raise ReplayError(f"snapshot {ctx.portfolio_snapshot_ref} is missing")
-    intents_by_ref = read_many(store, list(ctx.strategy_intents_refs.values()), Intent)
+    docs = get_all_chunked(store, list(ctx.strategy_intents_refs.values()))  # batched like the Commander's reads
+    intents_by_ref = {r: Intent.model_validate(d) if d is not None else None for r, d in docs.items()}
     missing = [r for r, i in intents_by_ref.items() if i is None]
     if missing:
         raise ReplayError(f"referenced intents are missing: {', '.join(missing)}")
@@ -83,7 +86,28 @@ def load_inputs(store: Store, ex: Execution) -> CommanderInputs:
                for s in strategies}
     return CommanderInputs(ex.execution_id, ex.as_of, TradingConfig.model_validate(ctx.config_used), strategies,
                            intents, ctx.books_used, snap, ctx.prices, ctx.specs, drawdowns=ctx.drawdowns,
-                           sharpes=ctx.sharpes, prev_close_nav=ctx.prev_close_nav)
+                           sharpes=ctx.sharpes, prev_close_nav=ctx.prev_close_nav, book_capital=ctx.book_capital)
+
+
+def load_execution(store: Store, execution_id: str) -> Execution | None:
+    """The whole ``executions/{execution_id}``, its parts joined when it was split
+    (:func:`commander.record.join_execution`); None when there is none. One round trip for the
+    header, then one per :data:`commander.record.PARTS_PER_BATCH` parts.
+
+    Raises:
+        ReplayError: a part the header counts is missing.
+        pydantic.ValidationError: the stored record is not a valid execution.
+    """
+    header = store.get(paths.execution(execution_id))
+    if header is None:
+        return None
+    wanted = part_paths(header)
+    if not wanted:
+        return Execution.model_validate(header)
+    try:
+        return Execution.model_validate(join_execution(header, get_all_chunked(store, wanted, PARTS_PER_BATCH)))
+    except LookupError as exc:
+        raise ReplayError(str(exc)) from exc
 
 
 def replay(store: Store, execution_id: str) -> ReplayResult:
@@ -92,7 +116,7 @@ def replay(store: Store, execution_id: str) -> ReplayResult:
     Raises:
         ReplayError: the execution or a referenced document is missing.
     """
-    ex = read(store, paths.execution(execution_id), Execution)
+    ex = load_execution(store, execution_id)
     if ex is None:
         raise ReplayError(f"no execution {execution_id}")
     if ex.status in ("skipped", "failed") and not ex.decision.diff:

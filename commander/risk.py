@@ -1,4 +1,21 @@
-"""Step 6: global risk on the aggregated book.
+"""Step 6: global risk on the aggregated book, and each strategy's drawdown isolation.
+
+Drawdown isolation (per book, before aggregation): when a book's drawdown below its
+high-water mark exceeds its ``max_drawdown``, the strategy may only reduce its book
+(every target clamped between 0 and its current units; each clamp is a
+``strategy_drawdown`` adjustment). The isolation begins that day
+(``Book.isolated_since``) and is **released** at the first run on which either
+
+* the drawdown is back within ``max_drawdown`` (the held positions recovered), or
+* ``drawdown_cooldown_days`` calendar days have passed since it began: the
+  high-water mark is then reset to the book's equity, so the strategy trades again
+  from where it stands, and is isolated again if it loses ``max_drawdown`` from there.
+
+Without the second rule a book that went flat could never recover its high-water
+mark and would stay locked for good. Each locked or released isolation is an
+:class:`~bus.models.Isolation` in the execution (``decision.isolation``).
+
+Global limits:
 
 Limits come from ``config.risk`` (see :class:`bus.models.RiskLimits`), as
 fractions of NAV. A binding limit scales the offending targets down pro rata
@@ -14,15 +31,28 @@ limit scales is also recorded as a ``resource`` conflict. In order:
 5. Halts: when the holdings' unrealized loss exceeds ``unrealized_loss_halt`` ×
    NAV, or NAV fell more than ``daily_loss_halt`` since the previous day's
    close, every target is clamped between 0 and the current holding: only
-   orders that reduce exposure pass.
+   orders that reduce exposure pass. A halt in force is recorded even when no
+   target needed clamping (an adjustment without a symbol, before = after = 0).
 
 Notional = |quantity| × price × multiplier, in base currency.
 """
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta
+
 from bus.constants import NOISE_EPS, REL_EPS
-from bus.models import Conflict, InstrumentSpec, PortfolioSnapshot, RiskAdjustment, TargetLine, TradingConfig
+from bus.models import (
+    DEFAULT_SPEC,
+    Conflict,
+    InstrumentSpec,
+    Isolation,
+    PortfolioSnapshot,
+    RiskAdjustment,
+    StrategyRiskParameters,
+    TargetLine,
+    TradingConfig,
+)
 
 
 def _scale(line: TargetLine, factor: float, rule: str, note: str, adj: list[RiskAdjustment],
@@ -41,6 +71,49 @@ def reduce_only(target: float, holding: float) -> float:
     """Clamp ``target`` between 0 and ``holding``: the position may shrink, never grow or flip."""
     lo, hi = min(0.0, holding), max(0.0, holding)
     return min(max(target, lo), hi)
+
+
+def isolation(sid: str, drawdown: float, since: str | None, rp: StrategyRiskParameters,
+              as_of: datetime) -> Isolation | None:
+    """The drawdown isolation of one book this run (see the module docstring), None when it is not isolated.
+
+    Args:
+        drawdown: the book's drawdown below its high-water mark (a fraction).
+        since: ``YYYY-MM-DD`` its isolation began, None if it is not isolated.
+    """
+    limit = rp.max_drawdown
+    if since is None and drawdown <= limit:
+        return None
+    today = as_of.date().isoformat()
+    start = since or today
+    release_on = (date.fromisoformat(start) + timedelta(days=rp.drawdown_cooldown_days)).isoformat()
+    iso = Isolation(strategy_id=sid, status="locked", since=start, release_on=release_on, drawdown=drawdown,
+                    limit=limit, reason=f"book drawdown {drawdown:.2%} > max_drawdown {limit:.2%}: reduce only "
+                                        f"until {release_on} or a drawdown back within the limit")
+    if since is not None and drawdown <= limit:
+        return iso.model_copy(update={"status": "released",
+                                      "reason": f"drawdown {drawdown:.2%} back within max_drawdown {limit:.2%}"})
+    if today >= release_on:
+        return iso.model_copy(update={
+            "status": "released", "high_water_mark_reset": True,
+            "reason": f"cool-down of {rp.drawdown_cooldown_days} days since {start} over: high-water mark reset to "
+                      f"the book's equity ({drawdown:.2%} below the old one)"})
+    return iso
+
+
+def isolate(iso: Isolation | None, wanted: dict[str, float], book: dict[str, float]
+            ) -> tuple[dict[str, float], list[RiskAdjustment]]:
+    """Apply a ``locked`` isolation: each wanted target clamped between 0 and the book's units (reduce only)."""
+    if iso is None or iso.status != "locked":
+        return wanted, []
+    out, adj = {}, []
+    for sym, q in wanted.items():
+        r = reduce_only(q, book.get(sym, 0.0))
+        if abs(r - q) > NOISE_EPS:
+            adj.append(RiskAdjustment(rule="strategy_drawdown", symbol=sym, strategy_id=iso.strategy_id, before=q,
+                                      after=r, note=iso.reason))
+        out[sym] = r
+    return out, adj
 
 
 def halt_reasons(snapshot: PortfolioSnapshot, prev_close_nav: float | None, config: TradingConfig) -> list[str]:
@@ -68,7 +141,7 @@ def apply_global_risk(aggregated: list[TargetLine], snapshot: PortfolioSnapshot,
     conflicts: list[Conflict] = []
 
     def spec(sym: str) -> InstrumentSpec:
-        return specs.get(sym) or InstrumentSpec(symbol=sym)
+        return specs.get(sym) or DEFAULT_SPEC
 
     def notional(line: TargetLine) -> float:
         p = prices.get(line.symbol)
@@ -97,11 +170,23 @@ def apply_global_risk(aggregated: list[TargetLine], snapshot: PortfolioSnapshot,
                 _scale(line, gcap / gross, "max_gross_leverage", f"gross {gross:.2f} > {gcap:.2f}", adj, conflicts)
     halts = halt_reasons(snapshot, prev_close_nav, config)
     if halts:
-        held = {h.symbol: h.quantity for h in snapshot.holdings}
-        for line in final:
-            clamped = reduce_only(line.quantity, held.get(line.symbol, 0.0))
-            if abs(clamped - line.quantity) > NOISE_EPS:
-                factor = clamped / line.quantity if line.quantity else 0.0
-                _scale(line, factor, halts[0].split(":")[0], "; ".join(halts), adj, conflicts)
-                line.quantity = clamped
+        _halt(final, snapshot, halts, adj, conflicts)
     return final, adj, conflicts
+
+
+def _halt(final: list[TargetLine], snapshot: PortfolioSnapshot, halts: list[str], adj: list[RiskAdjustment],
+          conflicts: list[Conflict]) -> None:
+    """Clamp every line between 0 and its holding (reduce only), in place. A halt in force is recorded
+    even when no target had to be clamped (every book only holds or reduces)."""
+    rule = halts[0].split(":")[0]
+    held = {h.symbol: h.quantity for h in snapshot.holdings}
+    clamps = len(adj)
+    for line in final:
+        clamped = reduce_only(line.quantity, held.get(line.symbol, 0.0))
+        if abs(clamped - line.quantity) > NOISE_EPS:
+            factor = clamped / line.quantity if line.quantity else 0.0
+            _scale(line, factor, rule, "; ".join(halts), adj, conflicts)
+            line.quantity = clamped
+    if len(adj) == clamps:
+        adj.append(RiskAdjustment(rule=rule, before=0.0, after=0.0,
+                                  note="; ".join(halts) + " (in force; no target needed clamping)"))

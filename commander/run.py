@@ -31,19 +31,28 @@ from datetime import datetime, timezone
 
 from brokers.base import Broker, BrokerError
 from bus import paths
-from bus.constants import NOISE_EPS
+from bus.constants import NOISE_EPS, QTY_EPS
 from bus.faults import fault_point
 from bus.ids import new_id
-from bus.models import Execution, ExecutionStatus, InstrumentSpec, LateFillRecord, OrderRecord, PortfolioSnapshot
+from bus.models import (
+    Execution,
+    ExecutionStatus,
+    InstrumentSpec,
+    LateFillRecord,
+    OrderRecord,
+    PortfolioSnapshot,
+    StateChange,
+)
 from bus.orders import NEVER_SENT_STATUS, OrderLifecycle
 from bus.store import FIRESTORE_BATCH_LIMIT, Store
 from commander.attribute import Booking, BookUpdate, Fill, split_fill, update_books
 from commander.decide import CommanderInputs, Plan, decide, symbols_involved
 from commander.execute import place
 from commander.gate import GateResult, gate
+from commander.lifecycle import retired_flat
 from commander.orders import LateFill, blocked_symbols, mark_booked, planned_orders, sells_first, unbooked_fills
-from commander.record import build_execution
-from commander.state import LoadedState, inputs_from_state, load_state, next_account_state
+from commander.record import PARTS_PER_BATCH, build_execution, split_execution
+from commander.state import LoadedState, inputs_from_state, late_cash, load_state, next_account_state
 
 log = logging.getLogger(__name__)
 LEASE_REFUSED = "lease refused"
@@ -170,9 +179,19 @@ def run_commander(store: Store, broker: Broker, as_of: datetime, dry_run: bool =
         store.release_lease(run.lock, execution_id)
 
 
+def _execution_write(run: CommanderRun, ex: Execution) -> tuple[str, dict]:
+    """The write of ``executions/{id}``. A record too large for one document first has its detail
+    written under ``executions/{id}/parts`` (batches of :data:`commander.record.PARTS_PER_BATCH`),
+    and the write returned is its header (:func:`commander.record.split_execution`)."""
+    header, parts = split_execution(ex.to_store())
+    if parts:
+        run.store.write_batches(parts, size=PARTS_PER_BATCH)
+    return paths.execution(run.execution_id), header
+
+
 def _record(run: CommanderRun, ex: Execution) -> Execution:
     """Write a run's execution alone (a skipped or failed run), and return it."""
-    run.store.set(paths.execution(run.execution_id), ex.to_store())
+    run.store.set(*_execution_write(run, ex))
     return ex
 
 
@@ -220,7 +239,8 @@ def _plan(run: CommanderRun) -> Plan:
     book_units = {s: b.quantities() for s, b in st.books.items()}
     run.symbols = symbols_involved(st.intents, book_units, st.snapshot)
     specs, prices = market_inputs(run.broker, run.symbols, run.as_of)
-    run.inputs = inputs = inputs_from_state(st, run.execution_id, run.as_of, prices, specs, _late_units(run.late))
+    run.inputs = inputs = inputs_from_state(st, run.execution_id, run.as_of, prices, specs, _late_units(run.late),
+                                            late_cash(run.late, specs))
     return decide(inputs)
 
 
@@ -303,7 +323,7 @@ def _write_ahead(run: CommanderRun, plan: Plan, orders: list[OrderRecord], docs:
                   + ", ".join(f"{o.action} {o.totalQuantity:g} {o.symbol}" for o in orders) + ".")
     acct = next_account_state(st.account, st.config.mode, run.as_of, st.snapshot.net_liquidation)
     acct = acct.model_copy(update={"orders_planned_at": now})
-    writes = [(paths.execution(run.execution_id), ex.to_store())]
+    writes = [_execution_write(run, ex)]
     writes += [(paths.order(d.client_order_id), d.to_store()) for d in docs]
     writes.append((paths.account_state(st.config.mode), acct.to_store()))
     run.store.write_batches(writes)
@@ -336,7 +356,9 @@ def _audit(run: CommanderRun, plan: Plan, outcome: Outcome, g: GateResult, block
         own_units[f.order.symbol] = own_units.get(f.order.symbol, 0.0) + f.quantity
     upd = update_books(st.books, plan.desired, {}, _holdings_after(st.snapshot, own_units),
                        run.inputs.prices, run.inputs.specs,
-                       plan.decision.allocations, as_of, run.execution_id, funding, bookings=_bookings(fills))
+                       plan.decision.allocations, as_of, run.execution_id, funding, bookings=_bookings(fills),
+                       moves=plan.decision.capital_moves, isolation=plan.decision.isolation,
+                       late_units=_late_units(late))
     status: ExecutionStatus = "partial_success" if outcome.refused else "completed"
     notes = g.notes + ((f"no order on {', '.join(sorted(blocked))}: an earlier order is not resolved",)
                        if blocked else ())
@@ -344,20 +366,44 @@ def _audit(run: CommanderRun, plan: Plan, outcome: Outcome, g: GateResult, block
                          run.inputs, notes=notes, cancelled=outcome.cancelled,
                          external=upd.external)
     ex.blocked, ex.late_fills = blocked, _late_records(late)
+    ex.fill_model = run.broker.fill_model
     if g.dry_run:
-        run.store.write_batches([(paths.execution(run.execution_id), ex.to_store())])
+        run.store.write_batches([_execution_write(run, ex)])
         return ex
     booked = {d.client_order_id: d for d in outcome.lifecycle}
     booked.update({d.client_order_id: d for d in mark_booked(fills)})
     writes = _book_writes(upd) + [(paths.order(c), d.to_store()) for c, d in booked.items()]
+    writes += _retirements(st, upd, run.inputs.specs, run.execution_id)
     writes.append(_account_write(st, as_of, bool(own), planned_at=bool(outcome.lifecycle)))
-    writes.append((paths.execution(run.execution_id), ex.to_store()))
+    writes.append(_execution_write(run, ex))
     fault_point("commander.books_write")
     if len(writes) <= FIRESTORE_BATCH_LIMIT:
         run.store.write_batch(writes)
     else:
         run.store.write_batches(writes)
     return ex
+
+
+def _retirements(st: LoadedState, upd: BookUpdate, specs: dict[str, InstrumentSpec],
+                 execution_id: str) -> list[tuple[str, dict]]:
+    """Retired strategies whose book is flat after this run: disabled, with a ``retired_flat`` state change."""
+    units = {s: b.quantities() for s, b in st.books.items()}
+    units.update({s: b.quantities() for s, b in upd.books.items()})
+    writes: list[tuple[str, dict]] = []
+    lots = {sym: spec.lot_size for sym, spec in specs.items()}
+    for sid in retired_flat(st.strategies, units, lots):
+        cfg = st.strategies[sid]
+        dust = {s: q for s, q in units.get(sid, {}).items() if abs(q) > QTY_EPS}
+        reason = (f"retired; its book was flat after execution {execution_id}"
+                  + (f" (less than one lot left: {dust})" if dust else ""))
+        writes.append((paths.strategy(sid), cfg.model_copy(update={"enabled": False, "disabled_reason": reason})
+                       .to_store()))
+        now = datetime.now(timezone.utc)  # ids sort by wall-clock time, like a person's changes
+        change = StateChange(change_id=f"{now:%Y%m%dT%H%M%SZ}-retired-{execution_id}", strategy_id=sid, at=now,
+                             by="commander", reason=reason, action="retired_flat", before="retired", after="retired",
+                             enabled_before=True)
+        writes.append((paths.state_change(sid, change.change_id), change.to_store()))
+    return writes
 
 
 def _holdings_after(snapshot: PortfolioSnapshot, fills: dict[str, float]) -> dict[str, float]:

@@ -1,18 +1,39 @@
 """Step 4: turn a strategy's targets (weight, notional or quantity) into units.
 
+``capital`` is the strategy's own book equity (base currency, see
+:mod:`commander.allocate`: a book is a sub-account), never a share of the
+account's NAV.
+
 ``weight`` w: units = w × capital / (price × multiplier).
 ``notional`` n: units = n / (price × multiplier). ``quantity`` is taken as is.
 Then each position is capped at ``max_single_position_exposure`` × capital and
 the strategy's gross exposure at ``max_leverage`` × capital, scaled pro rata;
 every cap that binds is a :class:`~bus.models.RiskAdjustment`.
+
+Order minimums per book (:func:`hold_small_changes`): a change of the book's units
+smaller than the order minimums (``min_order_notional`` / the instrument's
+``min_notional`` and ``min_quantity``) or, unless it opens or closes the position,
+than ``rebalance_band`` × the target's notional, keeps the book's units. These are
+the diff's rules applied to each book on its own, so a strategy trades the same
+changes whether it shares the account or runs alone; a held change that would
+leave the book above ``max_leverage`` × equity is not held. A non-zero target of
+less than half a lot is flagged (:func:`zero_lots`): it rounds to no order.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bus.constants import LIMIT_EPS
-from bus.models import Instrument, InstrumentSpec, RiskAdjustment, StrategyConfig, TargetPosition
+from bus.constants import LIMIT_EPS, QTY_EPS
+from bus.models import (
+    DEFAULT_SPEC,
+    Instrument,
+    InstrumentSpec,
+    RiskAdjustment,
+    StrategyConfig,
+    TargetPosition,
+    TradingConfig,
+)
 
 
 class SizingError(ValueError):
@@ -97,4 +118,46 @@ def size_targets(strategy: StrategyConfig, targets: list[TargetPosition], capita
                                                       strategy_id=strategy.strategy_id, before=q, after=q * f,
                                                       note=f"gross {gross:.2f} > {cap_gross:.2f}"))
                 q_of[sym] = q * f
+    return out
+
+
+def hold_small_changes(wanted: dict[str, float], book: dict[str, float], values: dict[str, float],
+                       specs: dict[str, InstrumentSpec], config: TradingConfig, cap_gross: float) -> dict[str, float]:
+    """One book's targets with changes under the order minimums held at its units (see the module docstring).
+
+    Args:
+        wanted: symbol -> signed units the strategy wants (sized, capped, isolated).
+        book: symbol -> signed units its book holds.
+        values: symbol -> base currency per unit.
+        cap_gross: ``max_leverage`` × book equity (base currency): when holding the small
+            changes would leave the book's gross exposure above it, every reduction is kept.
+
+    Returns:
+        symbol -> signed units, for the same symbols as ``wanted``.
+    """
+    out = {}
+    for sym, q in wanted.items():
+        held = book.get(sym, 0.0)
+        change = abs(q - held)
+        if change < QTY_EPS or abs(q) < QTY_EPS:  # nothing to do, or a close (never held back)
+            out[sym] = q
+            continue
+        spec = specs.get(sym) or DEFAULT_SPEC
+        v = values.get(sym, 0.0)
+        small = (change < spec.min_quantity or change * v < max(spec.min_notional, config.min_order_notional)
+                 or (abs(held) > QTY_EPS and change < config.rebalance_band * abs(q)))
+        out[sym] = held if small else q
+    gross = sum(abs(q) * values.get(sym, 0.0) for sym, q in out.items())
+    if gross > cap_gross + LIMIT_EPS:
+        out = {sym: (wanted[sym] if abs(wanted[sym]) < abs(q) else q) for sym, q in out.items()}
+    return out
+
+
+def zero_lots(quantities: dict[str, float], specs: dict[str, InstrumentSpec]) -> dict[str, float]:
+    """The strategy's non-zero targets (symbol -> signed units) of less than half a lot: they round to zero
+    lots, and the execution flags them (``decision.zero_lots``)."""
+    out = {}
+    for sym, q in quantities.items():
+        if abs(q) > QTY_EPS and abs(q) < 0.5 * (specs.get(sym) or DEFAULT_SPEC).lot_size:
+            out[sym] = q
     return out

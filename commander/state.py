@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -23,8 +25,25 @@ from bus.models import (
 )
 from bus.orders import OrderLifecycle
 from bus.store import Store
-from commander.attribute import EXTERNAL
+from commander.attribute import EXTERNAL, split_fill
 from commander.decide import CommanderInputs
+from commander.orders import LateFill
+
+#: Documents per ``get_all`` when loading the state: 1,000 intents in one stream can outlast the client's deadline.
+READS_PER_GET_ALL = 200
+
+
+def get_all_chunked(store: Store, wanted: list[str], per_call: int = READS_PER_GET_ALL
+                    ) -> dict[str, dict[str, Any] | None]:
+    """``store.get_all(wanted)`` in round trips of at most ``per_call`` documents (path -> document or None).
+
+    Raises:
+        bus.store.StoreError: the store is unreachable.
+    """
+    docs: dict[str, dict[str, Any] | None] = {}
+    for start in range(0, len(wanted), per_call):
+        docs.update(store.get_all(wanted[start:start + per_call]))
+    return docs
 
 
 @dataclass
@@ -109,7 +128,7 @@ def load_state(store: Store, execution_id: str | None = None) -> LoadedState:
     want += [paths.portfolio(config.mode), paths.account_state(config.mode)]
     if execution_id:
         want.append(paths.execution(execution_id))
-    docs = store.get_all(want)
+    docs = get_all_chunked(store, want)
     intents = {s: parse_intent(s, docs[paths.intent(s)]) for s in strategies}
     books = {s: Book.model_validate(docs[paths.book(s)]) for s in [*strategies, EXTERNAL] if docs[paths.book(s)]}
     snap_doc = docs[paths.portfolio(config.mode)]
@@ -144,13 +163,32 @@ def next_account_state(account: AccountState | None, mode: str, as_of: datetime,
     return account.model_copy(update={"updated_at": as_of, "last_nav": nav})
 
 
+def late_cash(late: Sequence[LateFill], specs: dict[str, InstrumentSpec]) -> dict[str, float]:
+    """Strategy id -> the cash its book pays (< 0) or receives for this run's late fills (base currency):
+    −units × price × multiplier − its commission share, split as :func:`commander.attribute.update_books`
+    books them (pro rata to the order's recorded shares, commission by |units|)."""
+    out: dict[str, float] = {}
+    for f in late:
+        shares = split_fill(f.quantity, f.order.shares)
+        booked = sum(abs(q) for q in shares.values())
+        mult = specs[f.order.symbol].multiplier if f.order.symbol in specs else 1.0
+        for sid, q in shares.items():
+            fee = f.commission * abs(q) / booked if booked else 0.0
+            out[sid] = out.get(sid, 0.0) - q * f.price * mult - fee
+    return out
+
+
 def inputs_from_state(st: LoadedState, execution_id: str, as_of: datetime, prices: dict[str, float],
                       specs: dict[str, InstrumentSpec],
-                      late_units: dict[str, dict[str, float]] | None = None) -> CommanderInputs:
+                      late_units: dict[str, dict[str, float]] | None = None,
+                      late_cash: dict[str, float] | None = None) -> CommanderInputs:
     """The pure decision's inputs, derived from what was read (and recorded in the execution).
 
-    ``late_units`` (strategy id -> symbol -> signed units) are fills of earlier orders this
-    run books before deciding: the decision sees each book as it will be once they are booked.
+    ``late_units`` (strategy id -> symbol -> signed units) and ``late_cash`` (strategy id ->
+    base currency, :func:`late_cash`) are fills of earlier orders this run books before
+    deciding: the decision sees each book, units and cash, as it will be once they are booked,
+    so each strategy is sized on its book's equity after them. Funding since the last run is
+    charged after the decision (it moves the next run's equity).
     """
     p = st.config.performance
     books = {s: b for s, b in st.books.items() if s in st.strategies}
@@ -166,7 +204,11 @@ def inputs_from_state(st: LoadedState, execution_id: str, as_of: datetime, price
         for sym, q in per.items():
             mine[sym] = mine.get(sym, 0.0) + q
         units[sid] = {sym: q for sym, q in mine.items() if abs(q) > QTY_EPS}
+    capital = {s: b.capital() for s, b in books.items()}
+    for sid, c in (late_cash or {}).items():
+        if sid in capital:
+            capital[sid] = capital[sid].model_copy(update={"cash": capital[sid].cash + c})
     return CommanderInputs(execution_id, as_of, st.config, st.strategies, st.intents,
                            units, st.snapshot, prices, specs,
                            drawdowns={s: b.drawdown for s, b in books.items()}, sharpes=sharpes,
-                           prev_close_nav=prev_close_nav(st.account, as_of))
+                           prev_close_nav=prev_close_nav(st.account, as_of), book_capital=capital)

@@ -1,8 +1,11 @@
 """Request bodies of the functions, validated with pydantic: unknown fields are refused, types are strict.
 
 Field names are the HTTP API's camelCase (``dryRun``, ``asOf``). Booleans must
-be JSON booleans (``"true"`` and ``1`` are refused); dates are ``YYYY-MM-DD``
-strings (the run's as-of is the configured run time on that date, UTC).
+be JSON booleans (``"true"`` and ``1`` are refused). ``asOf`` is a ``YYYY-MM-DD``
+string (the run's as-of is the configured run time on that date, UTC) or an ISO 8601
+instant with its UTC offset (``2026-12-02T12:35:01.5+00:00``): the exact as-of that
+``GET /strategy`` resolved, which the workflow passes to the later steps so that every
+step of a run as of now sees the same instant.
 
 ``dryRun`` defaults to **true** everywhere: a request that does not say
 ``"dryRun": false`` never places an order.
@@ -11,7 +14,7 @@ strings (the run's as-of is the configured run time on that date, UTC).
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints
@@ -29,7 +32,12 @@ def _iso_date(value: Any) -> Any:
             return date.fromisoformat(value)
         except ValueError:
             pass
-    raise ValueError(f"{value!r} is not a date YYYY-MM-DD")
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}T[0-9:.]+(Z|[+-]\d{2}:\d{2})", value):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError(f"{value!r} is not a date YYYY-MM-DD or an instant YYYY-MM-DDTHH:MM:SS+00:00")
 
 
 def _empty_is_none(value: Any) -> Any:
@@ -43,7 +51,7 @@ def _unique(ids: list[str] | None) -> list[str] | None:
     return ids
 
 
-AsOf = Annotated[date | None, BeforeValidator(_iso_date)]
+AsOf = Annotated[datetime | date | None, BeforeValidator(_iso_date)]
 Trigger = Literal["manual", "scheduled"]
 
 
@@ -61,7 +69,8 @@ class OrchestratorBody(Body):
             no duplicates; each must exist in ``strategies/`` (else 404) and be enabled.
         dryRun: decide and record, place nothing (default true).
         runReconcile: snapshot the broker first (default true); false uses the latest snapshot if fresh.
-        asOf: ``YYYY-MM-DD``; default the last day of the bundled data.
+        asOf: ``YYYY-MM-DD`` or an instant with its offset; default as of now when ``market.yaml`` says
+            ``as_of_now: true``, else the last day of the bundled data.
         trigger: recorded on the execution.
     """
 
@@ -104,6 +113,7 @@ class AllocationBody(Body):
 
 
 class PlanQuery(Body):
-    """``GET /strategy?asOf=YYYY-MM-DD``: which strategies are enabled, and the resolved as-of date."""
+    """``GET /strategy?asOf=YYYY-MM-DD``: which strategies are enabled, and the resolved as-of (the date
+    ``asOf`` and the exact instant ``as_of``)."""
 
     asOf: AsOf = None

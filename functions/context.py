@@ -122,19 +122,20 @@ class Runtime:
         """The enabled strategies, by id."""
         return [c for _, c in sorted(self.strategies.items()) if c.enabled]
 
-    def as_of(self, day: date | None) -> datetime:
-        """The run's as-of instant: now when ``day`` is None and ``market.yaml`` says ``as_of_now: true``
-        (the provider then refreshes the bars from the configured sources); else the configured run
-        time on ``day`` (default the last day every instrument's bundled or cached bars cover).
+    def as_of(self, value: date | datetime | None) -> datetime:
+        """The run's as-of instant (:func:`pipeline.steps.resolve_step_as_of`): now when ``value`` is None
+        and ``market.yaml`` says ``as_of_now: true`` (the provider then refreshes the bars from the
+        configured sources); the configured run time on a date (default the last day every
+        instrument's bundled or cached bars cover); an instant (the plan's, passed on by the
+        workflow) as it is.
 
         Raises:
-            pipeline.wiring.RunInputError: ``day`` outside the bundled and cached bars; a live broker
-                with a historical as-of.
+            pipeline.wiring.RunInputError: a date or an old instant outside the bundled and cached bars;
+                a live broker with a historical as-of; an instant in the future or without an offset.
         """
-        from pipeline.wiring import resolve_as_of
+        from pipeline.steps import resolve_step_as_of
 
-        now = day is None and self.settings.market.as_of_now
-        return resolve_as_of(day, self.settings, self.provider, now=now)
+        return resolve_step_as_of(value, self.settings, self.provider)
 
     def broker(self) -> "Broker":
         """The paper broker of the configured account (persisted in the store)."""

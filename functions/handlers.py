@@ -51,11 +51,11 @@ def _runtime() -> "Runtime":
     return runtime()
 
 
-def _as_of(rt: "Runtime", day: date | None) -> datetime:
+def _as_of(rt: "Runtime", value: date | datetime | None) -> datetime:
     from pipeline.wiring import RunInputError
 
     try:
-        return rt.as_of(day)
+        return rt.as_of(value)
     except RunInputError as exc:
         raise BadRequest(f"asOf: {exc}", "asOf", str(exc)) from None
 
@@ -107,6 +107,7 @@ def _orchestrator_post(request: flask.Request) -> tuple[int, dict[str, Any]]:
     if workflow_client.mode() == "workflow":
         return _start_workflow(body)
     from bus.ids import new_id
+    from pipeline.observe import after_run
     from pipeline.steps import run_exclusive
     from pipeline.summary import summarize
 
@@ -117,6 +118,7 @@ def _orchestrator_post(request: flask.Request) -> tuple[int, dict[str, Any]]:
                             run_reconcile=body.runReconcile, trigger=body.trigger, execution_id=execution_id)
         assert res.execution is not None
         log.info("execution %s: %s", res.execution.status, res.execution.summary)
+        after_run(rt.store, res.execution, reconcile_error=res.reconcile_error, intents=res.intents)
     return _outcome(summarize(res), res.execution)
 
 
@@ -211,6 +213,7 @@ def _allocation_post(request: flask.Request) -> tuple[int, dict[str, Any]]:
     rt = _runtime()
     _known(rt, list(body.strategyErrors), "strategyErrors")
     as_of = _as_of(rt, body.asOf)
+    from pipeline.observe import after_run
     from pipeline.steps import run_allocation_step
 
     with logs.context(execution_id=body.executionId):
@@ -221,6 +224,8 @@ def _allocation_post(request: flask.Request) -> tuple[int, dict[str, Any]]:
                                            strategy_errors=dict(body.strategyErrors))
         log.info("execution %s: %s%s", ex.status, ex.summary, " (replayed)" if replayed else "",
                  extra={"execution_id": ex.execution_id})
+        if not replayed:
+            after_run(rt.store, ex, reconcile_error=body.reconcileError)
     return _outcome(_summary(as_of, ex, replayed=replayed), ex)
 
 

@@ -19,7 +19,7 @@ from typing import Any, Callable, TypeVar
 import flask
 from pydantic import BaseModel, ValidationError
 
-from bus import logs
+from bus import logs, telemetry
 from functions import auth
 from functions.errors import (
     BadRequest,
@@ -117,7 +117,8 @@ def respond(name: str, request: flask.Request, handlers: dict[str, Handler]) -> 
                         exc_info=exc if err.status_code >= 500 and err is not exc else None,
                         extra={"error_id": error_id})
             status, payload, headers = err.status_code, err.body(error_id), err.headers
-        log.info("%s %s %s -> %d in %.0f ms", name, request.method, request.path, status,
-                 (time.perf_counter() - started) * 1000)
+        elapsed = time.perf_counter() - started
+        log.info("%s %s %s -> %d in %.0f ms", name, request.method, request.path, status, elapsed * 1000)
+        telemetry.observe_step(name, elapsed)  # orchestrator: the pipeline; strategy, reconcile, allocation: a step
     return flask.Response(json.dumps(payload, default=str), status=status, headers=headers,
                           mimetype="application/json")

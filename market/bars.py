@@ -4,8 +4,9 @@ A bar frame is indexed by the bar's UTC open time (``open_time``) with float col
 ``open, high, low, close, volume`` (prices in the quote currency per unit, volume in
 units of the base asset or shares). Providers add ``close_time`` (:func:`with_close_times`).
 
-Full bar validation is a later issue; :func:`clean_bars` is the minimum every fetched
-frame passes before it reaches the cache: sorted, one row per open time, all finite.
+:func:`clean_bars` is what the bar cache applies when it stores and reads bars: sorted, one row
+per open time, all finite. Validation (:mod:`market.validate`) runs before that, on the bars as
+the file or the venue gave them, so that nothing is dropped or merged silently.
 """
 
 from __future__ import annotations
@@ -26,6 +27,26 @@ def empty_bars() -> pd.DataFrame:
                         index=pd.DatetimeIndex([], tz="UTC", name="open_time"))
 
 
+def utc_index(index: object) -> pd.DatetimeIndex:
+    """``index`` as a DatetimeIndex in UTC named ``open_time`` (a naive index is taken to be UTC)."""
+    idx = pd.DatetimeIndex(index)
+    return (idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")).rename("open_time")
+
+
+def as_bars(raw: pd.DataFrame) -> pd.DataFrame:
+    """``raw``'s OHLCV columns as floats indexed by :func:`utc_index`, rows as given (nothing dropped, sorted or
+    merged: what validation must see).
+
+    Raises:
+        KeyError: a column of :data:`COLUMNS` is missing.
+    """
+    if raw.empty:
+        return empty_bars()
+    df = raw[COLUMNS].astype(float)
+    df.index = utc_index(df.index)
+    return df
+
+
 def clean_bars(raw: pd.DataFrame) -> pd.DataFrame:
     """``raw``'s OHLCV columns as floats, sorted by open time, one row per open time (the last
     one a venue sent wins), rows with a missing or non-finite value dropped.
@@ -35,9 +56,7 @@ def clean_bars(raw: pd.DataFrame) -> pd.DataFrame:
     """
     if raw.empty:
         return empty_bars()
-    df = raw[COLUMNS].astype(float)
-    idx = pd.DatetimeIndex(df.index)
-    df.index = (idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")).rename("open_time")
+    df = as_bars(raw)
     df = df[np.isfinite(df.to_numpy()).all(axis=1)]
     df = df[~df.index.duplicated(keep="last")]
     return df.sort_index()

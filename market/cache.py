@@ -19,7 +19,8 @@ Two stores, one interface:
       bar_series/{source}:{symbol}:{timeframe}/months/{YYYY-MM}  t [epoch ms], open, high, low, close, volume
                                                                 (parallel arrays; Firestore has no nested arrays)
 
-  One append is one batch: the touched month documents and the series document.
+  One append is one batch: the touched month documents and the series document. The paths are
+  :func:`bus.paths.bar_series` and :func:`bus.paths.bar_month`.
 
 Both are thread-safe within a process. Errors: ``OSError`` (files), ``bus.store.StoreError`` (store).
 """
@@ -34,10 +35,10 @@ from typing import Protocol
 
 import pandas as pd
 
+from bus.paths import bar_month as month_path  # the document paths, also imported from here
+from bus.paths import bar_series as series_path
 from bus.store import Store
 from market.bars import COLUMNS, clean_bars, empty_bars
-
-SERIES_COLLECTION = "bar_series"
 
 
 class BarCache(Protocol):
@@ -123,21 +124,6 @@ class FileBarCache:
 
 
 # ---------------------------------------------------------------------------------------------- store
-
-
-def series_id(source: str, symbol: str, timeframe: str) -> str:
-    """The document id of a series: ``{source}:{symbol}:{timeframe}``."""
-    return f"{source}:{symbol}:{timeframe}"
-
-
-def series_path(source: str, symbol: str, timeframe: str) -> str:
-    """``bar_series/{source}:{symbol}:{timeframe}``."""
-    return f"{SERIES_COLLECTION}/{series_id(source, symbol, timeframe)}"
-
-
-def month_path(source: str, symbol: str, timeframe: str, month: str) -> str:
-    """``bar_series/{source}:{symbol}:{timeframe}/months/{YYYY-MM}``."""
-    return f"{series_path(source, symbol, timeframe)}/months/{month}"
 
 
 def _month_doc(df: pd.DataFrame) -> dict:

@@ -27,6 +27,12 @@ def _xnys_closes() -> pd.Series:
     return closes
 
 
+def xnys_sessions() -> pd.DatetimeIndex:
+    """The XNYS sessions of the ``exchange_calendars`` calendar (1990-01-02 to its end, about a year
+    ahead), as naive midnight dates, oldest first: what daily US ETF bars are checked against."""
+    return pd.DatetimeIndex(_xnys_closes().index)
+
+
 def equity_daily_close_times(session_dates: pd.DatetimeIndex) -> pd.DatetimeIndex:
     """UTC close times of daily equity bars labelled with their session date.
 
@@ -37,6 +43,27 @@ def equity_daily_close_times(session_dates: pd.DatetimeIndex) -> pd.DatetimeInde
     closes = _xnys_closes().reindex(naive)
     fallback = pd.Series((naive + pd.Timedelta(hours=16)).tz_localize(NEW_YORK).tz_convert("UTC"), index=naive)
     return pd.DatetimeIndex(closes.fillna(fallback)).tz_convert("UTC")
+
+
+@lru_cache(maxsize=1)
+def _xnys_opens() -> pd.Series:
+    import exchange_calendars as xc
+
+    opens = xc.get_calendar("XNYS", start="1990-01-02").opens
+    opens.index = pd.DatetimeIndex(opens.index).tz_localize(None).normalize()
+    return opens
+
+
+def equity_daily_open_times(session_dates: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    """UTC open times (XNYS session open, 09:30 New York) of daily equity bars labelled with their session
+    date; a date the calendar does not list falls back to 09:30 New York. The paper broker fills a market
+    order at the open of the next session after it (``fill_at: next_open``)."""
+    naive = session_dates.tz_localize(None) if session_dates.tz is not None else session_dates
+    naive = naive.normalize()
+    opens = _xnys_opens().reindex(naive)
+    fallback = pd.Series((naive + pd.Timedelta(hours=9, minutes=30)).tz_localize(NEW_YORK).tz_convert("UTC"),
+                         index=naive)
+    return pd.DatetimeIndex(opens.fillna(fallback)).tz_convert("UTC")
 
 
 def crypto_close_times(open_times: pd.DatetimeIndex, timeframe: str) -> pd.DatetimeIndex:

@@ -23,6 +23,20 @@ Units: ``timeout`` in seconds, ``retry_wait`` the first wait between attempts in
 (it doubles), ``lookback`` bars fetched on a cold cache, ``max_staleness_hours`` per
 timeframe the allowed age of the newest closed bar against the clock, in hours.
 
+``validation`` sets the limits of the bar checks run on every series loaded or fetched
+(:mod:`market.validate`), per asset class (``equity``: bars of the equity venues and sources,
+daily bars checked against the XNYS calendar; ``crypto``: everything else, every hour of every
+day) and per symbol::
+
+    validation:
+      equity: {max_move: 1.0, max_missing: {1d: 0}, zero_volume: warn}
+      crypto: {max_move: 5.0, max_missing: {1h: 36, 4h: 8, 1d: 0}, zero_volume: warn}
+      symbols:
+        BTC-USDT: {max_move: 1.5}   # overrides the class limits for one symbol
+
+A class written in part keeps the class defaults for the rest (:data:`EQUITY_LIMITS`,
+:data:`CRYPTO_LIMITS`).
+
 Errors: :func:`parse_market_config` raises :class:`MarketConfigError` with one line
 naming the field (``sources.yahoo.kind: ...``).
 """
@@ -31,7 +45,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 Timeframe = Literal["1h", "4h", "1d"]
 BUNDLED = "bundled"
@@ -118,6 +132,73 @@ class SymbolSource(BaseModel):
     timeframes: list[Timeframe] = Field(default_factory=_default_timeframes, min_length=1)
 
 
+class BarLimits(BaseModel):
+    """The limits of the bar checks (:mod:`market.validate`) for one asset class or one symbol.
+
+    Attributes:
+        max_move: a close-to-close move beyond this fraction is a spike: ``close / prev_close - 1 >
+            max_move`` or ``prev_close / close - 1 > max_move`` (1.0: a doubling, or a halving; the previous
+            close is the newest bar that passed the checks).
+        max_missing: per timeframe, how many bars in a row may be missing: XNYS sessions for daily
+            equity bars, bar lengths for crypto. A timeframe not listed is not checked for gaps (intraday
+            equity bars never are: their sessions are not on a fixed grid).
+        zero_volume: a bar with volume 0 is a ``warn``-ing (recorded, the bar is used) or a ``fail``-ure.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    max_move: float = Field(1.0, gt=0, description="a close-to-close move beyond this fraction is a spike")
+    max_missing: dict[Timeframe, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict, description="bars in a row allowed missing")
+    zero_volume: Literal["warn", "fail"] = "warn"
+
+
+class SymbolLimits(BaseModel):
+    """Per-symbol overrides of the class limits (each field optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_move: float | None = Field(None, gt=0)
+    max_missing: dict[Timeframe, Annotated[int, Field(ge=0)]] | None = None
+    zero_volume: Literal["warn", "fail"] | None = None
+
+
+#: Defaults, set to pass every bundled series (largest real moves: VIXY +43% on 2024-08-05; DOGE-USDT
+#: +392% on 2021-01-28; largest gaps: 7 missing 4h bars of BTC/ETH on 2018-02-08/09, Binance's outage)
+#: and to fail a x100 (or /100) spike and any missing XNYS session.
+EQUITY_LIMITS = BarLimits(max_move=1.0, max_missing={"1d": 0}, zero_volume="warn")
+CRYPTO_LIMITS = BarLimits(max_move=5.0, max_missing={"1h": 36, "4h": 8, "1d": 0}, zero_volume="warn")
+
+
+def _equity_limits() -> BarLimits:
+    return EQUITY_LIMITS.model_copy(deep=True)
+
+
+def _crypto_limits() -> BarLimits:
+    return CRYPTO_LIMITS.model_copy(deep=True)
+
+
+class ValidationConfig(BaseModel):
+    """``validation:``: the bar checks' limits per asset class and per symbol (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+    equity: BarLimits = Field(default_factory=_equity_limits)
+    crypto: BarLimits = Field(default_factory=_crypto_limits)
+    symbols: dict[str, SymbolLimits] = Field(default_factory=dict)
+
+    @field_validator("equity", "crypto", mode="before")
+    @classmethod
+    def _class_defaults(cls, v: object, info: ValidationInfo) -> object:
+        base = EQUITY_LIMITS if info.field_name == "equity" else CRYPTO_LIMITS
+        return {**base.model_dump(), **v} if isinstance(v, dict) else v
+
+    def limits(self, symbol: str, equity: bool) -> BarLimits:
+        """The limits for ``symbol``'s bars: its class's, with the symbol's overrides."""
+        base = self.equity if equity else self.crypto
+        over = self.symbols.get(symbol)
+        if over is None:
+            return base
+        return base.model_copy(update=over.model_dump(exclude_none=True))
+
+
 class MarketConfig(BaseModel):
     """The ``market:`` configuration (see the module docstring)."""
 
@@ -126,6 +207,7 @@ class MarketConfig(BaseModel):
     default: str = BUNDLED
     sources: dict[str, Source] = Field(default_factory=dict)
     symbols: dict[str, SymbolSource] = Field(default_factory=dict)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
 
     @field_validator("symbols", mode="before")
     @classmethod

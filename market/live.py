@@ -12,6 +12,10 @@ in the future and so is never visible. Bars come from a fetcher:
 :class:`CcxtFunding` gives perpetual funding rates (``fetch_funding_rate_history``)
 with the interface of :class:`~market.funding.FundingHistory`.
 
+Fetched bars are validated (:func:`market.validate.check_bars`, limits ``validation``): bad bars
+are withheld from the frame and listed by :meth:`LiveProvider.findings`, on which a strategy's
+view fails closed (:class:`market.usage.RecordingView`).
+
 Failures fail closed. A fetch is retried with exponential backoff (``tenacity``);
 when it still fails the read raises :class:`~market.history.MarketDataError`; when
 the newest closed bar is older than ``max_staleness`` (per timeframe, against the
@@ -31,9 +35,11 @@ from typing import Any, Callable, Protocol
 import pandas as pd
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from market.calendar import crypto_close_times, equity_daily_close_times
+from market.bars import with_close_times
+from market.config import ValidationConfig
 from market.history import MarketDataError, MarketView, StaleDataError
 from market.timeframes import TIMEFRAMES
+from market.validate import Finding, check_bars
 
 log = logging.getLogger(__name__)
 COLUMNS = ["open", "high", "low", "close", "volume"]
@@ -66,6 +72,7 @@ class LiveProvider:
             the wall clock (default: 2 bar lengths for crypto; 4 days for daily equity
             bars, a long weekend).
         retries: fetch attempts; the wait between them doubles from ``retry_wait`` seconds.
+        validation: the limits of the bar checks (``market.yaml``'s ``validation:``).
     """
 
     fetcher: BarFetcher
@@ -75,7 +82,9 @@ class LiveProvider:
     retries: int = 3
     retry_wait: float = 0.5
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
-    _cache: dict[tuple[str, str], tuple[float, pd.DataFrame]] = field(default_factory=dict, repr=False)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    _cache: dict[tuple[str, str], tuple[float, pd.DataFrame, tuple[Finding, ...]]] = field(
+        default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def symbols(self) -> list[str]:
@@ -118,13 +127,11 @@ class LiveProvider:
             raw = self._fetch(symbol, timeframe)
             if raw.empty:
                 raise MarketDataError(f"live {timeframe} bars of {symbol}: none returned")
-            df = raw[COLUMNS].astype(float).sort_index()
-            df.index = pd.DatetimeIndex(df.index, name="open_time").tz_convert("UTC")
-            if self.fetcher.equity and timeframe == "1d":
-                df["close_time"] = equity_daily_close_times(df.index.tz_convert(None))
-            else:
-                df["close_time"] = crypto_close_times(df.index, timeframe)
-            hit = (now.timestamp(), df)
+            equity = self.fetcher.equity
+            checked = check_bars(raw, symbol=symbol, timeframe=timeframe, equity=equity,
+                                 limits=self.validation.limits(symbol, equity))
+            df = with_close_times(checked.bars, timeframe, equity)
+            hit = (now.timestamp(), df, checked.findings)
             with self._lock:
                 self._cache[key] = hit
         df = hit[1]
@@ -136,6 +143,12 @@ class LiveProvider:
             raise StaleDataError(f"live {timeframe} data of {symbol} is stale: newest bar closed {last.isoformat()}, "
                                  f"now {now.isoformat()}, allowed age {self.staleness(timeframe)}")
         return df
+
+    def findings(self, symbol: str, timeframe: str = "1d") -> tuple[Finding, ...]:
+        """The validation findings of the bars last fetched for the series (none before a fetch)."""
+        with self._lock:
+            hit = self._cache.get((symbol, timeframe))
+        return hit[2] if hit is not None else ()
 
     def view(self, as_of: datetime) -> MarketView:
         """The market as of ``as_of`` (no bar closed later is visible)."""

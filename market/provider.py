@@ -17,9 +17,20 @@ it never fetches.
 As-of semantics are :class:`~market.history.MarketView`'s: a bar is visible only once it has
 closed (crypto: open + timeframe; daily US ETF bars: the session close, New York).
 
+**Validation** (:mod:`market.validate`, limits from ``market.yaml``'s ``validation:``): fetched
+bars are checked before they are appended, against the newest cached bar (a jump or a gap at the
+seam is found): the bars before the first bad one are appended, nothing from it on, and the
+refresh raises :class:`~market.history.BadBarsError` naming the bar (the next refresh asks again).
+Cached bars are checked again when read (against the last bundled bar before them), the bundled
+files when loaded (:class:`~market.history.HistoryProvider`); bad bars are withheld from
+:meth:`MarketData.frame` and listed by :meth:`MarketData.findings`, on which a strategy's view
+fails closed (:class:`market.usage.RecordingView`).
+
 Errors (fail closed; the strategy runner turns them into ``error`` intents):
 :class:`~market.history.MarketDataError` (no bars anywhere, the fetch failed after its
-retries), :class:`~market.history.StaleDataError` (the newest bar is too old).
+retries), :class:`~market.history.BadBarsError` (a fetched bar failed validation),
+:class:`~market.history.MalformedBarFile` (a bundled or ``--data-dir`` file cannot be read as
+bars), :class:`~market.history.StaleDataError` (the newest bar is too old).
 """
 
 from __future__ import annotations
@@ -33,14 +44,23 @@ from typing import Callable
 import pandas as pd
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from market.bars import empty_bars, with_close_times
+from market.bars import as_bars, empty_bars, with_close_times
 from market.cache import BarCache
 from market.calendar import equity_daily_close_times, next_close_after
 from market.config import BUNDLED, MarketConfig
-from market.history import EQUITY_VENUES, HistoryProvider, MarketDataError, MarketView, StaleDataError
+from market.history import (
+    EQUITY_VENUES,
+    BadBarsError,
+    HistoryProvider,
+    MalformedBarFile,
+    MarketDataError,
+    MarketView,
+    StaleDataError,
+)
 from market.live import FetchError
 from market.sources import Fetchers
 from market.timeframes import TIMEFRAMES
+from market.validate import CheckedBars, Finding, check_bars
 
 log = logging.getLogger(__name__)
 EQUITY_KINDS = {"yfinance", "ib"}
@@ -92,10 +112,15 @@ class MarketData:
     now_window: timedelta = timedelta(minutes=15)
     retry_ttl: float = 60.0
     requests: int = field(default=0, init=False)
-    _frames: dict[tuple[str, str], tuple[object, pd.DataFrame]] = field(default_factory=dict, init=False, repr=False)
+    _frames: dict[tuple[str, str], tuple[object, pd.DataFrame, tuple[Finding, ...]]] = field(
+        default_factory=dict, init=False, repr=False)
     _asked: dict[tuple[str, str], datetime] = field(default_factory=dict, init=False, repr=False)
+    _rejected: dict[tuple[str, str], str] = field(default_factory=dict, init=False, repr=False)
     _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.bundled.use_validation(self.config.validation)
 
     # ------------------------------------------------------------------ sources
 
@@ -136,6 +161,8 @@ class MarketData:
     def _bundled(self, symbol: str, timeframe: str) -> pd.DataFrame | None:
         try:
             return self.bundled.frame(symbol, timeframe)
+        except MalformedBarFile:
+            raise
         except MarketDataError:
             return None
 
@@ -145,6 +172,13 @@ class MarketData:
         Raises:
             MarketDataError: unknown timeframe, or no bar of the series is bundled or cached.
         """
+        return self._checked(symbol, timeframe)[0]
+
+    def findings(self, symbol: str, timeframe: str = "1d") -> tuple[Finding, ...]:
+        """The validation findings of the series :meth:`frame` returns (bundled part, then cached part)."""
+        return self._checked(symbol, timeframe)[1]
+
+    def _checked(self, symbol: str, timeframe: str) -> tuple[pd.DataFrame, tuple[Finding, ...]]:
         if timeframe not in TIMEFRAMES:
             raise MarketDataError(f"unknown timeframe {timeframe!r}; known: {sorted(TIMEFRAMES)}")
         cached = self.cached(symbol, timeframe)
@@ -152,7 +186,7 @@ class MarketData:
         with self._lock:
             hit = self._frames.get((symbol, timeframe))
         if hit is not None and hit[0] == stamp:
-            return hit[1]
+            return hit[1], hit[2]
         bundled = self._bundled(symbol, timeframe)
         if cached.empty:
             if bundled is None:
@@ -160,22 +194,38 @@ class MarketData:
                 where = "bundled" if name == BUNDLED else f"cached from source {name!r} or bundled"
                 raise MarketDataError(f"no {timeframe} bars of {symbol!r} are {where}"
                                       + ("" if name == BUNDLED else " (fetch them: python main.py data update)"))
-            df = bundled
+            df, found = bundled, self.bundled.findings(symbol, timeframe)
         else:
-            df = with_close_times(cached, timeframe, self.is_equity(symbol, timeframe))
+            before = bundled[bundled.index < cached.index[0]] if bundled is not None else empty_bars()
+            checked = self._check(symbol, timeframe, cached, before)
+            df = with_close_times(checked.bars, timeframe, self.is_equity(symbol, timeframe))
+            found = checked.findings
             if bundled is not None:
-                df = pd.concat([bundled[bundled.index < cached.index[0]][df.columns], df])
+                df = pd.concat([before[df.columns], df])
+                found = tuple(f for f in self.bundled.findings(symbol, timeframe)
+                              if f.open_time < cached.index[0]) + found
         with self._lock:
-            self._frames[(symbol, timeframe)] = (stamp, df)
-        return df
+            self._frames[(symbol, timeframe)] = (stamp, df, found)
+        return df, found
+
+    def _check(self, symbol: str, timeframe: str, bars: pd.DataFrame, before: pd.DataFrame) -> CheckedBars:
+        """:func:`market.validate.check_bars` of ``bars`` with the configured limits, after ``before``'s last bar."""
+        equity = self.is_equity(symbol, timeframe)
+        prev = (before.index[-1], float(before["close"].iloc[-1])) if len(before) else None
+        return check_bars(bars, symbol=symbol, timeframe=timeframe, equity=equity,
+                          limits=self.config.validation.limits(symbol, equity), prev=prev)
 
     def origin(self, symbol: str, timeframe: str, used: pd.DataFrame) -> str:
         """Where the bars ``used`` came from: ``bundled``, the source name, or ``bundled+NAME`` for both."""
         name = self.source_name(symbol)
         cached = self.cached(symbol, timeframe)
+        try:
+            files = self.bundled.origin(symbol, timeframe, used)  # bundled, or data-dir
+        except MarketDataError:
+            files = BUNDLED
         if name == BUNDLED or cached.empty or used.empty or used.index[-1] < cached.index[0]:
-            return BUNDLED
-        return name if used.index[0] >= cached.index[0] else f"{BUNDLED}+{name}"
+            return files
+        return name if used.index[0] >= cached.index[0] else f"{files}+{name}"
 
     def symbols(self) -> list[str]:
         """Bundled and configured symbols."""
@@ -220,6 +270,7 @@ class MarketData:
 
         Raises:
             MarketDataError: the source failed after its retries, or does not know the symbol.
+            BadBarsError: a fetched bar failed validation (the bars before it were appended).
         """
         name = self.source_name(symbol)
         report = FetchReport(name, symbol, timeframe)
@@ -241,18 +292,44 @@ class MarketData:
                 raw = self._fetch(name, symbol, timeframe, min(count, cfg.lookback))
                 report.requested = True
                 self._asked[key] = now
-                if not raw.empty:
-                    bars = with_close_times(raw, timeframe, equity)
-                    closed = bars[bars["close_time"] <= pd.Timestamp(now)]
-                    report.appended = self.cache.append(name, symbol, timeframe, closed.drop(columns="close_time"))
-                    last = self.cache.last_open(name, symbol, timeframe)
+                try:
+                    if not raw.empty:
+                        report.appended = self._append_checked(name, symbol, timeframe, raw, last, now)
+                        last = self.cache.last_open(name, symbol, timeframe)
+                except BadBarsError as exc:
+                    self._rejected[key] = str(exc)  # sticky until a fetch passes: no read in between uses the cache
+                    raise
+                self._rejected.pop(key, None)
             if last is not None:
                 report.last_close = _close_of(last, timeframe, equity)
         return report
 
-    def _fetch(self, name: str, symbol: str, timeframe: str, count: int) -> pd.DataFrame:
-        from market.bars import clean_bars
+    def _append_checked(self, name: str, symbol: str, timeframe: str, raw: pd.DataFrame,
+                        last: pd.Timestamp | None, now: datetime) -> int:
+        """Validate the closed bars of ``raw`` newer than ``last`` against the cache's newest bar and append the
+        ones before the first error; returns how many were appended.
 
+        Raises:
+            BadBarsError: a fetched bar failed validation (the bars before it were appended).
+        """
+        assert self.cache is not None
+        equity = self.is_equity(symbol, timeframe)
+        bars = with_close_times(raw, timeframe, equity)
+        new = bars[bars["close_time"] <= pd.Timestamp(now)].drop(columns="close_time")
+        if last is not None:
+            new = new[new.index > last]
+        checked = self._check(symbol, timeframe, new, self.cached(symbol, timeframe).tail(1))
+        good, errors = checked.bars, checked.errors
+        if errors:
+            good = good[good.index < errors[0].open_time]
+        appended = self.cache.append(name, symbol, timeframe, good)
+        if errors:
+            more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise BadBarsError(f"{timeframe} bars of {symbol} from source {name} failed validation: {errors[0]}{more};"
+                               f" {appended} bar(s) before it cached, none from it on")
+        return appended
+
+    def _fetch(self, name: str, symbol: str, timeframe: str, count: int) -> pd.DataFrame:
         assert self.fetchers is not None
         cfg = self.config.source(name)
         fetcher = self.fetchers.bars(name)
@@ -263,7 +340,7 @@ class MarketData:
                 with attempt:
                     with self._lock:
                         self.requests += 1
-                    return clean_bars(fetcher(symbol, timeframe, count))
+                    return as_bars(fetcher(symbol, timeframe, count))
         except FetchError as exc:
             raise MarketDataError(f"{timeframe} bars of {symbol} from source {name}: {exc} "
                                   f"(after {cfg.retries} attempts)") from exc
@@ -274,9 +351,13 @@ class MarketData:
 
         Raises:
             MarketDataError: see :meth:`refresh` and :meth:`frame`; no bar has closed yet.
+            BadBarsError: the last fetch of the series failed validation (until a fetch passes).
             StaleDataError: the newest closed bar is older than :meth:`staleness`.
         """
         self.refresh(symbol, timeframe)
+        rejected = self._rejected.get((symbol, timeframe))
+        if rejected is not None:
+            raise BadBarsError(rejected)
         df = self.frame(symbol, timeframe)
         now = pd.Timestamp(self.clock())
         closed = df["close_time"][df["close_time"] <= now]
@@ -300,3 +381,7 @@ class _AsOfNow:
 
     def origin(self, symbol: str, timeframe: str, used: pd.DataFrame) -> str:
         return self.data.origin(symbol, timeframe, used)
+
+    def findings(self, symbol: str, timeframe: str = "1d") -> tuple[Finding, ...]:
+        return self.data.findings(symbol, timeframe)
+

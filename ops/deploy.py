@@ -15,12 +15,16 @@ stopping at the first failure (a resource that already exists is not one). What 
    for the large maps of ``executions`` (no query reads them; each indexed leaf costs a
    write and counts toward Firestore's 40,000 index entries per document). No composite
    index is needed: every read is by path or a whole collection;
-4. the four functions (gen2, HTTP, ``--no-allow-unauthenticated``), then who may invoke
-   them: the workflow's account on ``strategy``/``reconcile``/``allocation``, and the people
-   given with ``--invoker`` on ``orchestrator``;
+4. the five functions (gen2, HTTP, ``--no-allow-unauthenticated``), then who may invoke
+   them: the workflow's account on ``strategy``/``reconcile``/``allocation``, the people
+   given with ``--invoker`` on ``orchestrator`` and ``api``, and those given with ``--reader``
+   (auditors) on ``api`` only;
 5. the workflow (``workflows/pipeline.yaml``) running as ``intent-bus-workflow``;
 6. the Cloud Scheduler job (``workflows/scheduler.yaml``);
-7. with ``--apply-config``, ``config/*.yaml`` written to Firestore (first deploy).
+7. a log-based metric ``intent-bus-executions`` (``workflows/monitoring/executions_metric.yaml``: the
+   ``metric intent_bus_executions_total`` log line of :mod:`bus.telemetry`, labelled by status) and a
+   Cloud Monitoring alert policy on failed or skipped executions (``workflows/monitoring/alert_policy.yaml``);
+8. with ``--apply-config``, ``config/*.yaml`` written to Firestore (first deploy).
 
 Authentication: functions accept only Google-signed OIDC tokens of principals with
 ``roles/run.invoker`` (Cloud Run checks them before our code runs). The workflow calls
@@ -50,6 +54,8 @@ SCHEDULER_YAML = ROOT / "workflows" / "scheduler.yaml"
 PIPELINE_YAML = "workflows/pipeline.yaml"
 IGNORE_FILE = "workflows/gcloudignore"
 RULES_FILE = "firestore_rules/firestore.rules"
+EXECUTIONS_METRIC = "workflows/monitoring/executions_metric.yaml"
+ALERT_POLICY = "workflows/monitoring/alert_policy.yaml"
 APIS = ("cloudfunctions.googleapis.com", "run.googleapis.com", "cloudbuild.googleapis.com",
         "artifactregistry.googleapis.com", "workflows.googleapis.com", "workflowexecutions.googleapis.com",
         "cloudscheduler.googleapis.com", "firestore.googleapis.com", "firebaserules.googleapis.com",
@@ -168,6 +174,8 @@ class DeployConfig:
     apply_config: bool = False
     memory: str = "1Gi"
     timeout: str = "540s"
+    notification_channels: list[str] = field(default_factory=list)
+    readers: list[str] = field(default_factory=list)  # may call the read API only (auditors)
 
     def account(self, role: str) -> str:
         """The e-mail of the service account of ``role`` (functions, workflow, scheduler)."""
@@ -267,6 +275,10 @@ def plan(cfg: DeployConfig) -> list[Step]:
         steps.append(Step(f"{member} may invoke orchestrator",
                           ["gcloud", "functions", "add-invoker-policy-binding", "orchestrator", f"--region={r}",
                            f"--member={member}", proj]))
+    for member in [*cfg.invokers, *cfg.readers]:
+        steps.append(Step(f"{member} may read the api",
+                          ["gcloud", "functions", "add-invoker-policy-binding", "api", f"--region={r}",
+                           f"--member={member}", proj]))
     steps.append(Step("the workflow",
                       ["gcloud", "workflows", "deploy", cfg.workflow, f"--location={r}", f"--source={PIPELINE_YAML}",
                        f"--service-account={cfg.account('workflow')}", proj]))
@@ -282,6 +294,15 @@ def plan(cfg: DeployConfig) -> list[Step]:
     steps.append(Step(f"the scheduler job {sch.name}",
                       ["gcloud", "scheduler", "jobs", "create", "http", sch.name, *job], exists_ok=("already exists",),
                       then=["gcloud", "scheduler", "jobs", "update", "http", sch.name, *job]))
+    steps.append(Step("log-based metric intent-bus-executions",
+                      ["gcloud", "logging", "metrics", "create", "intent-bus-executions",
+                       f"--config-from-file={EXECUTIONS_METRIC}", proj], exists_ok=("already exists",),
+                      then=["gcloud", "logging", "metrics", "update", "intent-bus-executions",
+                            f"--config-from-file={EXECUTIONS_METRIC}", proj]))
+    steps.append(Step("alert policy on failed or skipped executions",
+                      ["gcloud", "alpha", "monitoring", "policies", "create", f"--policy-from-file={ALERT_POLICY}",
+                       *([f"--notification-channels={','.join(cfg.notification_channels)}"]
+                         if cfg.notification_channels else []), proj]))
     if cfg.apply_config:
         steps.append(Step("configuration", action=_apply_config(p),
                           shown=f"apply config/*.yaml to Firestore of {p}: config/trading and strategies/{{id}}"))

@@ -39,13 +39,25 @@ def _at_root(app: Any) -> Any:
     return wsgi
 
 
+def metrics_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """``GET /metrics``: this process's Prometheus metrics (:mod:`bus.telemetry`), in the text format."""
+    from bus.telemetry import CONTENT_TYPE, exposition
+
+    if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
+        start_response("405 METHOD NOT ALLOWED", [("Allow", "GET"), ("Content-Length", "0")])
+        return [b""]
+    body = exposition()
+    start_response("200 OK", [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def functions_app(targets: Iterable[str] = TARGETS) -> Any:
-    """One WSGI app with each target's functions-framework app mounted at ``/{target}``."""
+    """One WSGI app with each target's functions-framework app mounted at ``/{target}``, and ``/metrics``."""
     import functions_framework
     from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-    return DispatcherMiddleware(_not_found, {f"/{t}": _at_root(functions_framework.create_app(t, str(MAIN)))
-                                             for t in targets})
+    mounts = {f"/{t}": _at_root(functions_framework.create_app(t, str(MAIN))) for t in targets}
+    return DispatcherMiddleware(_not_found, {**mounts, "/metrics": metrics_app})
 
 
 class LocalFunctions:

@@ -1,6 +1,7 @@
 """Configuration files of the local runner: YAML in ``config/``, validated before anything runs.
 
-* ``trading.yaml`` -> ``config/trading`` (:class:`bus.models.TradingConfig`)
+* ``trading.yaml`` -> ``config/trading`` (:class:`bus.models.TradingConfig`; ``rebalance`` is
+  ``never``, ``monthly`` or ``on_config_change``, and not ``on_config_change`` with ``performance_based``)
 * ``strategies.yaml`` -> ``strategies/{id}`` (:class:`bus.models.StrategyConfig`), a list under ``strategies``
 * ``brokers.yaml`` -> the account the pipeline trades (:mod:`brokers.config`: sim, ib or ccxt)
 * ``instruments.yaml`` -> venue rules per symbol (:class:`bus.models.InstrumentSpec`)
@@ -64,6 +65,22 @@ def _first_error(path: Path | str, exc: ValidationError) -> ConfigError:
     return first_error(path, exc, ConfigError)
 
 
+def _check_alerts(d: Path) -> None:
+    """``alerts.yaml`` (optional) validates, so a bad file is found before a run, not after it.
+
+    Raises:
+        ConfigError: it is not a mapping, or a field is wrong.
+    """
+    from pipeline.notify import load_alerts_config
+
+    try:
+        load_alerts_config(d)
+    except ValidationError as exc:
+        raise _first_error(d / "alerts.yaml", exc) from exc
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
 def load_settings(config_dir: Path | None = None) -> Settings:
     """Load and validate the files (``market.yaml`` is optional).
 
@@ -80,6 +97,7 @@ def load_settings(config_dir: Path | None = None) -> Settings:
         trading = TradingConfig.model_validate(raw_trading)
     except ValidationError as exc:
         raise _first_error(d / "trading.yaml", exc) from exc
+    check_rebalance(trading, d / "trading.yaml")
     raw = _read_yaml(d / "strategies.yaml") or {}
     if not isinstance(raw, dict) or not isinstance(raw.get("strategies"), list):
         raise ConfigError(f"{d / 'strategies.yaml'}: expected a list under 'strategies'")
@@ -101,6 +119,7 @@ def load_settings(config_dir: Path | None = None) -> Settings:
         validate_allocations(trading, strategies)
     except AllocationError as exc:
         raise ConfigError(f"{d / 'strategies.yaml'}: {exc}") from exc
+    _check_alerts(d)
     try:
         brokers = BrokersFile.model_validate(_read_yaml(d / "brokers.yaml") or {})
     except ValidationError as exc:
@@ -121,6 +140,22 @@ def load_settings(config_dir: Path | None = None) -> Settings:
     return Settings(trading, strategies, account, instruments, market)
 
 
+def check_rebalance(trading: TradingConfig, path: Path | str) -> None:
+    """Refuse a rebalance rule that would move capital at every run.
+
+    ``performance_based`` fractions follow each book's Sharpe ratio, which changes every
+    day, so ``rebalance: on_config_change`` would rebalance every run: use ``monthly`` or
+    ``never`` with it.
+
+    Raises:
+        ConfigError: naming the file and the fields.
+    """
+    if trading.allocation_method == "performance_based" and trading.rebalance == "on_config_change":
+        raise ConfigError(f"{path}: rebalance: on_config_change with allocation_method: performance_based would "
+                          "rebalance the books at every run (the fractions follow the Sharpe ratios); "
+                          "use rebalance: monthly or never")
+
+
 def load_market(config_dir: Path) -> MarketConfig:
     """``market.yaml`` of ``config_dir`` validated; without the file, every symbol is bundled.
 
@@ -136,13 +171,29 @@ def load_market(config_dir: Path) -> MarketConfig:
         raise ConfigError(str(exc)) from exc
 
 
+#: Fields a person sets (``python main.py strategy ...``) that applying the files never resets.
+LIFECYCLE_FIELDS = ("state", "state_reason", "state_changed_at", "state_changed_by")
+
+
+def _keep_state(doc: dict[str, Any], before: dict[str, Any] | None) -> dict[str, Any]:
+    """``doc`` (from the files) with the lifecycle state of ``before`` (as stored) kept; a retired strategy
+    that was disabled once flat stays disabled (``resume`` enables it again)."""
+    if not before:
+        return doc
+    kept = {k: before[k] for k in LIFECYCLE_FIELDS if k in before}
+    if before.get("state") == "retired" and before.get("enabled") is False:
+        kept |= {"enabled": False, "disabled_reason": before.get("disabled_reason")}
+    return {**doc, **kept}
+
+
 def apply_settings(store: Store, settings: Settings) -> list[str]:
     """Write ``config/trading`` and every ``strategies/{id}`` in one batch; returns the ids it disabled.
 
     A strategy in the store that the files no longer name is *disabled*, not left trading with a
     stale allocation: its document keeps its book and history, gets ``enabled: false`` and a
     ``disabled_reason`` saying when and why, and a warning is logged. Its book is then held as
-    it is (the Commander no longer reads its intent).
+    it is (the Commander no longer reads its intent). A strategy's lifecycle state
+    (:data:`LIFECYCLE_FIELDS`, set by ``python main.py strategy ...``) is kept.
 
     Raises:
         bus.store.StoreError: the store is unreachable.
@@ -150,9 +201,11 @@ def apply_settings(store: Store, settings: Settings) -> list[str]:
     named = {s.strategy_id for s in settings.strategies}
     now = datetime.now(timezone.utc)
     dropped = []
+    stored = dict(store.list_docs("strategies"))
     writes = [(paths.TRADING_CONFIG, settings.trading.to_store())]
-    writes += [(paths.strategy(s.strategy_id), s.to_store()) for s in settings.strategies]
-    for sid, doc in store.list_docs("strategies"):
+    writes += [(paths.strategy(s.strategy_id), _keep_state(s.to_store(), stored.get(s.strategy_id)))
+               for s in settings.strategies]
+    for sid, doc in stored.items():
         if sid in named or not doc.get("enabled", True):
             continue
         doc = {**doc, "enabled": False,

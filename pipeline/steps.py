@@ -15,6 +15,9 @@ its execution id, and the Commander re-enters the lease as the same holder
   stays held for the allocation step, which gets the execution id.
 * :func:`run_allocation_step` — record failed strategies, then the Commander
   (``POST /allocation``); idempotent per execution id.
+* :func:`resolve_step_as_of` — a step's as-of: a date, nothing, or the exact instant the plan
+  (``GET /strategy``) resolved, which the workflow passes on so that every step of a run as of
+  now sees one instant (not the date's configured run time, nor each step's own "now").
 
 A run refused by the lease records a ``skipped`` execution whose reason starts
 with :data:`commander.run.LEASE_REFUSED`, so :func:`lease_refused` is true for it.
@@ -24,11 +27,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from datetime import date, datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Callable
 
 from brokers.base import AsOfRefused, Broker, BrokerError
-from bus import paths
+from bus import paths, telemetry
 from bus.constants import LEASE_TTL_SECONDS
 from bus.ids import new_id
 from bus.models import Execution, Intent, IntentSource, PortfolioSnapshot, StrategyConfig
@@ -47,7 +50,52 @@ log = logging.getLogger(__name__)
 FAILED_STEP_CODE_VERSION = "workflow/strategy-step-failed"
 
 __all__ = ["LEASE_TTL_SECONDS", "ReconcileOutcome", "history_provider", "lease_refused", "record_strategy_failures",
-           "run_allocation_step", "run_exclusive", "run_reconcile_step", "run_strategy_step"]
+           "resolve_step_as_of", "run_allocation_step", "run_exclusive", "run_reconcile_step", "run_strategy_step"]
+
+#: How far an instant may lie after this process's clock and still be taken (clock skew between instances).
+CLOCK_SKEW = timedelta(seconds=60)
+
+
+def resolve_step_as_of(value: date | datetime | None, settings: "Settings", provider: "HistoryProvider | MarketData",
+                       *, clock: Callable[[], datetime] | None = None) -> datetime:
+    """The as-of instant of one step of a run (UTC).
+
+    * ``None`` or a date: :func:`pipeline.wiring.resolve_as_of` (``None`` is "as of now" when
+      ``market.yaml`` says ``as_of_now: true``; a date is the configured run time on it).
+    * an instant (time-zone aware; what the plan resolved, passed on by the workflow): taken **as is**.
+      Within the account's ``as_of_tolerance_seconds`` (900 s by default) of the clock it is this run's
+      "now" (a view as of it refreshes the bars when still within the market data's now-window);
+      older, it is historical: refused with a live broker, and otherwise only on a day the bundled or
+      cached bars cover.
+
+    Raises:
+        pipeline.wiring.RunInputError: a naive instant, an instant more than :data:`CLOCK_SKEW` in the
+            future, an old instant with a live broker or outside the bars; see ``resolve_as_of`` for dates.
+    """
+    from pipeline.wiring import RunInputError, data_range, live_broker, resolve_as_of
+
+    if not isinstance(value, datetime):
+        now = value is None and settings.market.as_of_now
+        return resolve_as_of(value, settings, provider, now=now, clock=clock)
+    if value.tzinfo is None:
+        raise RunInputError(f"as-of {value.isoformat()} has no UTC offset")
+    when = value.astimezone(timezone.utc)
+    current = (clock or (lambda: datetime.now(timezone.utc)))()
+    if when > current + CLOCK_SKEW:
+        raise RunInputError(f"as-of {when.isoformat()} is in the future (now {current.isoformat(timespec='seconds')})")
+    tolerance = timedelta(seconds=settings.account.as_of_tolerance_seconds)
+    if current - when <= tolerance:
+        return when
+    live = live_broker(settings)
+    if live is not None:
+        raise RunInputError(f"as-of {when.isoformat()} is older than {tolerance} and the live broker account {live} "
+                            "trades only the market as it is now: start a new run")
+    first, _, last = data_range(provider, list(settings.instruments))
+    if not first <= when.date() <= last:
+        raise RunInputError(f"as-of {when.isoformat()} is outside the bundled data and the bar cache "
+                            f"({first.isoformat()} .. {last.isoformat()}); a historical as-of runs only on bundled "
+                            "or cached bars")
+    return when
 
 
 def history_provider(settings: "Settings | None" = None, store: Store | None = None,
@@ -87,6 +135,7 @@ def run_exclusive(store: Store, provider: MarketSource, broker: Broker, strategi
     execution_id = execution_id or new_id(as_of)
     lock = paths.lock(mode)
     taken, lease = store.try_lease(lock, execution_id, LEASE_TTL_SECONDS)
+    telemetry.observe_lease(taken)
     if not taken:
         ex = run_commander(store, broker, as_of, dry_run=dry_run, trigger=trigger, execution_id=execution_id,
                            skip_reason=_refused_reason(mode, lease))
@@ -141,6 +190,7 @@ def run_reconcile_step(store: Store, broker: Broker, as_of: datetime, mode: str)
     execution_id = new_id(as_of)
     lock = paths.lock(mode)
     taken, lease = store.try_lease(lock, execution_id, LEASE_TTL_SECONDS)
+    telemetry.observe_lease(taken)
     if not taken:
         return ReconcileOutcome(None, refused_by=(lease or {}).get("holder", "?"))
     try:

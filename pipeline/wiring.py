@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 from brokers.base import Broker
 from brokers.config import SimAccount
 from brokers.factory import build_broker
+from brokers.sim import OpenSource
 from bus import paths
 from bus.emulator import EmulatorError, FirestoreEmulator
 from bus.store import FirestoreStore, MemoryStore, Store
@@ -209,7 +210,77 @@ def make_broker(store: Store, settings: Settings, provider: HistoryProvider | Ma
         return list(zip(s.index.to_pydatetime(), s.values.tolist(), strict=True))
 
     return build_broker(acct, settings.trading.mode, instruments=settings.instruments, store=store, prices=price,
-                        funding=funding_between, bars=bars, base_currency=settings.trading.base_currency)
+                        funding=funding_between, bars=bars, base_currency=settings.trading.base_currency,
+                        opens=next_open_source(provider, {**settings.instruments, **getattr(acct, "instruments", {})}))
+
+
+#: Bar timeframes a market order may fill in, finest first (the earliest open after the order wins).
+FILL_TIMEFRAMES = ("1h", "4h", "1d")
+
+
+def next_open_source(provider: HistoryProvider | MarketData,
+                     instruments: dict[str, Any]) -> OpenSource:
+    """The paper broker's :class:`~brokers.sim.OpenSource`: the earliest bar of ``symbol`` that opens at or
+    after ``after`` and by ``until``, as ``(open time UTC, open)``; None when none has opened yet.
+
+    A stock (``secType`` ``STK``) fills at the next XNYS session's open (daily bars, open times from
+    ``exchange_calendars``, :func:`market.calendar.equity_daily_open_times`): an order placed after the
+    close, on a weekend or a holiday waits for the next session. Anything else fills at the open of the
+    first 1h, 4h or daily bar after ``after``, whichever opens first (the 1h bar where 1h bars exist).
+    Raises nothing for a missing timeframe; None when the symbol has no bars at all.
+    """
+    import numpy as np
+
+    from market.calendar import equity_daily_open_times
+
+    cache: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+
+    def arrays(symbol: str, tf: str) -> tuple[Any, Any]:
+        df = provider.frame(symbol, tf)
+        hit = cache.get((symbol, tf))
+        if hit is not None and hit[0] is df:
+            return hit[1], hit[2]
+        idx = pd_index_utc(df.index)
+        times = equity_daily_open_times(idx) if tf == "1d" and _is_stock(instruments, symbol) else idx
+        out = (np.asarray(times.as_unit("ns").asi8), df["open"].to_numpy(dtype=float))
+        cache[(symbol, tf)] = (df, *out)
+        return out
+
+    def next_open(symbol: str, after: datetime, until: datetime) -> tuple[datetime, float] | None:
+        a, u = _ns(after), _ns(until)
+        best: tuple[int, float] | None = None
+        for tf in ("1d",) if _is_stock(instruments, symbol) else FILL_TIMEFRAMES:
+            try:
+                times, opens = arrays(symbol, tf)
+            except MarketDataError:
+                continue
+            i = int(np.searchsorted(times, a, side="left"))
+            if i < len(times) and times[i] <= u and (best is None or times[i] < best[0]):
+                best = (int(times[i]), float(opens[i]))
+        if best is None:
+            return None
+        return datetime.fromtimestamp(best[0] / 1e9, tz=timezone.utc), best[1]
+
+    return next_open
+
+
+def _is_stock(instruments: dict[str, Any], symbol: str) -> bool:
+    spec = instruments.get(symbol)
+    return getattr(spec, "secType", None) == "STK"
+
+
+def _ns(t: datetime) -> int:
+    import pandas as pd
+
+    return int(pd.Timestamp(t).tz_convert("UTC").as_unit("ns").value)
+
+
+def pd_index_utc(index: Any) -> Any:
+    """``index`` as a UTC DatetimeIndex (bar frames are indexed by open time, UTC)."""
+    import pandas as pd
+
+    idx = pd.DatetimeIndex(index)
+    return idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
 
 
 #: Writes after which the embedded emulator saves its state: the write-ahead of orders, each order's

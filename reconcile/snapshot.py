@@ -43,6 +43,7 @@ def reconcile(store: Store, broker: Broker, as_of: datetime, resolve: bool = Tru
             so the Commander finds no fresh snapshot and skips (fail closed).
         bus.store.StoreError: the store is unreachable.
     """
+    broker.catch_up(as_of)  # a paper account fills its resting orders up to now before they are asked about
     resolution = resolve_orders(store, broker, broker.mode) if resolve else Resolution()
     taken_at = datetime.now(timezone.utc)
     fault_point("reconcile.read")

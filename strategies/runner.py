@@ -7,6 +7,7 @@ Commander keeps that strategy's current book.
 
 from __future__ import annotations
 
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -72,32 +73,79 @@ def write_intent(store: Store, intent: Intent) -> bool:
     Raises:
         bus.store.StoreError: the store is unreachable.
     """
-    current = store.get(paths.intent(intent.strategy_id))
-    newer = current.get("as_of") if current else None
-    if isinstance(newer, datetime) and newer > intent.as_of:
-        log.info("intent %s of %s is as of %s, before the latest (%s): stored under its id only",
-                 intent.intent_id, intent.strategy_id, intent.as_of.isoformat(), newer.isoformat())
-        store.set(paths.intent(intent.strategy_id, intent.intent_id), intent.to_store())
-        return False
-    store.write_batch(intent_writes(intent))
-    return True
+    return write_intents(store, [intent])[intent.strategy_id]
+
+
+#: Intents read per ``get_all`` and written per round of batches: two writes each (``latest`` and the copy),
+#: Firestore's 500 writes per commit.
+INTENTS_PER_BATCH = 250
+#: Encoded bytes per write batch: under the 4 MiB message the emulator accepts (Firestore's API allows 10 MiB).
+BATCH_BYTES = 3 * 1024 * 1024
+
+
+def _by_size(writes: list[tuple[str, dict]], limit: int) -> list[list[tuple[str, dict]]]:
+    """``writes`` in consecutive batches of at most ``limit`` bytes of compact JSON (a larger write goes alone)."""
+    out: list[list[tuple[str, dict]]] = []
+    size = 0
+    for w in writes:
+        n = len(json.dumps(w[1], default=str, separators=(",", ":")))
+        if not out or (out[-1] and size + n > limit):
+            out.append([])
+            size = 0
+        out[-1].append(w)
+        size += n
+    return out
+
+
+def write_intents(store: Store, intents: list[Intent], per_batch: int = INTENTS_PER_BATCH) -> dict[str, bool]:
+    """:func:`write_intent` for many intents: per ``per_batch`` of them, one ``get_all`` of their ``latest``
+    documents and their writes in batches of at most :data:`BATCH_BYTES`. Strategy id -> whether ``latest`` was
+    written (False: an intent of an earlier as-of than the stored ``latest``, stored under its id only).
+
+    Raises:
+        bus.store.StoreError: the store is unreachable (earlier batches stay written).
+    """
+    out: dict[str, bool] = {}
+    for start in range(0, len(intents), per_batch):
+        chunk = intents[start:start + per_batch]
+        current = store.get_all([paths.intent(i.strategy_id) for i in chunk])
+        writes: list[tuple[str, dict]] = []
+        for intent in chunk:
+            doc = current.get(paths.intent(intent.strategy_id))
+            newer = doc.get("as_of") if doc else None
+            out[intent.strategy_id] = not (isinstance(newer, datetime) and newer > intent.as_of)
+            if not isinstance(newer, datetime) or out[intent.strategy_id]:
+                writes += intent_writes(intent)
+            else:
+                log.info("intent %s of %s is as of %s, before the latest (%s): stored under its id only",
+                         intent.intent_id, intent.strategy_id, intent.as_of.isoformat(), newer.isoformat())
+                writes.append((paths.intent(intent.strategy_id, intent.intent_id), intent.to_store()))
+        for batch in _by_size(writes, BATCH_BYTES):
+            store.write_batch(batch)
+    return out
 
 
 def run_strategies(store: Store, configs: list[StrategyConfig], provider: MarketSource, as_of: datetime,
                    max_workers: int = 32) -> dict[str, Intent]:
-    """Run ``configs`` in parallel as of ``as_of``, write each intent, return them by strategy id.
+    """Run ``configs`` as of ``as_of``, write each intent, return them by strategy id.
 
-    Threads, not processes: LLM traders spend their time waiting for their model.
+    In parallel on threads when an LLM trader is among them (it spends its time waiting for its
+    model); classic strategies are pure CPU work, which threads do not speed up under the GIL, so
+    without an LLM trader they run one after the other on this thread (no pool is built: a
+    backtest calls this once per day). The intents are then written in batches (:func:`write_intents`):
+    the store's round trips grow by two per :data:`INTENTS_PER_BATCH` strategies, not two per strategy.
     """
     market = provider.view(as_of)
 
     def one(cfg: StrategyConfig) -> Intent:
-        intent = compute_intent(cfg, market, store=store)
-        write_intent(store, intent)
-        return intent
+        return compute_intent(cfg, market, store=store)
 
     if not configs:
         return {}
-    with ThreadPoolExecutor(max_workers=min(max_workers, len(configs))) as pool:
-        intents = list(pool.map(one, configs))
+    if len(configs) == 1 or all(c.kind != "llm" for c in configs):
+        intents = list(map(one, configs))
+    else:
+        with ThreadPoolExecutor(max_workers=min(max_workers, len(configs))) as pool:
+            intents = list(pool.map(one, configs))
+    write_intents(store, intents)
     return {i.strategy_id: i for i in intents}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 
@@ -49,8 +50,13 @@ def provider():
 
 @pytest.fixture
 def settings():
-    """The repository's configuration."""
-    return load_settings()
+    """The repository's configuration, its paper account filling market orders at once at the as-of close
+    (``fill_at: close``): the tests using it are about the pipeline, the order lifecycle, alerts and
+    reconcile, not fill timing. The shipped default (``next_open``: an order rests until the next open and
+    the next run books its fill) is tested in tests/brokers/test_sim.py and tests/backtest/."""
+    s = load_settings()
+    return dataclasses.replace(s, account=s.account.model_copy(update={"fill_at": "close"})) \
+        if getattr(s.account, "kind", None) == "sim" else s
 
 
 @pytest.fixture

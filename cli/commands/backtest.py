@@ -39,6 +39,7 @@ from rich.table import Table
 from bus.constants import CHECK_NAV_EPS, CHECK_UNITS_EPS
 from bus.faults import fault_point
 from cli.app import EXIT_FAILED, EXIT_INTERRUPTED, app, fail
+from cli.commands.llm import LLMMode, llm_chosen
 from cli.options import ConfigDir, DataDirs, End, Start, Store, Strategies, json_option, load_config, store_option
 from cli.output import money, num, pct, print_json, stderr_console, stdout_console, table
 
@@ -129,17 +130,19 @@ def ctrl_c_handled(stop: threading.Event) -> Iterator[CtrlC]:
 
 
 def summary_table(figures: dict[str, Any]) -> Table:
-    """The account's and each strategy's metrics as a rich table."""
+    """The account's and each strategy's metrics as a rich table (Sharpe annualized with each book's ``ppy``:
+    252 for an ETF book, 365 otherwise; win rate over closed round trips)."""
     meta = figures["meta"]
-    t = table(("book", "end equity", "return", "CAGR", "vol", "Sharpe", "Sortino", "max DD", "Calmar", "win rate",
-               "trades", "turnover/yr", "fees", "funding"), left=("book",),
+    t = table(("book", "end equity", "return", "CAGR", "vol", "Sharpe", "ppy", "Sortino", "max DD", "Calmar",
+               "win rate", "round trips", "turnover/yr", "fees", "slippage", "funding"), left=("book",),
               title=f"Backtest {meta['first_day']} .. {meta['last_day']} ({meta['days']} days"
                     f"{', interrupted' if meta['interrupted'] else ''})")
+    t.columns[0].min_width = max((len(n) for n in figures["metrics"]), default=4)  # ids stay readable in a pipe
     for name, m in figures["metrics"].items():
         t.add_row(f"[bold]{name}[/]" if name == "account" else name, money(m["equity"]), pct(m["total_return"]),
-                  pct(m["cagr"]), pct(m["volatility"]), num(m["sharpe"]), num(m["sortino"]),
-                  pct(m["max_drawdown"]), num(m["calmar"]), pct(m["win_rate"]), str(m["trades"]),
-                  num(m["turnover"]), money(m["fees"]), money(m["funding"]))
+                  pct(m["cagr"]), pct(m["volatility"]), num(m["sharpe"]), str(m["periods_per_year"]),
+                  num(m["sortino"]), pct(m["max_drawdown"]), num(m["calmar"]), pct(m["win_rate"]), str(m["trades"]),
+                  num(m["turnover"]), money(m["fees"]), money(m["slippage"]), money(m["funding"]))
     return t
 
 
@@ -153,7 +156,7 @@ def checks_ok(figures: dict[str, Any]) -> bool:
 
 def print_summary(figures: dict[str, Any], written: dict[str, Path]) -> None:
     """The summary table, conflicts and risk adjustments, the accounting checks, notes and the report's files."""
-    con = stdout_console(160)
+    con = stdout_console(200)
     con.print(summary_table(figures))
     conf = ", ".join(f"{k} {v}" for k, v in figures["conflicts"].items()) or "none"
     risk = ", ".join(f"{k} {v}" for k, v in figures["risk_adjustments"].items()) or "none"
@@ -177,9 +180,18 @@ def backtest(
     store: Annotated[Store, store_option(Store.memory, Store.emulator, refused={
         Store.firestore: "is not for backtests: they run on a fresh store (memory | emulator)"})] = Store.memory,
     data_dir: DataDirs = None,
-    llm: Annotated[bool, typer.Option(
-        "--llm", help="include kind-llm strategies (digest cache or configured endpoint)")] = False,
+    llm: Annotated[Optional[LLMMode], typer.Option(
+        "--llm", help="include kind-llm strategies: 'live' asks their models for what no run recorded yet; "
+        "'replay' only reuses recorded replies (never asks a model; a missing one is reported)")] = None,
+    replies_dir: Annotated[Optional[Path], typer.Option(
+        "--replies", metavar="DIR", help="the LLM reply archive shared by runs (default: .state/llm_replies)")] = None,
     as_json: Annotated[bool, json_option("print the report's figures (without curves) as JSON")] = False,
+    fill_at: Annotated[Optional[str], typer.Option(
+        "--fill-at", metavar="next_open|close", help="the paper broker's fill model (default: the account's "
+        "fill_at, next_open): a market order fills at the next open, or at once at the as-of close")] = None,
+    fill_sensitivity: Annotated[Optional[bool], typer.Option(
+        "--fill-sensitivity/--no-fill-sensitivity", help="also run the other fill model and report each book's "
+        "return under both (default: backtest.yaml's fill_sensitivity)")] = None,
 ) -> None:
     """Step strategies -> reconcile -> Commander over every day from START to END; write a report."""
     stop = threading.Event()
@@ -192,10 +204,13 @@ def backtest(
 
         if start > end:
             fail(f"--start {start} is after --end {end}")
+        if fill_at not in (None, "next_open", "close"):
+            fail(f"--fill-at {fill_at!r}: expected next_open or close")
         settings = load_config(config_dir)
         try:
             bfile = load_backtest_file(config_dir or DEFAULT_CONFIG)
-            chosen, notes = choose_strategies(settings, list(strategies) if strategies else None, llm)
+            chosen, notes = choose_strategies(settings, list(strategies) if strategies else None, llm is not None)
+            chosen = llm_chosen(chosen, llm, replies_dir)
         except (BacktestConfigError, BacktestInputError) as exc:
             fail(str(exc))
         progress = Progress(TextColumn("[bold]backtest"), BarColumn(), MofNCompleteColumn(),
@@ -212,7 +227,8 @@ def backtest(
 
                 fault_point("backtest.start")
                 result = run_backtest(settings, bfile, start, end, st, strategies=chosen, notes=notes,
-                                      data_dirs=data_dir, store_kind=store.value, on_step=on_step, stop=stop)
+                                      data_dirs=data_dir, store_kind=store.value, on_step=on_step, stop=stop,
+                                      fill_at=fill_at, fill_sensitivity=fill_sensitivity)  # type: ignore[arg-type]
                 ctrl_c.phase = "after"
         except (EmulatorError, BacktestInputError) as exc:
             fail(str(exc))

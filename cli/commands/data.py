@@ -3,8 +3,10 @@
 
 Every configured series that is not bundled (:meth:`market.config.MarketConfig.fetched`), or those of
 ``--symbols`` / ``--timeframes``, is refreshed into the local cache (``{state dir}/bars``): only bars
-that may have closed since the newest cached one are fetched, and none when none can have. A rich
-progress bar on stderr advances per series; a table (or ``--json``) says what each series got.
+that may have closed since the newest cached one are fetched, and none when none can have. So is every
+configured funding series (a perpetual with a ``funding`` source; timeframe ``funding``: 8-hourly
+settlements, fetched once one is due). A rich progress bar on stderr advances per series; a table (or
+``--json``) says what each series got.
 ``--bundled`` also appends the new bars to the bundled CSV files (``market/data``, or ``--bundled-dir``).
 
 Exit codes: 0 every series refreshed, 1 some series failed (each named with its reason), 2 bad input.
@@ -57,7 +59,7 @@ def update(
     symbols: Annotated[Optional[str], typer.Option(
         "--symbols", metavar="SYM,SYM", help="only these symbols (default: every fetched symbol)")] = None,
     timeframes: Annotated[Optional[str], typer.Option(
-        "--timeframes", metavar="TF,TF", help="only these timeframes (1h, 4h, 1d)")] = None,
+        "--timeframes", metavar="TF,TF", help="only these timeframes (1h, 4h, 1d; funding: the funding rates)")] = None,
     bundled: Annotated[bool, typer.Option(
         "--bundled", help="also append the new bars to the bundled CSV files")] = False,
     bundled_dir: Annotated[Optional[Path], typer.Option(
@@ -70,19 +72,20 @@ def update(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from market.history import BUNDLED_DIR
+    from market.update import funding_series
     from market.update import update as do_update
     from pipeline.wiring import file_cache, market_data
 
     settings = load_config(config_dir)
-    series = settings.market.fetched()
+    series = settings.market.fetched() + funding_series(settings.market)
     want_sym, want_tf = _names(symbols), _names(timeframes)
     unknown = sorted(set(want_sym or []) - {s for _, s, _ in series})
     if unknown:
         fail(f"--symbols {','.join(unknown)}: not fetched by market.yaml (fetched: "
              f"{', '.join(sorted({s for _, s, _ in series})) or 'none'})")
-    bad_tf = sorted(set(want_tf or []) - {"1h", "4h", "1d"})
+    bad_tf = sorted(set(want_tf or []) - {"1h", "4h", "1d", "funding"})
     if bad_tf:
-        fail(f"--timeframes {','.join(bad_tf)}: not a timeframe (1h, 4h, 1d)")
+        fail(f"--timeframes {','.join(bad_tf)}: not a timeframe (1h, 4h, 1d, funding)")
     series = [x for x in series if (not want_sym or x[1] in want_sym) and (not want_tf or x[2] in want_tf)]
     if not series:
         fail("nothing to update: market.yaml fetches no series" + (" of those" if want_sym or want_tf else ""))
@@ -93,7 +96,7 @@ def update(
     md = market_data(settings, cache)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=stderr_console(), transient=False) as bar:
-        task = bar.add_task("bars", total=len(series))
+        task = bar.add_task("data", total=len(series))
 
         def done(item: SeriesUpdate) -> None:
             r = item.report

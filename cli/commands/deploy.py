@@ -33,6 +33,11 @@ def deploy(
     orchestrator_mode: Annotated[str, typer.Option(
         "--orchestrator-mode", help="inline: POST /orchestrator runs the steps; workflow: starts it")] = "inline",
     apply_config: Annotated[bool, typer.Option("--apply-config", help="write config/*.yaml to Firestore")] = False,
+    reader: Annotated[Optional[list[str]], typer.Option(
+        "--reader", help="member allowed to call the read API only (an auditor), e.g. user:audit@example.com")] = None,
+    notification_channel: Annotated[Optional[list[str]], typer.Option(
+        "--notification-channel", help="Cloud Monitoring channel of the alert policy: "
+        "projects/P/notificationChannels/ID (repeatable)")] = None,
 ) -> None:
     """Deploy functions, workflow, scheduler job, Firestore rules and service accounts with gcloud."""
     if not project or not re.fullmatch(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", project):
@@ -42,16 +47,21 @@ def deploy(
     mode = ORCHESTRATOR_MODES.get(orchestrator_mode)
     if mode is None:
         fail("--orchestrator-mode must be inline or workflow")
-    bad = [m for m in invoker or [] if not re.fullmatch(r"(user|group|serviceAccount|domain):\S+", m)]
+    bad = [m for m in [*(invoker or []), *(reader or [])]
+           if not re.fullmatch(r"(user|group|serviceAccount|domain):\S+", m)]
     if bad:
         fail(f"--invoker {bad[0]!r} is not a member (user:EMAIL, group:EMAIL, serviceAccount:EMAIL, domain:DOMAIN)")
+    bad = [c for c in notification_channel or [] if not re.fullmatch(r"projects/[^/]+/notificationChannels/\S+", c)]
+    if bad:
+        fail(f"--notification-channel {bad[0]!r} is not projects/PROJECT/notificationChannels/ID")
     try:
         schedule = load_schedule(SCHEDULER_YAML, time, time_zone)
     except ValueError as exc:
         fail(str(exc))
     cfg = DeployConfig(project, region, runtime=runtime, firestore_location=firestore_location, workflow=workflow,
                        orchestrator_mode=mode, invokers=list(invoker or []),
-                       schedule=schedule, apply_config=apply_config)
+                       schedule=schedule, apply_config=apply_config,
+                       notification_channels=list(notification_channel or []), readers=list(reader or []))
     steps = plan(cfg)
     if print_only:
         typer.echo(f"# Intent Bus deployment to project {project}, region {region} ({len(steps)} steps)")

@@ -1,14 +1,19 @@
-"""``python main.py journal TRADER_ID [--last N]``: an LLM trader's latest decisions, readably."""
+"""``python main.py journal TRADER_ID [--last N]``: an LLM trader's latest decisions, readably.
+
+``python main.py journal replay DECISION_ID``: the stored reply of that decision parsed and checked
+again against today's checks (:mod:`strategies.llm.replay`); exit 1 when today's verdict differs.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 
-from cli.app import app, fail
-from cli.options import StateDir, Store, json_option, opened_store, store_option
+from cli.app import EXIT_FAILED, app, fail
+from cli.options import ConfigDir, StateDir, Store, json_option, load_config, opened_store, store_option
 from cli.output import num, print_json, stdout_console, table
 
 
@@ -28,7 +33,10 @@ def render_entry(e: Any, console: Console, full: bool = False) -> None:
                       f"{e.budget.cost_used_usd:.4f} USD; {e.budget.note or ''}[/]")
     if any(a.outcome not in ("ok",) for a in e.attempts):
         for a in e.attempts:
-            console.print(f"  attempt {a.model}: {a.outcome}" + (f" - {a.error}" if a.error else ""))
+            console.print(f"  attempt {a.model}: {a.outcome}" + (f" - {a.error}" if a.error else "")
+                          + (" (usage estimated)" if a.usage_estimated else ""))
+            if a.refusal and full:
+                console.print(f"  refusal: {a.refusal}", markup=False)
     if e.decisions:
         rejected = {r.index: r for r in e.rejections}
         t = table(("symbol", "action", "notional", "qty", "lev", "stop", "target", "conf", "result", "reasoning"),
@@ -58,9 +66,34 @@ def render_entry(e: Any, console: Console, full: bool = False) -> None:
         console.print(e.raw_response or "-", markup=False)
 
 
+def replay_decision(decision_id: str, config_dir: Path | None, state_dir: Path | None, store: Store) -> None:
+    """``journal replay DECISION_ID``: print today's verdict on a stored reply; exit 1 when it differs."""
+    from strategies.llm.replay import find_entry, revalidate
+
+    settings = load_config(config_dir)
+    traders = {s.strategy_id: s for s in settings.strategies if s.kind == "llm"}
+    with opened_store(store, state_dir) as st:
+        entry = find_entry(st, decision_id, list(traders))
+    if entry is None:
+        fail(f"no journal entry {decision_id!r} for the configured LLM traders ({', '.join(traders) or 'none'})")
+    res = revalidate(entry, traders[entry.strategy_id])
+    typer.echo(f"{decision_id} ({entry.strategy_id}, as of {entry.as_of.isoformat()}, recorded {entry.status}):")
+    if res.error:
+        typer.echo(f"  the stored reply does not validate today: {res.error}")
+    else:
+        typer.echo(f"  accepted today: {res.accepted} (recorded {sorted(entry.accepted)})")
+        for r in res.rejections:
+            typer.echo(f"  rejected today: #{r.index} {r.symbol} {r.action}: {r.rule}: {r.reason}")
+    typer.echo("  same verdict as recorded" if res.same else "  DIFFERENT from the recorded verdict")
+    if not res.same:
+        raise typer.Exit(EXIT_FAILED)
+
+
 @app.command()
 def journal(
-    trader_id: Annotated[str, typer.Argument(help="the LLM trader's strategy id")],
+    trader_id: Annotated[str, typer.Argument(help="the LLM trader's strategy id, or 'replay'")],
+    decision_id: Annotated[Optional[str], typer.Argument(help="with 'replay': the decision id to check again")] = None,
+    config_dir: ConfigDir = None,
     last: Annotated[int, typer.Option("--last", "-n", min=1, max=200, help="how many of the latest decisions")] = 5,
     full: Annotated[bool, typer.Option("--full", help="also print the prompts and the raw response")] = False,
     as_json: Annotated[bool, json_option("print the entries as JSON")] = False,
@@ -68,7 +101,13 @@ def journal(
     store: Annotated[Store, store_option(Store.emulator, Store.firestore, refused={
         Store.memory: "keeps nothing: there is no journal to show"})] = Store.emulator,
 ) -> None:
-    """Show an LLM trader's latest journal entries: model, tokens, cost, decisions and why any was rejected."""
+    """Show an LLM trader's latest journal entries: model, tokens, cost, decisions and why any was rejected;
+    ``journal replay DECISION_ID`` checks a stored reply again against today's checks."""
+    if trader_id == "replay" and decision_id:
+        replay_decision(decision_id, config_dir, state_dir, store)
+        return
+    if decision_id:
+        fail("a second argument is only for 'journal replay DECISION_ID'")
     from strategies.llm.journal import read_recent
 
     with opened_store(store, state_dir) as st:

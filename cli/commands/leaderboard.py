@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cli.app import app
-from cli.options import StateDir, json_option, opened_store
+from cli.options import ConfigDir, StateDir, json_option, load_config, opened_store
 from cli.output import money, num, pct, print_json, stdout_console, table
 
 
@@ -15,21 +15,29 @@ from cli.output import money, num, pct, print_json, stdout_console, table
 def leaderboard(
     as_json: Annotated[bool, json_option("print the rows as JSON")] = False,
     state_dir: StateDir = None,
+    config_dir: ConfigDir = None,
 ) -> None:
-    """Rank strategies by total return: equity, return, Sharpe, max drawdown, win rate, trades."""
+    """Rank strategies by total return: equity, return, Sharpe, max drawdown, win rate, trades.
+
+    Sharpe is annualized by each book's calendar: 252 NYSE sessions for a book of US ETFs, 365 days
+    otherwise (the instruments of ``--config``, default ``config/``).
+    """
     from pipeline.leaderboard import leaderboard as board
 
+    instruments = load_config(config_dir).instruments
     with opened_store("emulator", state_dir) as store:
-        rows = board(store)
+        rows = board(store, instruments)
     if as_json:
         print_json(rows)
         return
     if not rows:
         typer.echo("No strategy has a book yet: run the pipeline first (python main.py run).")
         return
-    t = table(("#", "strategy", "kind", "equity", "return", "Sharpe", "max DD", "win rate", "trades", "fees"),
+    t = table(("#", "strategy", "kind", "equity", "return", "Sharpe", "calendar", "max DD", "win rate", "trades",
+               "fees"),
               title="Leaderboard", left=("strategy", "kind"))
     for r in rows:
         t.add_row(str(r["rank"]), r["strategy_id"], r["kind"], money(r["equity"], 2), pct(r["total_return"]),
-                  num(r["sharpe"]), pct(r["max_drawdown"]), pct(r["win_rate"]), str(r["trades"]), money(r["fees"], 2))
+                  num(r["sharpe"]), f"{r['calendar']} ({r['periods_per_year']})", pct(r["max_drawdown"]),
+                  pct(r["win_rate"]), str(r["trades"]), money(r["fees"], 2))
     stdout_console().print(t)

@@ -3,9 +3,14 @@
 For one rendered prompt, :func:`ask_chain`:
 
 1. passes over models whose API key variable is unset (``no_api_key``);
-2. reuses a cached reply for an identical request (digest cache: zero tokens);
-3. applies the daily budget (:func:`strategies.llm.budget.plan_models`);
-4. asks each planned model in turn, with its timeout, for structured output
+2. reuses a recorded reply for an identical request (digest cache in the store,
+   then the reply archive: zero tokens); in ``replay`` mode nothing else, and a
+   missing entry is reported (``not_recorded``, the intent ``skipped``);
+3. applies the daily budget (:func:`strategies.llm.budget.plan_models`) and
+   passes over models whose circuit breaker is open (``circuit_open``);
+4. asks each planned model in turn, each request's worst case first reserved in
+   the budget (:func:`strategies.llm.budget.reserve`; a request that does not
+   fit is not sent: ``over_budget``), with its timeout, for structured output
    (``response_format`` ``json_schema``, or ``json_object`` where the model is
    configured so or the endpoint answers 400 on ``json_schema``), and validates
    the reply with pydantic (:func:`strategies.llm.decisions.parse_reply`):
@@ -16,15 +21,23 @@ For one rendered prompt, :func:`ask_chain`:
      next model;
    * a malformed reply: asked again at most ``malformed_retries`` times, then
      the next model;
+   * a refusal (``message.refusal``): journalled whole, never asked again of the
+     same model: the next model;
+   * a reply cut at ``max_tokens`` (``finish_reason: length``): asked once more
+     with ``max_tokens`` x ``length_retry_factor``, within budget, then the next model;
+   * a tool call instead of content: its arguments are taken as the reply;
    * a timeout, a connection error or another HTTP error: the next model;
 
-5. records every request's reported tokens in the budget and every outcome as
-   an :class:`~bus.journal.Attempt`; the cache entry of a good reply is returned
-   as a write for the caller's journal batch.
+5. settles every answered request in the budget with the tokens the API
+   reported, or a tokenizer estimate when the reply has no ``usage`` (flagged
+   ``usage_estimated``); counts failures in the model's circuit breaker; records
+   every outcome as an :class:`~bus.journal.Attempt`; the cache entry of a good
+   reply is returned as a write for the caller's journal batch and recorded in
+   the reply archive.
 
-Store round trips: one ``get_all`` for the cache entries and today's budget
-documents (none when the caller read the budget and knows no entry can exist),
-one write of a budget document per request answered.
+Store round trips: one ``get_all`` for the cache entries, today's budget and
+breaker documents (none when the caller read them and knows no entry can exist),
+two budget transactions per request (reserve, settle).
 
 API keys are read from the environment at call time and never logged nor
 recorded: any error text is scrubbed of the key before it is kept.
@@ -43,11 +56,12 @@ from typing import Any
 import openai
 import tenacity
 
-from bus.journal import Attempt, AttemptOutcome, BudgetNote
+from bus import telemetry
+from bus.journal import Attempt, AttemptOutcome, BudgetNote, BudgetUsage, CacheEntry
 from bus.paths import llm_cache as cache_path
 from bus.redaction import redact, register
 from bus.store import Store
-from strategies.llm import budget, cache
+from strategies.llm import breaker, budget, cache, tokens
 from strategies.llm.config import ModelSpec, TraderSpec
 from strategies.llm.decisions import MalformedReply, Reply, parse_reply, response_format
 from strategies.llm.prompts import RenderedPrompt, request_digest
@@ -86,6 +100,7 @@ class ChainResult:
     request_digests: dict[str, str] = field(default_factory=dict)
     last_raw: str | None = None
     writes: list[tuple[str, dict]] = field(default_factory=list)
+    refusal: str | None = None
 
     @property
     def prompt_tokens(self) -> int:
@@ -158,7 +173,7 @@ def backoff(spec: TraderSpec) -> Any:
     return wait
 
 
-def _call(spec: TraderSpec, model: ModelSpec, api_key: str, prompt: RenderedPrompt, rf: str,
+def _call(spec: TraderSpec, model: ModelSpec, api_key: str, prompt: RenderedPrompt, rf: str, max_tokens: int,
           attempts: list[Attempt]) -> Any:
     """One chat completion, retrying HTTP 429 with backoff; each 429 is recorded as an attempt."""
     client = client_for(model, api_key)
@@ -166,7 +181,7 @@ def _call(spec: TraderSpec, model: ModelSpec, api_key: str, prompt: RenderedProm
 
     def on_429(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        attempts.append(Attempt(model=model.id, outcome="rate_limited", response_format=rf,
+        attempts.append(Attempt(model=model.id, outcome="rate_limited", response_format=rf, max_tokens=max_tokens,
                                 latency_ms=(time.perf_counter() - started[0]) * 1000,
                                 error=redact(f"HTTP 429: {exc}; retrying in {state.upcoming_sleep:.2f} s")))
         started[0] = time.perf_counter() + state.upcoming_sleep
@@ -176,22 +191,95 @@ def _call(spec: TraderSpec, model: ModelSpec, api_key: str, prompt: RenderedProm
                                  before_sleep=on_429, reraise=True)
     return retrying(client.chat.completions.create, model=model.model,
                     messages=[{"role": "system", "content": prompt.system}, {"role": "user", "content": prompt.user}],
-                    temperature=model.temperature, max_tokens=model.max_tokens, response_format=response_format(rf))
+                    temperature=model.temperature, max_tokens=max_tokens, response_format=response_format(rf))
+
+
+@dataclass
+class _Reply:
+    """What one answered request said: content (or a tool call's arguments), refusal, finish reason,
+    tokens (reported, or estimated when the reply has no ``usage``)."""
+
+    content: str | None
+    refusal: str | None
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: bool
+    tool_call: str | None = None
+
+
+def _read_reply(resp: Any, prompt: RenderedPrompt) -> _Reply:
+    choice = resp.choices[0] if resp.choices else None
+    msg = choice.message if choice is not None else None
+    content = getattr(msg, "content", None)
+    refusal = getattr(msg, "refusal", None)
+    tool = None
+    calls = getattr(msg, "tool_calls", None) or []
+    if not content and calls:
+        fn = getattr(calls[0], "function", None)
+        tool, content = getattr(fn, "name", None), getattr(fn, "arguments", None)
+    usage = getattr(resp, "usage", None)
+    if usage is not None:
+        pt, ct, est = int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0), False
+    else:
+        pt = tokens.estimate_messages([prompt.system, prompt.user])
+        ct, est = tokens.estimate((content or "") + (refusal or "")), True
+    return _Reply(content, refusal, getattr(choice, "finish_reason", None), pt, ct, est, tool)
+
+
+def _failed(store: Store, spec: TraderSpec, model: ModelSpec, now: datetime, outcome: str) -> None:
+    """Count a failed request in the model's circuit breaker (a store failure here is logged, not raised)."""
+    if outcome in breaker.FAILURES:
+        try:
+            breaker.record_failure(store, model, spec, now, outcome)
+        except Exception as exc:  # the decision goes on; the breaker is best effort
+            log.warning("circuit breaker of %s not updated: %s", model.id, exc)
+
+
+def _transport_error(store: Store, spec: TraderSpec, model: ModelSpec, now: datetime, exc: Exception, rf: str,
+                     max_tokens: int, ms: float, res: ChainResult) -> None:
+    """Record a request that got no reply (timeout, connection error, HTTP error) and count it in the breaker."""
+    res.model_wait_ms += ms
+    outcome: AttemptOutcome = ("timeout" if isinstance(exc, openai.APITimeoutError) else
+                               "rate_limited" if isinstance(exc, openai.RateLimitError) else
+                               "connection_error" if isinstance(exc, openai.APIConnectionError) else "http_error")
+    status = getattr(exc, "status_code", None)
+    text = f"HTTP {status}: {exc}" if status else f"{type(exc).__name__}: {exc}"
+    if outcome == "timeout":
+        text += f" (timeout {model.timeout_seconds:g} s)"
+    res.attempts.append(Attempt(model=model.id, outcome=outcome, response_format=rf, latency_ms=ms,
+                                max_tokens=max_tokens, error=redact(text)))
+    _failed(store, spec, model, now, outcome)
+
+
+def _note_budget(res: ChainResult, model: ModelSpec, usage: BudgetUsage, alert: bool) -> None:
+    res.budget = BudgetNote(deployment=model.id, day=usage.day, tokens_used=usage.total_tokens,
+                            cost_used_usd=usage.cost_usd, token_limit=model.daily_token_budget,
+                            cost_limit_usd=model.daily_cost_budget,
+                            alert=alert or (res.budget.alert if res.budget else False),
+                            note=usage.alerts[-1] if usage.alerts else None)
 
 
 def _ask_one(store: Store, spec: TraderSpec, model: ModelSpec, api_key: str, prompt: RenderedPrompt,
-             now: datetime, decision_id: str, res: ChainResult, seen: dict[str, budget.Seen]) -> Answer | None:
+             now: datetime, decision_id: str, res: ChainResult, archive: cache.ReplyArchive | None) -> Answer | None:
     """Ask one model until it answers well, or give up on it (outcomes appended to ``res.attempts``).
 
-    The cache entry of a good reply is added to ``res.writes`` (written with the journal).
+    The cache entry of a good reply is added to ``res.writes`` (written with the journal) and to ``archive``.
     """
     rf = model.response_format
-    malformed_left = spec.malformed_retries
+    max_tokens = model.max_tokens
+    malformed_left, length_left = spec.malformed_retries, 1
+    bound = tokens.upper_bound([prompt.system, prompt.user])
     while True:
+        resv, why = budget.reserve(store, model, now, bound, max_tokens, spec.alert_threshold)
+        if resv is None:
+            res.attempts.append(Attempt(model=model.id, outcome="over_budget", max_tokens=max_tokens, error=why))
+            return None
         t0 = time.perf_counter()
         try:
-            resp = _call(spec, model, api_key, prompt, rf, res.attempts)
+            resp = _call(spec, model, api_key, prompt, rf, max_tokens, res.attempts)
         except openai.BadRequestError as exc:
+            budget.release(store, resv)
             ms = (time.perf_counter() - t0) * 1000
             res.model_wait_ms += ms
             if rf == "json_schema" and (getattr(exc, "param", None) or "").startswith("response_format"):
@@ -203,40 +291,42 @@ def _ask_one(store: Store, spec: TraderSpec, model: ModelSpec, api_key: str, pro
                                         error=redact(f"HTTP {exc.status_code}: {exc}")))
             return None
         except (openai.APITimeoutError, openai.APIConnectionError, openai.APIStatusError) as exc:
-            ms = (time.perf_counter() - t0) * 1000
-            res.model_wait_ms += ms
-            outcome: AttemptOutcome = ("timeout" if isinstance(exc, openai.APITimeoutError) else
-                       "rate_limited" if isinstance(exc, openai.RateLimitError) else
-                       "connection_error" if isinstance(exc, openai.APIConnectionError) else "http_error")
-            status = getattr(exc, "status_code", None)
-            text = f"HTTP {status}: {exc}" if status else f"{type(exc).__name__}: {exc}"
-            if outcome == "timeout":
-                text += f" (timeout {model.timeout_seconds:g} s)"
-            res.attempts.append(Attempt(model=model.id, outcome=outcome, response_format=rf, latency_ms=ms,
-                                        error=redact(text)))
+            budget.release(store, resv)
+            _transport_error(store, spec, model, now, exc, rf, max_tokens, (time.perf_counter() - t0) * 1000, res)
             return None
         ms = (time.perf_counter() - t0) * 1000
         res.model_wait_ms += ms
-        pt = int(getattr(resp.usage, "prompt_tokens", 0) or 0) if resp.usage else 0
-        ct = int(getattr(resp.usage, "completion_tokens", 0) or 0) if resp.usage else 0
-        seen[model.id], alert = budget.record_usage(store, model, now, pt, ct, spec.alert_threshold,
-                                                    seen.get(model.id))
-        usage = seen[model.id].usage
-        if usage is not None:  # always, after record_usage
-            res.budget = BudgetNote(deployment=model.id, day=usage.day, tokens_used=usage.total_tokens,
-                                    cost_used_usd=usage.cost_usd, token_limit=model.daily_token_budget,
-                                    cost_limit_usd=model.daily_cost_budget,
-                                    alert=alert or (res.budget.alert if res.budget else False),
-                                    note=usage.alerts[-1] if usage.alerts else None)
-        content = resp.choices[0].message.content if resp.choices else None
-        attempt = Attempt(model=model.id, outcome="ok", response_format=rf, latency_ms=ms, prompt_tokens=pt,
-                          completion_tokens=ct, cost_usd=model.cost(pt, ct))
+        r = _read_reply(resp, prompt)
+        usage, alert = budget.settle(store, model, now, r.prompt_tokens, r.completion_tokens, spec.alert_threshold,
+                                     resv, estimated=r.estimated)
+        _note_budget(res, model, usage, alert)
+        telemetry.observe_llm(model.id, r.prompt_tokens, r.completion_tokens,
+                              model.cost(r.prompt_tokens, r.completion_tokens), ms / 1000)
+        attempt = Attempt(model=model.id, outcome="ok", response_format=rf, latency_ms=ms,
+                          prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
+                          cost_usd=model.cost(r.prompt_tokens, r.completion_tokens), max_tokens=max_tokens,
+                          finish_reason=r.finish_reason, usage_estimated=r.estimated)
+        res.attempts.append(attempt)
+        if r.refusal:
+            attempt.outcome, attempt.refusal = "refused", r.refusal
+            attempt.error = "refused: " + r.refusal[:300]
+            res.refusal, res.last_raw = r.refusal, r.content
+            return None  # a refusal is not retried on the same model
+        if r.finish_reason == "length":
+            attempt.outcome = "truncated"
+            attempt.error = f"reply cut at max_tokens {max_tokens} (finish_reason length)"
+            res.last_raw = r.content
+            if length_left <= 0:
+                return None
+            length_left -= 1
+            max_tokens = int(max_tokens * spec.length_retry_factor)
+            continue
         try:
-            reply = parse_reply(content)
+            reply = parse_reply(r.content)
         except MalformedReply as exc:
             attempt.outcome, attempt.error = "malformed", str(exc)
-            res.attempts.append(attempt)
-            res.last_raw = content
+            res.last_raw = r.content
+            _failed(store, spec, model, now, "malformed")
             if budget.over_budget(usage, model):
                 res.attempts.append(Attempt(model=model.id, outcome="over_budget",
                                             error=budget.over_budget(usage, model)))
@@ -245,37 +335,74 @@ def _ask_one(store: Store, spec: TraderSpec, model: ModelSpec, api_key: str, pro
                 return None
             malformed_left -= 1
             continue
-        res.attempts.append(attempt)
-        # Keyed by the request as configured, so the next identical request finds it even when
-        # this endpoint needed JSON mode instead of a schema.
-        digest = request_digest(prompt.digest, model, model.response_format, prompt.version)
-        if spec.cache_enabled and len(content or "") <= MAX_CACHED_CHARS:
-            res.writes.append(cache.entry_write(digest, model, content or "", pt, ct, now, spec.cache_ttl_seconds,
-                                                decision_id))
-        return Answer(model=model, content=content or "", reply=reply, request_digest=digest, response_format=rf,
-                      prompt_tokens=pt, completion_tokens=ct, cost_usd=model.cost(pt, ct))
+        if r.tool_call:
+            attempt.error = f"answered with a tool call ({r.tool_call}); its arguments taken as the reply"
+        return _good_answer(spec, model, prompt, r, reply, rf, now, decision_id, res, archive)
+
+
+def _good_answer(spec: TraderSpec, model: ModelSpec, prompt: RenderedPrompt, r: _Reply, reply: Reply, rf: str,
+                 now: datetime, decision_id: str, res: ChainResult, archive: cache.ReplyArchive | None) -> Answer:
+    """The :class:`Answer` of a validated reply; its cache entry added to ``res.writes`` and the archive."""
+    content = r.content or ""
+    # Keyed by the request as configured, so the next identical request finds it even when
+    # this endpoint needed JSON mode instead of a schema.
+    digest = request_digest(prompt.digest, model, model.response_format, prompt.version)
+    if spec.cache_enabled and len(content) <= MAX_CACHED_CHARS:
+        e = cache.entry(digest, model, content, r.prompt_tokens, r.completion_tokens, now, decision_id)
+        res.writes.append(cache.entry_write(e))
+        if archive is not None:
+            try:
+                archive.put(e)
+            except OSError as exc:
+                log.warning("reply archive %s not written: %s", archive.folder, exc)
+    return Answer(model=model, content=content, reply=reply, request_digest=digest, response_format=rf,
+                  prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
+                  cost_usd=model.cost(r.prompt_tokens, r.completion_tokens))
+
+
+def state_paths(models: list[ModelSpec], now: datetime) -> list[str]:
+    """The documents :func:`ask_chain` decides on besides the cache: today's budget and the breaker of each model."""
+    return [*budget.usage_paths(models, now).values(), *(breaker.path(m.id) for m in models)]
+
+
+def _recorded(spec: TraderSpec, keyed: list[ModelSpec], digests: dict[str, str], docs: dict,
+              archive: cache.ReplyArchive | None) -> tuple[ModelSpec, CacheEntry, Reply] | None:
+    """The first model of the chain with a recorded reply that still validates: store cache, then archive."""
+    hits = cache.valid_entries(docs, list(digests.values())) if spec.cache_enabled else {}
+    for m in keyed:
+        entry = hits.get(digests[m.id]) or (archive.get(digests[m.id]) if archive is not None else None)
+        if entry is None:
+            continue
+        try:
+            return m, entry, parse_reply(entry.content)
+        except MalformedReply:
+            continue
+    return None
 
 
 def ask_chain(store: Store, spec: TraderSpec, prompt: RenderedPrompt, now: datetime, decision_id: str,
-              seen: dict[str, budget.Seen] | None = None, lookup_cache: bool = True) -> ChainResult:
+              docs: dict[str, dict | None] | None = None, lookup_cache: bool = True) -> ChainResult:
     """Ask the trader's model chain for decisions on ``prompt`` (see the module docstring).
 
     Args:
-        seen: today's budget documents of the chain's models as the caller already read them
-            (:func:`budget.seen_usages`); None: read here, with the cache entries.
-        lookup_cache: False when no cache entry can exist for this prompt (the caller knows it
-            never rendered it before), which saves a round trip.
+        docs: the documents of :func:`state_paths` for the chain's keyed models as the caller
+            already read them; None: read here, with the cache entries.
+        lookup_cache: False when no store cache entry can exist for this prompt (the caller knows
+            it never rendered it before), which saves a round trip. The reply archive is always
+            looked up, and in ``replay`` mode the store cache too.
 
     Returns a :class:`ChainResult`: ``answer`` set on success; ``skipped`` when
-    no key is set or the budget is exhausted; ``error`` when every model failed.
+    no key is set, the budget is exhausted or a replay has no recorded reply;
+    ``error`` when every model failed.
 
     Raises:
         bus.store.StoreError: the store is unreachable (budget, cache).
     """
     res = ChainResult()
+    replay = spec.llm_mode == "replay"
     keyed = []
     for m in spec.model_chain:
-        if os.environ.get(m.api_key_env):
+        if os.environ.get(m.api_key_env) or replay:
             keyed.append(m)
         else:
             res.attempts.append(Attempt(model=m.id, outcome="no_api_key",
@@ -285,39 +412,39 @@ def ask_chain(store: Store, spec: TraderSpec, prompt: RenderedPrompt, now: datet
         return res
     digests = {m.id: request_digest(prompt.digest, m, m.response_format, prompt.version) for m in keyed}
     res.request_digests = digests
-    usage_paths = [] if seen is not None else list(budget.usage_paths(keyed, now).values())
-    cache_paths = [cache_path(d) for d in digests.values()] if spec.cache_enabled and lookup_cache else []
-    docs: dict = {}
-    if usage_paths or cache_paths:
-        before = budget.versions(usage_paths)
-        docs = store.get_all(cache_paths + usage_paths)  # one round trip for the cache and the budget
-        if seen is None:
-            seen = budget.seen_usages(docs, keyed, now, before)
-    seen = dict(seen or {})
-    if cache_paths:
-        hits = cache.valid_entries(docs, list(digests.values()), now)
-        for m in keyed:
-            entry = hits.get(digests[m.id])
-            if entry is None:
-                continue
-            try:
-                reply = parse_reply(entry.content)
-            except MalformedReply:
-                continue
-            res.attempts.append(Attempt(model=m.id, outcome="cache_hit", response_format=m.response_format,
-                                        error=None))
-            res.answer = Answer(model=m, content=entry.content, reply=reply, request_digest=digests[m.id],
-                                response_format=m.response_format, cache_hit=True)
-            return res
-    plan = budget.plan_models(keyed, {mid: x.usage for mid, x in seen.items() if x is not None})
+    archive = cache.ReplyArchive(spec.replies_dir) if spec.replies_dir else None
+    to_read = [] if docs is not None else state_paths(keyed, now)
+    cache_paths = ([cache_path(d) for d in digests.values()]
+                   if spec.cache_enabled and (lookup_cache or replay) else [])
+    read: dict = dict(docs or {})
+    if to_read or cache_paths:
+        read.update(store.get_all(cache_paths + to_read))  # one round trip for the cache, budget and breakers
+    hit = _recorded(spec, keyed, digests, read, archive) if (cache_paths or archive) else None
+    if hit is not None:
+        m, entry, reply = hit
+        res.attempts.append(Attempt(model=m.id, outcome="cache_hit", response_format=m.response_format))
+        res.answer = Answer(model=m, content=entry.content, reply=reply, request_digest=digests[m.id],
+                            response_format=m.response_format, cache_hit=True)
+        return res
+    if replay:
+        res.attempts.extend(Attempt(model=m.id, outcome="not_recorded", error=f"request digest {digests[m.id]}")
+                            for m in keyed)
+        res.skipped = ("replay: no recorded reply for this prompt (request digests "
+                       + ", ".join(f"{m.id} {digests[m.id][:16]}" for m in keyed) + "); no model was asked")
+        return res
+    plan = budget.plan_models(keyed, budget.usages(read, keyed, now))
     res.attempts.extend(plan.passed_over)
     if plan.skipped:
         res.skipped = plan.skipped
         return res
     for m in plan.models:
+        why = breaker.open_reason(read.get(breaker.path(m.id)), now)
+        if why:
+            res.attempts.append(Attempt(model=m.id, outcome="circuit_open", error=why))
+            continue
         api_key = os.environ.get(m.api_key_env, "")
         register(api_key)  # every error text, journal and log line masks it from now on
-        answer = _ask_one(store, spec, m, api_key, prompt, now, decision_id, res, seen)
+        answer = _ask_one(store, spec, m, api_key, prompt, now, decision_id, res, archive)
         if answer is not None:
             res.answer = answer
             return res

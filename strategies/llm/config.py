@@ -85,7 +85,19 @@ class ModelSpec(_Strict):
         return self.cost_per_million_input + self.cost_per_million_output
 
 
-class ModelsFile(_Strict):
+class ChainSettings(_Strict):
+    """Settings of ``llm_models.yaml`` every trader takes as they are (see :class:`ModelsFile`)."""
+
+    length_retry_factor: float = Field(2.0, gt=1)
+    breaker_failures: int = Field(5, ge=1)
+    breaker_window_seconds: int = Field(600, gt=0)
+    breaker_cooldown_seconds: int = Field(1800, gt=0)
+    failure_window: int = Field(20, ge=1)
+    max_failure_rate: float = Field(0.10, ge=0, le=1)
+    memory_decisions: int = Field(10, ge=0, le=50)
+
+
+class ModelsFile(ChainSettings):
     """``llm_models.yaml``: models plus the settings every trader shares.
 
     Attributes:
@@ -93,8 +105,17 @@ class ModelsFile(_Strict):
         prompts_dir: folder of the Jinja2 templates (default: the package's ``prompts/``);
             relative paths are taken from the configuration folder.
         alert_threshold: share of a daily budget at which a warning is logged and recorded.
-        cache_enabled, cache_ttl_seconds: the digest cache.
+        cache_enabled: the digest cache (entries never expire: a recorded reply is the durable
+            cache of replays and backtests).
         malformed_retries: extra requests to one model after a reply that fails validation.
+        length_retry_factor: a reply cut at ``max_tokens`` (``finish_reason: length``) is asked
+            once more with ``max_tokens`` x this, within budget.
+        breaker_failures, breaker_window_seconds, breaker_cooldown_seconds: the circuit breaker
+            per model: that many failed requests within the window -> the model is skipped for the
+            cool-down (:mod:`strategies.llm.breaker`).
+        failure_window, max_failure_rate: a trader whose errored decisions among its last
+            ``failure_window`` exceed ``max_failure_rate`` (a fraction) is paused until resumed.
+        memory_decisions: how many of its own latest decisions the prompt shows.
         rate_limit_retries: extra requests after HTTP 429, with exponential backoff
             (``backoff_initial_seconds`` doubling, at most ``backoff_max_seconds``, at least Retry-After).
     """
@@ -103,7 +124,6 @@ class ModelsFile(_Strict):
     prompts_dir: str | None = None
     alert_threshold: float = Field(0.8, gt=0, le=1)
     cache_enabled: bool = True
-    cache_ttl_seconds: int = Field(86400, gt=0)
     malformed_retries: int = Field(2, ge=0, le=5)
     rate_limit_retries: int = Field(3, ge=0, le=10)
     backoff_initial_seconds: float = Field(1.0, ge=0)
@@ -187,7 +207,7 @@ class TradersFile(_Strict):
     traders: list[TraderFile]
 
 
-class TraderSpec(_Strict):
+class TraderSpec(ChainSettings):
     """The resolved ``llm`` block of a kind-``llm`` strategy document: everything one trader runs with."""
 
     trader: str
@@ -202,11 +222,14 @@ class TraderSpec(_Strict):
     instrument: InstrumentTemplate
     alert_threshold: float = Field(0.8, gt=0, le=1)
     cache_enabled: bool = True
-    cache_ttl_seconds: int = Field(86400, gt=0)
     malformed_retries: int = Field(2, ge=0)
     rate_limit_retries: int = Field(3, ge=0)
     backoff_initial_seconds: float = Field(1.0, ge=0)
     backoff_max_seconds: float = Field(30.0, ge=0)
+    llm_mode: Literal["live", "replay"] = Field(
+        "live", description="replay: recorded replies only, never a model request (set by the CLI)")
+    replies_dir: str | None = Field(
+        None, description="folder of the reply archive shared by runs and stores (set by the CLI)")
 
     @property
     def templates_dir(self) -> Path:
@@ -312,9 +335,9 @@ def resolve(trader: TraderFile, models: ModelsFile, config_dir: Path | None = No
         decision_interval_seconds=interval_seconds(trader.decision_interval),
         max_data_age_hours=trader.max_data_age_hours, risk=trader.risk, instrument=trader.instrument,
         alert_threshold=models.alert_threshold, cache_enabled=models.cache_enabled,
-        cache_ttl_seconds=models.cache_ttl_seconds, malformed_retries=models.malformed_retries,
-        rate_limit_retries=models.rate_limit_retries, backoff_initial_seconds=models.backoff_initial_seconds,
-        backoff_max_seconds=models.backoff_max_seconds)
+        malformed_retries=models.malformed_retries, rate_limit_retries=models.rate_limit_retries,
+        backoff_initial_seconds=models.backoff_initial_seconds, backoff_max_seconds=models.backoff_max_seconds,
+        **models.model_dump(include=set(ChainSettings.model_fields)))
     try:
         check_templates(spec)
     except TemplateError as exc:
@@ -353,6 +376,17 @@ def trader_strategy_configs(config_dir: Path | None = None) -> list[StrategyConf
         return []
     models = load_models(config_dir)
     return [strategy_config(t, resolve(t, models, config_dir)) for t in traders]
+
+
+def with_llm_mode(configs: list[StrategyConfig], mode: str, replies_dir: str | None) -> list[StrategyConfig]:
+    """``configs`` with every kind-``llm`` one set to ``mode`` (``live`` | ``replay``) and the reply archive
+    ``replies_dir``; the others unchanged. How the CLI passes ``--llm`` down to the traders."""
+    out = []
+    for c in configs:
+        if c.kind == "llm" and c.llm:
+            c = c.model_copy(update={"llm": {**c.llm, "llm_mode": mode, "replies_dir": replies_dir}})
+        out.append(c)
+    return out
 
 
 def trader_spec(config: StrategyConfig) -> TraderSpec:

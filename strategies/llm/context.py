@@ -41,7 +41,7 @@ import pandas as pd
 import ta
 
 from bus.constants import NOISE_EPS
-from bus.journal import MarketRef, PositionPlan
+from bus.journal import DecisionMemo, MarketRef, PositionPlan
 from bus.metrics import PERIODS_PER_YEAR_CRYPTO, returns_from_curve, sharpe
 from bus.models import Book, Trade
 from market.funding import FundingHistory
@@ -236,7 +236,7 @@ def liquidation_price(entry: float, quantity: float, leverage: float,
 
 
 def account_view(book: Book | None, prices: dict[str, float], plans: dict[str, PositionPlan],
-                 capital_estimate: float | None) -> dict[str, Any]:
+                 capital_estimate: float | None, as_of: datetime | None = None) -> dict[str, Any]:
     """The trader's book for the prompt and the checks.
 
     Equity = cash + Σ quantity x price (the Commander's book accounting), with
@@ -248,7 +248,8 @@ def account_view(book: Book | None, prices: dict[str, float], plans: dict[str, P
         ``margin_use`` (fraction of equity), ``positions`` (list of dicts: symbol,
         side, quantity, entry_price, price, notional, leverage, margin,
         unrealized_pnl, liquidation_price, stop_loss, take_profit,
-        invalidation_condition), ``has_book``.
+        invalidation_condition, held_hours: hours since the trader opened it, None
+        when not known), ``has_book``.
     """
     positions: list[dict[str, Any]] = []
     if book is None:
@@ -272,6 +273,8 @@ def account_view(book: Book | None, prices: dict[str, float], plans: dict[str, P
                 "liquidation_price": liquidation_price(p.avg_price, p.quantity, lev),
                 "stop_loss": plan.stop_loss if plan else None, "take_profit": plan.take_profit if plan else None,
                 "invalidation_condition": plan.invalidation_condition if plan else "",
+                "held_hours": ((as_of - plan.opened_at).total_seconds() / 3600
+                               if plan and plan.opened_at and as_of else None),
             })
         equity = cash + value
     margin_used = sum(p["margin"] for p in positions)
@@ -303,3 +306,30 @@ def performance_view(book: Book | None, trades: list[Trade], equity: float | Non
 def minutes_between(start: datetime | None, end: datetime) -> int:
     """Whole minutes from ``start`` to ``end`` (0 without a start)."""
     return int((end - start).total_seconds() // 60) if start else 0
+
+
+def memory_view(memory: list[DecisionMemo], prices: dict[str, float], as_of: datetime) -> list[dict[str, Any]]:
+    """The trader's past decisions for the prompt, oldest first, with what happened since.
+
+    Each: ``hours_ago``, ``as_of`` (ISO), ``status``, ``model``, ``note`` and ``decisions``
+    (symbol, action, notional in quote currency, leverage, ``price`` then, ``price_now``,
+    ``change`` = price_now / price - 1 as a fraction, ``pnl_since`` = side x notional x change
+    in quote currency for an accepted open (None otherwise), ``rejected`` the rule or None).
+    """
+    out = []
+    for m in memory:
+        items = []
+        for it in m.items:
+            now_px = prices.get(it.symbol)
+            change = (now_px / it.price - 1) if now_px and it.price else None
+            notional = it.notional if it.notional is not None else (
+                it.quantity * it.price if it.quantity is not None and it.price else None)
+            side = {"open_long": 1, "open_short": -1}.get(it.action)
+            pnl = (side * notional * change if side and notional is not None and change is not None
+                   and it.rejected is None else None)
+            items.append({"symbol": it.symbol, "action": it.action, "notional": notional, "leverage": it.leverage,
+                          "price": it.price, "price_now": now_px, "change": change, "pnl_since": pnl,
+                          "rejected": it.rejected})
+        out.append({"hours_ago": (as_of - m.as_of).total_seconds() / 3600, "as_of": m.as_of.isoformat(),
+                    "status": m.status, "model": m.model, "note": m.note, "decisions": items})
+    return out

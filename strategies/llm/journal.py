@@ -65,6 +65,9 @@ def _shrink(entry: JournalEntry, limit: int) -> JournalEntry:
         if a.error:
             a.error, changed = summarise_text(a.error, small)
             mark(f"attempts[{i}].error", changed)
+        if a.refusal:
+            a.refusal, changed = summarise_text(a.refusal, limit)
+            mark(f"attempts[{i}].refusal", changed)
     for i, r in enumerate(e.rejections):
         r.reason, changed = summarise_text(r.reason, small)
         mark(f"rejections[{i}].reason", changed)

@@ -164,7 +164,7 @@ def prompt_digest(system: str, user: str) -> str:
 
 
 def request_digest(prompt: str, model: ModelSpec, response_format: str, schema_version: str) -> str:
-    """sha256 (hex) over the prompt digest, the endpoint, model name and parameters: the cache key."""
-    payload = {"prompt": prompt, "base_url": model.base_url, "model": model.model, "temperature": model.temperature,
+    """sha256 (hex) over the prompt digest, the model name and parameters (not the endpoint): the cache key."""
+    payload = {"prompt": prompt, "model": model.model, "temperature": model.temperature,
                "max_tokens": model.max_tokens, "response_format": response_format, "schema": schema_version}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()

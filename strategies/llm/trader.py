@@ -2,8 +2,11 @@
 
 :func:`llm_intent` never raises and never writes the intent (the runner does):
 
-1. no API key set for any model of the chain -> ``skipped``, naming the variables;
-2. not due (less than the decision interval since the last decision) -> ``skipped``;
+1. no API key set for any model of the chain -> ``skipped``, naming the variables
+   (in ``replay`` mode no key is needed: no model is asked);
+2. paused (its failure rate passed ``max_failure_rate``, see :func:`failure_pause`) -> ``skipped``
+   with the reason, until ``python main.py llm resume``; not due (less than the decision
+   interval since the last decision) -> ``skipped``;
 3. reads its book, its state, the trading config and today's budget documents
    (and, without a book, the last portfolio snapshot, to estimate its capital),
    and, in parallel, its closed trades;
@@ -12,8 +15,9 @@
    consulted when the trader already decided at this as-of time (a replay);
 6. checks each decision, turns what passes into its whole target book;
 7. journals the decision in ``strategies/{id}/journal/{decision_id}`` and
-   updates its state, then returns the intent (``success``, ``skipped`` when
-   the budget is exhausted, ``error`` when every model failed).
+   updates its state (the prompt's memory of its latest decisions, the failure-rate
+   window), then returns the intent (``success``, ``skipped`` when the budget is
+   exhausted or a replay has no recorded reply, ``error`` when every model failed).
 
 Any failure becomes an ``error`` intent with the message, so the Commander
 keeps the trader's current book (fail closed).
@@ -27,11 +31,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Sequence
 
 from bus import paths as bus_paths
 from bus.ids import new_id
-from bus.journal import JournalEntry, TraderState
+from bus.journal import DecisionMemo, JournalEntry, MemoItem, TraderState
 from bus.models import (
     Book,
     Intent,
@@ -46,11 +50,18 @@ from bus.models import (
 from bus.store import Store
 from market.funding import FundingHistory
 from market.history import MarketView
-from strategies.llm import budget, journal
+from strategies.llm import journal
 from strategies.llm.checks import CheckResult, check_decisions
-from strategies.llm.client import Answer, ChainResult, ask_chain, missing_keys, no_key_message
+from strategies.llm.client import Answer, ChainResult, ask_chain, missing_keys, no_key_message, state_paths
 from strategies.llm.config import CODE_VERSION, TraderSpec, trader_spec
-from strategies.llm.context import MarketContext, account_view, market_context, minutes_between, performance_view
+from strategies.llm.context import (
+    MarketContext,
+    account_view,
+    market_context,
+    memory_view,
+    minutes_between,
+    performance_view,
+)
 from strategies.llm.prompts import RenderedPrompt, render
 from strategies.llm.targets import build_targets
 
@@ -124,7 +135,7 @@ def llm_intent(config: StrategyConfig, market: MarketView, store: Store | None, 
         source.model = spec.model_chain[0].id
         keys = list(dict.fromkeys(m.api_key_env for m in spec.model_chain))
         missing = missing_keys(spec.model_chain)
-        if len(missing) == len(keys):
+        if len(missing) == len(keys) and spec.llm_mode != "replay":
             return Intent(**base, status="skipped", source=source, error_message=no_key_message(spec.model_chain))
         if store is None:
             raise LLMTraderError("a kind-llm strategy needs the store (its book, journal, budget and cache)")
@@ -158,14 +169,15 @@ class _Reads:
     """The trader's documents as one decision read them (one ``get_all``).
 
     ``state`` is a fresh one when the trader has no state document yet (``no_state_doc``).
-    ``seen`` is today's budget usage of each model with a key (:func:`budget.seen_usages`).
+    ``docs`` are today's budget and breaker documents of the models that may be asked
+    (:func:`strategies.llm.client.state_paths`), by path.
     """
 
     book: Book | None
     state: TraderState
     no_state_doc: bool
     trading: TradingConfig | None
-    seen: dict[str, budget.Seen]
+    docs: dict[str, dict | None]
 
 
 @dataclass
@@ -208,7 +220,7 @@ def _decide(config: StrategyConfig, spec: TraderSpec, market: MarketView, store:
     lap = _Laps(timings)
     trades_read = _pool.submit(_trades, store, call.sid)  # in parallel with the documents: one round trip of wait
     reads = _read_documents(call)
-    not_due = _not_due(call, reads.state)
+    not_due = _paused(reads.state) or _not_due(call, reads.state)
     if not_due:
         return Intent(**base, status="skipped", source=source, error_message=not_due)
     capital = None if reads.book else _capital_estimate(store, config, reads.trading)
@@ -240,21 +252,39 @@ def _decide(config: StrategyConfig, spec: TraderSpec, market: MarketView, store:
 
 
 def _read_documents(call: _Call) -> _Reads:
-    """The trader's book and state, the trading config and today's budget documents of the models
-    with a key, in one ``get_all`` (the budget's write counts taken just before, see :func:`budget.versions`)."""
+    """The trader's book and state, the trading config and today's budget and breaker documents of the
+    models with a key, in one ``get_all``."""
     sid, now = call.sid, call.now
-    keyed = [m for m in call.spec.model_chain if os.environ.get(m.api_key_env)]
-    usage_paths = list(budget.usage_paths(keyed, now).values())
-    before = budget.versions(usage_paths)
-    docs = call.store.get_all([bus_paths.book(sid), bus_paths.llm_state(sid), bus_paths.TRADING_CONFIG, *usage_paths])
-    seen = budget.seen_usages(docs, keyed, now, before)
+    keyed = [m for m in call.spec.model_chain if os.environ.get(m.api_key_env) or call.spec.llm_mode == "replay"]
+    extra = state_paths(keyed, now)
+    docs = call.store.get_all([bus_paths.book(sid), bus_paths.llm_state(sid), bus_paths.TRADING_CONFIG, *extra])
     raw_book, raw_state = docs[bus_paths.book(sid)], docs[bus_paths.llm_state(sid)]
     raw_trading = docs[bus_paths.TRADING_CONFIG]
     book = Book.model_validate(raw_book) if raw_book else None
     state = (TraderState.model_validate(raw_state) if raw_state
              else TraderState(strategy_id=sid, started_at=call.as_of, updated_at=now))
     trading = TradingConfig.model_validate(raw_trading) if raw_trading else None
-    return _Reads(book, state, raw_state is None, trading, seen)
+    return _Reads(book, state, raw_state is None, trading, {p: docs.get(p) for p in extra})
+
+
+def _paused(state: TraderState) -> str | None:
+    """Why the trader does not decide: it is paused (see :func:`failure_pause`), or None."""
+    if state.paused_at is None:
+        return None
+    return (f"paused since {state.paused_at.isoformat()}: {state.paused_reason}; "
+            f"resume with `python main.py llm resume {state.strategy_id}`")
+
+
+def failure_pause(statuses: Sequence[str], window: int, max_rate: float) -> str | None:
+    """Why a trader must be paused: its errored decisions among the last ``window`` exceed
+    ``max_rate`` (a fraction) of ``window``; None otherwise. Fewer decisions than the window
+    count against the whole window (3 errors in the first 5 of a 20-window is 15 %)."""
+    last = statuses[-window:]
+    errors = sum(1 for s in last if s == "error")
+    if errors / window > max_rate:
+        return (f"{errors} of the last {len(last)} decisions failed ({errors / window:.0%} of a {window}-decision "
+                f"window; limit {max_rate:.0%})")
+    return None
 
 
 def _not_due(call: _Call, state: TraderState) -> str | None:
@@ -281,7 +311,7 @@ def _market_view(call: _Call, market: MarketView, funding: FundingHistory | None
     if not any(s in mkt.prices for s in universe):
         raise LLMTraderError("no fresh market data for any symbol of the universe: "
                              + "; ".join(f"{s}: {mkt.unavailable.get(s)}" for s in universe))
-    account = account_view(reads.book, mkt.prices, reads.state.plans, capital)
+    account = account_view(reads.book, mkt.prices, reads.state.plans, capital, call.as_of)
     perf = performance_view(reads.book, trades, account["equity"])
     return _View(universe, held, symbols, mkt, account, perf)
 
@@ -300,9 +330,62 @@ def _render_prompt(call: _Call, state: TraderState, view: _View, invocation: int
         {"trader": {"id": call.sid, "name": call.config.name}, "universe": view.universe, "risk": spec.risk,
          "majors": spec.risk.major_coins},
         {"now": as_of.isoformat(), "minutes_since_start": minutes_between(state.started_at, as_of),
-         "invocations": invocation, "symbols": mkt.symbols,
+         "invocations": invocation, "symbols": mkt.symbols, "cadence": cadence(spec.decision_interval_seconds),
+         "memory": memory_view(_memory(state, as_of, spec.memory_decisions), mkt.prices, as_of),
          "unavailable": {s: mkt.unavailable[s] for s in view.symbols if s in mkt.unavailable},
          "account": view.account, "performance": view.perf})
+
+
+def _memory(state: TraderState, as_of: datetime, last: int) -> list[DecisionMemo]:
+    """The last ``last`` decisions before ``as_of`` (a replay at an earlier as-of time sees only what came before)."""
+    before = [m for m in state.memory if m.as_of < as_of]
+    return before[-last:] if last > 0 else []
+
+
+def render_only(config: StrategyConfig, market: MarketView, store: Store, now: datetime | None = None,
+                funding: FundingHistory | None = None) -> RenderedPrompt:
+    """The prompt the trader would send as of ``market.as_of``, built exactly as :func:`llm_intent` builds it
+    (its book, state and memory from ``store``), without asking a model and without writing anything.
+
+    Raises:
+        LLMTraderError: no fresh market data for the universe.
+        strategies.llm.config.LLMConfigError: the strategy has no valid ``llm`` block.
+        bus.store.StoreError: the store is unreachable.
+    """
+    now = now or datetime.now(timezone.utc)
+    spec = trader_spec(config)
+    call = _Call(config, spec, store, now, market.as_of.to_pydatetime())
+    reads = _read_documents(call)
+    capital = None if reads.book else _capital_estimate(store, config, reads.trading)
+    view = _market_view(call, market, funding, reads, _trades(store, call.sid), capital)
+    return _render_prompt(call, reads.state, view, _invocation(reads.state, call.as_of))
+
+
+def resume(store: Store, strategy_id: str) -> str | None:
+    """Clear a trader's pause (``python main.py llm resume``) and its failure-rate window; return the
+    reason it was paused (None when it was not).
+
+    Raises:
+        LLMTraderError: the trader has no state (it never decided).
+        bus.store.StoreError: the store is unreachable.
+    """
+    raw = store.get(bus_paths.llm_state(strategy_id))
+    if not raw:
+        raise LLMTraderError(f"trader {strategy_id!r} has no state: it never decided")
+    state = TraderState.model_validate(raw)
+    why = state.paused_reason
+    state.paused_at, state.paused_reason, state.recent_statuses = None, None, []
+    store.set(bus_paths.llm_state(strategy_id), journal.compact(state))
+    return why
+
+
+def cadence(seconds: int) -> str:
+    """``14400`` -> ``4 hours``; ``86400`` -> ``1 day``; ``1800`` -> ``30 minutes``."""
+    for unit, n in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % n == 0:
+            k = seconds // n
+            return f"{k} {unit}" + ("s" if k != 1 else "")
+    return f"{seconds} seconds"
 
 
 def _ask(call: _Call, prompt: RenderedPrompt, decision_id: str, reads: _Reads) -> ChainResult:
@@ -313,7 +396,7 @@ def _ask(call: _Call, prompt: RenderedPrompt, decision_id: str, reads: _Reads) -
     """
     same_as_of = new_id(call.as_of).rsplit("-", 1)[0] + "-"
     replay = reads.no_state_doc or any(d.startswith(same_as_of) for d in reads.state.recent_decisions)
-    return ask_chain(call.store, call.spec, prompt, call.now, decision_id, seen=reads.seen, lookup_cache=replay)
+    return ask_chain(call.store, call.spec, prompt, call.now, decision_id, docs=reads.docs, lookup_cache=replay)
 
 
 def _journal_entry(call: _Call, intent_id: str, decision_id: str, invocation: int, prompt: RenderedPrompt,
@@ -327,7 +410,8 @@ def _journal_entry(call: _Call, intent_id: str, decision_id: str, invocation: in
         prompt_tokens=chain.prompt_tokens, completion_tokens=chain.completion_tokens,
         total_tokens=chain.prompt_tokens + chain.completion_tokens, cost_usd=chain.cost_usd,
         latency_ms=chain.model_wait_ms, budget=chain.budget, market_refs=view.mkt.refs,
-        book_ref=bus_paths.book(call.sid) if book else None, equity=view.account["equity"], raw_response=chain.last_raw)
+        book_ref=bus_paths.book(call.sid) if book else None, equity=view.account["equity"], raw_response=chain.last_raw,
+        held_margins={p["symbol"]: p["margin"] for p in view.account["positions"]})
 
 
 def _outcome(call: _Call, chain: ChainResult, view: _View, state: TraderState, decision_id: str,
@@ -344,6 +428,7 @@ def _outcome(call: _Call, chain: ChainResult, view: _View, state: TraderState, d
             entry.status, entry.error_message = "skipped", chain.skipped
         else:
             entry.error_message = chain.error
+        _remember(call, state, entry, view, None)
         return [], IntentMetadata(indicators={"decision_id": decision_id})
     ans = chain.answer
     checked = check_decisions(ans.reply.decisions, call.spec.risk, view.universe, view.mkt.prices, view.account)
@@ -351,8 +436,30 @@ def _outcome(call: _Call, chain: ChainResult, view: _View, state: TraderState, d
                                    decision_id)
     _journal_answer(entry, ans, checked, targets)
     state.plans, state.last_decision_as_of, state.last_decision_id = plans, call.as_of, decision_id
+    _remember(call, state, entry, view, checked)
     source.model = ans.model.id
     return targets, _metadata(decision_id, ans, checked, entry)
+
+
+def _remember(call: _Call, state: TraderState, entry: JournalEntry, view: _View, checked: CheckResult | None) -> None:
+    """Record the decision in the state: the prompt's memory (its decisions, their prices, any rejection),
+    the failure-rate window, and a pause when the rate passed its limit (logged as a warning)."""
+    spec = call.spec
+    rejected = {r.index: r.rule for r in entry.rejections}
+    prices = view.mkt.prices
+    items = [MemoItem(symbol=d.get("symbol", ""), action=d.get("action", ""), notional=d.get("notional"),
+                      quantity=d.get("quantity"), leverage=d.get("leverage"), price=prices.get(d.get("symbol", "")),
+                      rejected=rejected.get(i))
+             for i, d in enumerate(entry.decisions) if d.get("action") != "hold"] if checked else []
+    note = None if entry.status == "success" else (entry.error_message or "")[:300]
+    memo = DecisionMemo(as_of=call.as_of, status=entry.status, model=entry.model, items=items, note=note)
+    kept = [m for m in state.memory if m.as_of != call.as_of]  # a replay at the same as-of replaces its memo
+    state.memory = [*kept, memo][-max(spec.memory_decisions, 1):]
+    state.recent_statuses = [*state.recent_statuses, entry.status][-spec.failure_window:]
+    why = failure_pause(state.recent_statuses, spec.failure_window, spec.max_failure_rate)
+    if why and state.paused_at is None:
+        state.paused_at, state.paused_reason = call.now, why
+        log.warning("LLM trader %s paused: %s", call.sid, why)
 
 
 def _journal_answer(entry: JournalEntry, ans: Answer, checked: CheckResult, targets: list[TargetPosition]) -> None:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -128,7 +128,8 @@ def test_ctrl_c_inside_a_step_keeps_the_finished_days():
 
 
 PNG = b"\x89PNG\r\n\x1a\n"
-REPORT_FILES = ("report.json", "report.html", "equity.png", "growth.png", "drawdowns.png")
+REPORT_FILES = ("report.json", "report.html", "round_trips.csv", "equity.png", "growth.png", "drawdowns.png",
+                "exposure.png", "monthly.png")
 
 
 def backtest_cli(out: Path, faults: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -147,7 +148,7 @@ def assert_whole_report(out: Path, r: subprocess.CompletedProcess, days: int, in
     assert fig["meta"]["days"] == days and fig["meta"]["interrupted"] is interrupted
     assert any(f"interrupted after {days} of 10 days" in n for n in fig["meta"]["notes"]) is interrupted
     assert (out / "report.html").read_text().rstrip().endswith("</html>")
-    for png in REPORT_FILES[2:]:
+    for png in REPORT_FILES[3:]:
         assert (out / png).read_bytes().startswith(PNG), png
     assert "account" in r.stdout and "Report:" in r.stdout
     assert ("interrupted" in r.stdout) is interrupted
@@ -222,3 +223,44 @@ def test_external_book_stays_empty_without_manual_trades(q1_2021):
     assert max(s.external_units for s in result.steps) == 0.0
     ext = result.books.get(EXTERNAL)
     assert ext is None or not ext.quantities()
+
+
+def test_market_orders_fill_at_the_first_price_after_the_run_and_the_next_step_books_them(q1_2021):
+    """The default fill model (``fill_at: next_open``): each market order rests and fills at the first open after
+    its 21:30 UTC run (ETFs: the next XNYS session's open, never on a weekend or holiday; crypto spot: the next 1h
+    bar, 22:00; perpetuals: their next 4h bar, 00:00); the next step books it to the strategies as a late fill,
+    and every execution placed its sells before its buys."""
+    import exchange_calendars as xc
+    import pandas as pd
+
+    from bus.models import SimOrder
+
+    result, store = q1_2021
+    assert result.fill_model == "next_open"
+    account = result.settings.account.account
+    orders = [SimOrder.model_validate(d) for _, d in store.list_docs(f"sim_accounts/{account}/orders")]
+    filled = [o for o in orders if o.status == "Filled"]
+    assert len(filled) > 50 and all(o.orderType == "MKT" and o.maker is False for o in filled)
+    xnys = xc.get_calendar("XNYS")
+    etfs = {"SPY", "VIXY", "TLT", "GLD"}
+    for o in filled:
+        if o.symbol in etfs:
+            expected = xnys.next_open(pd.Timestamp(o.as_of)).to_pydatetime()
+        elif o.symbol.endswith("-PERP"):
+            expected = pd.Timestamp(o.as_of).ceil("4h").to_pydatetime()
+        else:
+            expected = pd.Timestamp(o.as_of).ceil("1h").to_pydatetime()
+        assert o.filled_as_of == expected, (o.client_order_id, o.filled_as_of, expected)
+        assert o.symbol not in etfs or xnys.is_session(pd.Timestamp(o.filled_as_of.date()))
+        booking_day = o.filled_as_of.date() if o.filled_as_of.hour < 21 else o.filled_as_of.date() + timedelta(days=1)
+        ex = Execution.model_validate(store.get(paths.execution(f"bt-{booking_day:%Y%m%d}")))
+        assert ex.fill_model == "next_open"
+        [late] = [f for f in ex.late_fills if f.client_order_id == o.client_order_id]
+        assert abs(late.quantity) == pytest.approx(o.totalQuantity) and late.price == pytest.approx(o.fill_price)
+    weekend_fills = [o for o in filled if o.symbol in etfs and o.filled_as_of.weekday() >= 5]
+    assert weekend_fills == []
+    for _, d in store.list_docs("executions"):
+        actions = [o["action"] for o in d.get("orders_placed", [])]
+        assert actions == sorted(actions, key=lambda a: a != "SELL"), (d["execution_id"], actions)
+    # the steps' fill counts are the fills booked (late ones included), not the orders placed
+    assert sum(s.orders for s in result.steps) == sum(1 for o in filled if o.filled_as_of <= result.steps[-1].as_of)

@@ -38,6 +38,9 @@ def price(symbol, as_of):
 
 
 def broker(store, **kw):
+    """The paper broker filling market orders at once at the as-of close (``fill_at="close"``): the tests
+    about costs, rules and time; the next-open default has its own tests below."""
+    kw.setdefault("fill_at", "close")
     return SimBroker(store, "acct", price, SPECS, starting_cash=100_000, fee_bps=1.0, slippage_bps=2.0, **kw)
 
 
@@ -174,7 +177,7 @@ def test_limit_order_rests_fills_as_maker_when_crossed_and_cancels(store):
 def test_perpetual_is_margined_with_leverage(store):
     px = {"BTC-USDT-PERP": 60_000.0}
     b = SimBroker(store, "perp", lambda s, t: px[s], {"BTC-USDT-PERP": PERP}, starting_cash=10_000, fee_bps=0,
-                  slippage_bps=0, leverage={"BTC-USDT-PERP": 5})
+                  slippage_bps=0, leverage={"BTC-USDT-PERP": 5}, fill_at="close")
     assert b.instrument_specs(["BTC-USDT-PERP"])["BTC-USDT-PERP"].max_leverage == 5
     b.place_order(OrderRequest("p1", "BTC-USDT-PERP", "BUY", 0.5), T)  # 30,000 notional, 6,000 margin at 5x
     snap = b.portfolio(T)
@@ -214,6 +217,7 @@ def test_a_scripted_week_of_btc_perpetual_matches_a_hand_computation_to_the_cent
     """Buy 0.150 BTC perp at market, rest a sell of 0.100 at 66,000, add 0.050 at market mid-week; a week of
     real 4h bars and 8-hourly funding; everything checked against arithmetic written out here."""
     acct = SimAccount(account="week", starting_cash=10_000.0, price_timeframes=["4h"], leverage={"BTC-USDT-PERP": 5},
+                      fill_at="close",
                       costs={"BTC-USDT-PERP": {"taker_fee_bps": 5.0, "maker_fee_bps": 2.0, "half_spread_bps": 1.0}},
                       instruments={"BTC-USDT-PERP": PERP.model_dump(exclude={"symbol"})})
     b = make_broker(store, Settings(TradingConfig(), [], acct, {}), provider)
@@ -265,8 +269,8 @@ def test_perpetual_without_funding_history_fails_closed(store, provider, tmp_pat
 
     spec = PERP.model_copy(update={"symbol": "XRP-USDT-PERP", "lot_size": 0.1, "tick_size": 0.0001,
                                    "min_quantity": 0.1, "min_notional": 5})
-    acct = SimAccount(account="nofund", price_timeframes=["4h"], instruments={"XRP-USDT-PERP": spec.model_dump(
-        exclude={"symbol"})})
+    acct = SimAccount(account="nofund", price_timeframes=["4h"], fill_at="close",
+                      instruments={"XRP-USDT-PERP": spec.model_dump(exclude={"symbol"})})
     b = make_broker(store, Settings(TradingConfig(), [], acct, {}), provider)
     b.place_order(OrderRequest("x-1", "XRP-USDT-PERP", "BUY", 100), WEEK_START)
     snap = b.portfolio(WEEK_END)  # XRP funding is bundled: 21 settlements applied
@@ -275,3 +279,116 @@ def test_perpetual_without_funding_history_fails_closed(store, provider, tmp_pat
     with pytest.raises(NotConnected, match="no funding history for 'XRP-USDT'"):
         empty.portfolio(WEEK_END + timedelta(days=1))
     assert empty.account_state().last_as_of == WEEK_END  # nothing was applied or saved
+
+
+# ---------------------------------------------------------------------- fill_at: next_open (the default)
+def _bar(path, when: str) -> dict[str, float]:
+    """The bar of a bundled CSV opened at ``when`` (its timestamp column), read straight from the file."""
+    import csv
+
+    with open(path) as f:
+        row = next(r for r in csv.DictReader(f) if r["timestamp"] == when)
+    return {k: float(v) for k, v in row.items() if k != "timestamp"}
+
+
+def _up(x: float, tick: float) -> float:
+    return float((Decimal(str(x)) / Decimal(str(tick))).to_integral_value(rounding="ROUND_CEILING")
+                 * Decimal(str(tick)))
+
+
+def _etf_broker(store, provider, name="etf"):
+    acct = SimAccount(account=name, price_timeframes=["1d"], fee_bps=1.0, slippage_bps=2.0,
+                      instruments={"SPY": {"secType": "STK", "lot_size": 1, "min_quantity": 1, "min_notional": 1}})
+    assert acct.fill_at == "next_open"  # the default
+    return make_broker(store, Settings(TradingConfig(), [], acct, {}), provider)
+
+
+def at(y, m, d, hh=21, mm=30):
+    return datetime(y, m, d, hh, mm, tzinfo=timezone.utc)
+
+
+def test_an_etf_market_order_waits_for_the_next_session_open_over_weekends_and_holidays(store, provider):
+    """A 21:30 UTC order rests ``Submitted``; Saturday, Sunday and the 4th of July fill nothing; it fills at
+    the next XNYS session's open (exchange_calendars: 13:30 UTC in summer) plus the half-spread, taker fee."""
+    from market.history import BUNDLED_DIR
+
+    b = _etf_broker(store, provider)
+    assert b.fill_model == "next_open"
+    friday = b.place_order(OrderRequest("f-1", "SPY", "BUY", 10), at(2024, 6, 28))
+    assert (friday.status, friday.filled_quantity, friday.fill_price) == ("Submitted", 0.0, None)
+    snap = b.portfolio(at(2024, 6, 28))
+    assert snap.holdings == [] and [(o.client_order_id, o.orderType, o.lmtPrice) for o in snap.open_orders] == [
+        ("f-1", "MKT", None)]
+    for day in (29, 30):  # the weekend: no session, no fill at a stale close
+        b.catch_up(at(2024, 6, day))
+        assert b.order_status("f-1").status == "Submitted"
+    b.catch_up(at(2024, 7, 1))
+    monday = _bar(BUNDLED_DIR / "yahoo_SPY_1d.csv", "2024-07-01T00:00:00Z")
+    r = b.order_status("f-1")
+    assert (r.status, r.filled_quantity) == ("Filled", 10)
+    assert r.fill_price == pytest.approx(_up(monday["open"] * 1.0002, 0.01))
+    assert r.commission == pytest.approx(10 * r.fill_price * 1e-4)
+    assert b.order_record("f-1").filled_as_of == datetime(2024, 7, 1, 13, 30, tzinfo=timezone.utc)
+    # the 3rd's order skips Independence Day and fills at the 5th's open
+    b.place_order(OrderRequest("h-1", "SPY", "SELL", 4), at(2024, 7, 3))
+    b.catch_up(at(2024, 7, 4))
+    assert b.order_status("h-1").status == "Submitted"
+    snap = b.portfolio(at(2024, 7, 5))
+    fifth = _bar(BUNDLED_DIR / "yahoo_SPY_1d.csv", "2024-07-05T00:00:00Z")
+    rec = b.order_record("h-1")
+    assert rec.filled_as_of == datetime(2024, 7, 5, 13, 30, tzinfo=timezone.utc)
+    assert rec.fill_price == pytest.approx(float((Decimal(str(fifth["open"] * 0.9998)) / Decimal("0.01"))
+                                                 .to_integral_value(rounding="ROUND_FLOOR") * Decimal("0.01")))
+    assert snap.holdings[0].quantity == 6 and snap.open_orders == []
+
+
+@pytest.mark.parametrize("hourly", [True, False])
+def test_a_crypto_market_order_fills_at_the_next_hour_open_or_else_the_next_4h_open(store, hourly):
+    """21:30 UTC: with 1h bars the fill is the 22:00 bar's open, without them the 4h bar opening at 00:00."""
+    from backtest.engine import HOURLY_DIR
+    from market.history import BUNDLED_DIR, HistoryProvider
+
+    prov = HistoryProvider([BUNDLED_DIR, HOURLY_DIR] if hourly else [BUNDLED_DIR])
+    acct = SimAccount(account="btc", price_timeframes=["1d"], fee_bps=10.0, slippage_bps=1.0,
+                      instruments={"BTC-USDT": SPECS["BTC-USDT"].model_dump(exclude={"symbol"})})
+    b = make_broker(store, Settings(TradingConfig(), [], acct, {}), prov)
+    b.place_order(OrderRequest("b-1", "BTC-USDT", "BUY", 0.1), at(2024, 3, 4))
+    b.catch_up(at(2024, 3, 4, 21, 59))
+    assert b.order_status("b-1").status == "Submitted"  # nothing has opened since the order
+    b.catch_up(at(2024, 3, 5))
+    opened = "2024-03-04T22:00:00Z" if hourly else "2024-03-05T00:00:00Z"
+    path = (HOURLY_DIR / "binance_BTC-USDT_1h.csv") if hourly else (BUNDLED_DIR / "binance_BTC-USDT_4h.csv")
+    rec = b.order_record("b-1")
+    assert rec.filled_as_of == datetime.fromisoformat(opened.replace("Z", "+00:00"))
+    assert rec.fill_price == pytest.approx(_up(_bar(path, opened)["open"] * 1.0001, 0.1))
+    assert rec.commission == pytest.approx(0.1 * rec.fill_price * 10e-4)
+
+
+def test_resting_sells_free_the_cash_that_later_buys_need(store):
+    """Nearly all in SPY: a buy before the sell is refused for funds; the Commander's order (sells first)
+    is taken, both rest, and they fill in placement order at the next price."""
+    broker(store).place_order(OrderRequest("in", "SPY", "BUY", 190), T)  # 95,000 of 100,000 invested
+    b = broker(store, fill_at="next_open")
+    with pytest.raises(InsufficientFunds):
+        b.place_order(OrderRequest("buy-first", "BTC-USDT", "BUY", 0.5), T)
+    assert b.place_order(OrderRequest("s", "SPY", "SELL", 190), T).status == "Submitted"
+    assert b.place_order(OrderRequest("b", "BTC-USDT", "BUY", 0.5), T).status == "Submitted"
+    b.catch_up(T + timedelta(days=1))  # no open source: the next call's as-of price
+    st = b.account_state()
+    assert st.open_orders == {} and st.positions["SPY"].quantity == 0 and st.positions["BTC-USDT"].quantity == 0.5
+    assert st.cash > 0
+    assert b.order_record("s").fill_price == pytest.approx(499.9) and b.order_record("b").fill_price == 60_012.0
+
+
+def test_a_resting_market_order_can_be_cancelled_and_its_funds_are_released(store):
+    b = broker(store, fill_at="next_open")
+    b.place_order(OrderRequest("m", "SPY", "BUY", 150), T)
+    assert b.portfolio(T).available_funds == pytest.approx(100_000 - 150 * 500.0)  # reserved at the as-of price
+    assert b.cancel_order("m").status == "Cancelled"
+    b.catch_up(T + timedelta(days=1))
+    assert b.order_status("m").status == "Cancelled" and b.account_state().positions == {}
+
+
+def test_fill_at_is_validated():
+    with pytest.raises(ValueError, match="fill_at"):
+        SimBroker(None, "x", price, SPECS, fill_at="tomorrow")  # type: ignore[arg-type]

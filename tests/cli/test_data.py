@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from market.funding import FundingHistory
 from market.history import HistoryProvider
-from tests.market.today import sessions_closed_by
+from tests.market.today import crypto_rows, sessions_closed_by
 from tests.support.venues import fake_market_venues, market_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,6 +79,50 @@ def test_data_update_bundled_appends_to_the_bundled_files(venues, cfg, tmp_path)
     spy = HistoryProvider([bundled]).frame("SPY")
     assert spy.index[-1].date() == sessions_closed_by(venues[0], 1)[-1]
     assert spy.index.is_monotonic_increasing and not spy.index.duplicated().any()
+
+
+def test_data_update_refreshes_the_configured_funding_rates(venues, cfg, tmp_path):
+    now, binance, yahoo = venues
+    eight_h = 8 * 3600 * 1000
+    newest = int(now.timestamp()) // (8 * 3600) * eight_h  # the newest settlement (00:00, 08:00, 16:00 UTC)
+    rates = [(newest - i * eight_h, f"{0.0001 * (1 + i % 3):.6f}") for i in range(30)][::-1]
+    binance.set_funding("BTCUSDT", rates)
+    binance.set_klines("BTCUSDT", "4h", crypto_rows("BTC-USDT", now, timeframe="4h"))
+    market = yaml.safe_load((cfg / "market.yaml").read_text())
+    market["sources"]["usdm"] = {"kind": "ccxt", "exchange": "binanceusdm", "base_url": binance.base_url,
+                                 "retry_wait": 0.01}
+    market["symbols"]["BTC-USDT-PERP"] = {"bars": "usdm", "funding": "usdm", "timeframes": ["4h"]}
+    (cfg / "market.yaml").write_text(yaml.safe_dump(market))
+    state = tmp_path / "state"
+    asked = len(binance.requests("/fapi/v1/fundingRate"))
+    r = cli(["data", "update", "--config", str(cfg), "--state-dir", str(state), "--symbols", "BTC-USDT-PERP"])
+    assert r.returncode == 0, r.stderr
+    assert "2/2" in r.stderr and "usdm BTC-USDT-PERP funding" in r.stderr, r.stderr  # the progress bar
+    assert len(binance.requests("/fapi/v1/fundingRate")) > asked
+    cached = pd.read_csv(state / "bars" / "usdm" / "BTC-USDT-PERP-funding.csv")
+    assert pd.Timestamp(cached["timestamp"].iloc[-1]) == pd.Timestamp(newest, unit="ms", tz="UTC")
+    assert cached["close"].iloc[-1] == pytest.approx(float(rates[-1][1]))
+    # Nothing is due before the next settlement: the second update asks nothing; --timeframes funding alone.
+    asked = len(binance.requests("/fapi/v1/fundingRate"))
+    r = cli(["data", "update", "--config", str(cfg), "--state-dir", str(state), "--timeframes", "funding", "--json"])
+    assert r.returncode == 0, r.stderr
+    [row] = json.loads(r.stdout)["series"]
+    assert row["symbol"] == "BTC-USDT-PERP" and row["timeframe"] == "funding" and row["error"] is None
+    assert row["requested"] is False and row["appended"] == 0
+    assert datetime.fromisoformat(row["last_close"]) == pd.Timestamp(newest, unit="ms", tz="UTC")
+    assert len(binance.requests("/fapi/v1/fundingRate")) == asked
+    # --bundled appends the cached settlements to the bundled funding file, where FundingHistory reads them.
+    bundled = tmp_path / "bundled"
+    bundled.mkdir()
+    shutil.copy(ROOT / "market" / "data" / "binanceusdm_BTC-USDT-PERP_funding.csv", bundled)
+    r = cli(["data", "update", "--config", str(cfg), "--state-dir", str(state), "--timeframes", "funding",
+             "--bundled", "--bundled-dir", str(bundled), "--json"])
+    assert r.returncode == 0, r.stderr
+    [row] = json.loads(r.stdout)["series"]
+    assert row["bundled_appended"] > 0 and row["error"] is None
+    history = FundingHistory([bundled]).series("BTC-USDT")
+    assert history.index[-1] == pd.Timestamp(newest, unit="ms", tz="UTC") and history.index.is_monotonic_increasing
+    assert history.iloc[-1] == pytest.approx(float(rates[-1][1]))
 
 
 @pytest.mark.parametrize("args, message", [

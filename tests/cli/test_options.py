@@ -42,9 +42,7 @@ def test_number_formats():
 
 @pytest.mark.parametrize("args, message", [
     (["run", "--as-of", "16/03/2020"], "--as-of '16/03/2020' is not a date"),
-    (["run", "--strategies", ""], "--strategies is empty"),
     (["run", "--store", "s3"], "--store 's3' is not a store: emulator | firestore | memory"),
-    (["run", "--data-dir", "no/such/folder"], "--data-dir 'no/such/folder' is not a folder"),
     (["run", "--config", "no/such/folder"], "--config 'no/such/folder' is not a folder"),
     (["backtest", "--start", "2021-03-01", "--end", "2021-13-01"], "--end '2021-13-01' is not a date"),
     (["backtest", "--start", "2021-03-01", "--end", "2021-03-02", "--strategies", ","], "--strategies is empty"),

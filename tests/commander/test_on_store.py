@@ -190,7 +190,8 @@ def test_expired_open_orders_are_cancelled_before_new_ones(store, settings):
     store.write_batch([(paths.intent("test_signal_generator"), Intent(
         intent_id="i", strategy_id="test_signal_generator", updated_at=t, as_of=t, status="success",
         target_positions=[{"symbol": "SPY", "quantity": 10}]).to_store())])
-    broker = RestingBroker(created_at=t - timedelta(hours=3))
+    ttl = timedelta(seconds=settings.trading.open_order_ttl_seconds)
+    broker = RestingBroker(created_at=t - ttl - timedelta(hours=1))
     reconcile(store, broker, t)
     ex = run_commander(store, broker, t)
     assert broker.cancelled == ["old-SPY"]
@@ -224,8 +225,9 @@ def test_performance_allocation_reads_sharpe_from_the_books(env):
     for d in DAYS:
         run(env, d)
     cfg = store.get(paths.TRADING_CONFIG)
-    cfg.update(allocation_method="performance_based", performance={"min_history_days": 3, "lookback_days": 30,
-                                                                   "floor": 0.05, "cap": 0.5})
+    # Books are sub-accounts: the method's fractions move capital only at a rebalance, here the config change.
+    cfg.update(allocation_method="performance_based", rebalance="on_config_change",
+               performance={"min_history_days": 3, "lookback_days": 30, "floor": 0.05, "cap": 0.5})
     store.set(paths.TRADING_CONFIG, cfg)
     st = load_state(store)
     inp = inputs_from_state(st, "x", DAYS[-1], {}, {})
@@ -238,7 +240,10 @@ def test_performance_allocation_reads_sharpe_from_the_books(env):
     ex = run(env, DAYS[-1] + timedelta(days=3))
     alloc = ex.decision.allocations
     nav = read(store, ex.context.portfolio_snapshot_ref, PortfolioSnapshot).net_liquidation
+    moves = {m.strategy_id: m for m in ex.decision.capital_moves}
+    assert set(moves) == set(ex.context.sharpes) and {m.kind for m in moves.values()} == {"rebalance"}
     for sid, sharpe in ex.context.sharpes.items():
+        assert alloc[sid] == pytest.approx(moves[sid].fraction * nav) == pytest.approx(moves[sid].equity_after)
         if sharpe is None or sharpe <= 0:
             assert alloc[sid] == pytest.approx(0.05 * nav)
         else:

@@ -187,7 +187,8 @@ def test_dry_run_and_live_run_compute_identical_diffs(inp):
         for sid, s in inp.strategies.items():
             store.set(paths.strategy(sid), s.to_store())
             write_intent(store, inp.intents[sid])
-        broker = SimBroker(store, "acct", lambda s, t: PRICES[s], SPECS, starting_cash=inp.snapshot.net_liquidation)
+        broker = SimBroker(store, "acct", lambda s, t: PRICES[s], SPECS, starting_cash=inp.snapshot.net_liquidation,
+                           fill_at="close")
         reconcile(store, broker, T)
         return store, broker
 

@@ -42,7 +42,7 @@ class RecordingStore(MemoryStore):
 def setup() -> tuple[RecordingStore, SimBroker]:
     store = RecordingStore()
     write_scenario(store, T, {"SPY": 10, "QQQ": -5})
-    broker = SimBroker(store, "acct", lambda s, t: PRICES[s], SPECS, starting_cash=100_000)
+    broker = SimBroker(store, "acct", lambda s, t: PRICES[s], SPECS, starting_cash=100_000, fill_at="close")
     reconcile(store, broker, T)
     store.chunks.clear()
     return store, broker

@@ -101,7 +101,12 @@ class Behaviour:
     * :meth:`sleep` – wait, then answer as another behaviour (provokes timeouts);
     * :meth:`rate_limited` – HTTP 429 with ``Retry-After`` / ``retry-after-ms``;
     * :meth:`server_error` – HTTP 500 (or another 5xx);
-    * :meth:`error` – any HTTP status with an OpenAI-style error body.
+    * :meth:`error` – any HTTP status with an OpenAI-style error body;
+    * :meth:`refused` – ``message.refusal`` set, ``content`` null;
+    * :meth:`truncated` – content cut at the request's ``max_tokens``, ``finish_reason: "length"``;
+    * :meth:`tool_call` – a function tool call instead of content.
+
+    :meth:`without_usage` drops the ``usage`` object from any answer.
 
     Any behaviour can be delayed with :meth:`delayed`.  ``prompt_tokens`` and
     ``completion_tokens`` left as ``None`` are estimated from the request's
@@ -120,6 +125,9 @@ class Behaviour:
     error_code: Optional[str] = None
     retry_after: Optional[float] = None
     headers: Tuple[Tuple[str, str], ...] = ()
+    refusal: Optional[str] = None
+    omit_usage: bool = False
+    tool_calls: Tuple[Tuple[str, str], ...] = ()
 
     @classmethod
     def ok(
@@ -243,6 +251,39 @@ class Behaviour:
             delay=delay,
         )
 
+    @classmethod
+    def refused(cls, text: str = "I'm sorry, I can't help with that.", *, prompt_tokens: Optional[int] = None,
+                completion_tokens: Optional[int] = None) -> "Behaviour":
+        """Answer 200 with a refusal: ``message.content`` null, ``message.refusal`` = ``text``,
+        ``finish_reason`` ``stop`` (as OpenAI's structured-output refusals)."""
+        return cls(kind="refusal", refusal=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+
+    @classmethod
+    def truncated(cls, content: JsonContent, *, prompt_tokens: Optional[int] = None) -> "Behaviour":
+        """Answer ``content`` cut to the request's ``max_tokens`` (or ``max_completion_tokens``).
+
+        When ``content`` is longer than ``max_tokens`` x 4 characters (the server's
+        token estimate), the answer is its first ``max_tokens`` x 4 characters with
+        ``completion_tokens`` = ``max_tokens`` and ``finish_reason: "length"``; when
+        it fits, it is answered whole with ``stop``. A request without a limit gets
+        it whole.
+        """
+        text = content if isinstance(content, str) else json.dumps(content)
+        return cls(kind="truncated", content=text, prompt_tokens=prompt_tokens)
+
+    @classmethod
+    def tool_call(cls, name: str, arguments: JsonContent, *, prompt_tokens: Optional[int] = None,
+                  completion_tokens: Optional[int] = None) -> "Behaviour":
+        """Answer 200 with one function tool call (``content`` null, ``finish_reason: "tool_calls"``);
+        ``arguments`` is sent as a JSON string, as the API does."""
+        args = arguments if isinstance(arguments, str) else json.dumps(arguments)
+        return cls(kind="ok", content=None, tool_calls=((name, args),), finish_reason="tool_calls",
+                   prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+
+    def without_usage(self) -> "Behaviour":
+        """The same answer with no ``usage`` object (as some OpenAI-compatible servers send)."""
+        return dataclasses.replace(self, omit_usage=True)
+
     def delayed(self, seconds: float) -> "Behaviour":
         """The same behaviour, answered after waiting ``seconds``."""
         if seconds < 0:
@@ -271,6 +312,7 @@ class RecordedRequest:
     model: Optional[str] = None
     messages: Optional[List[Any]] = None
     response_format: Optional[Dict[str, Any]] = None
+    max_tokens: Optional[int] = None
     status: Optional[int] = None
     received_at: float = field(default_factory=time.time)
 
@@ -565,6 +607,8 @@ class FakeOpenAIServer:
             record.messages = messages if isinstance(messages, list) else None
             rf = body.get("response_format")
             record.response_format = rf if isinstance(rf, dict) else None
+            limit = body.get("max_completion_tokens", body.get("max_tokens"))
+            record.max_tokens = limit if isinstance(limit, int) else None
         with self._changed:
             self._requests.append(record)
             if record.model is not None:
@@ -637,7 +681,18 @@ class FakeOpenAIServer:
             raise _ClientGone()
         if behaviour.kind == "error":
             return self._send_scripted_error(handler, record, behaviour)
-        return self._send_completion(handler, record, model, messages, behaviour)
+        return self._send_completion(handler, record, model, messages, self._cut(behaviour, record.max_tokens))
+
+    @staticmethod
+    def _cut(behaviour: Behaviour, max_tokens: Optional[int]) -> Behaviour:
+        """A :meth:`Behaviour.truncated` answer as this request's ``max_tokens`` leaves it."""
+        if behaviour.kind != "truncated":
+            return behaviour
+        text = behaviour.content or ""
+        if max_tokens is None or _estimate_tokens(text) <= max_tokens:
+            return dataclasses.replace(behaviour, kind="ok")
+        return dataclasses.replace(behaviour, kind="ok", content=text[:max_tokens * 4],
+                                   completion_tokens=max_tokens, finish_reason="length")
 
     def _request_problem(self, body: Any) -> Optional[tuple[str, Optional[str]]]:
         """Why the API refuses this chat request with a 400: ``(message, param)``; None when it is valid."""
@@ -720,14 +775,23 @@ class FakeOpenAIServer:
     def _send_completion(self, handler: _Handler, record: RecordedRequest, model: str, messages: list[Any],
                          behaviour: Behaviour) -> None:
         """A chat completion carrying the behaviour's content and token counts (estimated when not scripted)."""
-        content = behaviour.content or ""
+        content = behaviour.content
         prompt_tokens = behaviour.prompt_tokens
         if prompt_tokens is None:
             prompt_tokens = _estimate_tokens(json.dumps(messages))
         completion_tokens = behaviour.completion_tokens
         if completion_tokens is None:
-            completion_tokens = _estimate_tokens(content)
-        self._send_json(handler, record, 200, {
+            completion_tokens = _estimate_tokens((content or "") + (behaviour.refusal or "")
+                                                 + "".join(a for _, a in behaviour.tool_calls))
+        message: Dict[str, Any] = {"role": "assistant", "content": content if behaviour.kind != "refusal" else None,
+                                   "refusal": behaviour.refusal}
+        if behaviour.kind == "ok" and content is None and not behaviour.tool_calls:
+            message["content"] = ""
+        if behaviour.tool_calls:
+            message["tool_calls"] = [{"id": f"call_fake_{i}", "type": "function",
+                                      "function": {"name": name, "arguments": args}}
+                                     for i, (name, args) in enumerate(behaviour.tool_calls)]
+        payload: Dict[str, Any] = {
             "id": f"chatcmpl-fake-{next(self._ids)}",
             "object": "chat.completion",
             "created": int(time.time()),
@@ -735,16 +799,18 @@ class FakeOpenAIServer:
             "system_fingerprint": "fp_fake",
             "choices": [{
                 "index": 0,
-                "message": {"role": "assistant", "content": content, "refusal": None},
+                "message": message,
                 "logprobs": None,
                 "finish_reason": behaviour.finish_reason,
             }],
-            "usage": {
+        }
+        if not behaviour.omit_usage:
+            payload["usage"] = {
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
-            },
-        })
+            }
+        self._send_json(handler, record, 200, payload)
 
     def _delay(self, seconds: float) -> bool:
         """Wait ``seconds`` (a scripted latency); True when the server is stopping (then at once)."""

@@ -258,3 +258,39 @@ def test_unknown_model_is_404(srv):
     assert "no-such-model" in excinfo.value.message
     assert srv.calls("no-such-model") == 1
     assert srv.calls("model-a") == 0
+
+
+def test_refusal_has_null_content_and_the_refusal_text(srv):
+    srv.script("model-a", [Behaviour.refused("I can't give trading advice.", prompt_tokens=40, completion_tokens=7)])
+    resp = make_client(srv).chat.completions.create(model="model-a", messages=MESSAGES)
+    msg = resp.choices[0].message
+    assert (msg.content, msg.refusal, resp.choices[0].finish_reason) == (None, "I can't give trading advice.", "stop")
+    assert (resp.usage.prompt_tokens, resp.usage.completion_tokens) == (40, 7)
+
+
+def test_an_answer_without_usage(srv):
+    srv.script("model-a", [Behaviour.ok({"x": 1}).without_usage()])
+    resp = make_client(srv).chat.completions.create(model="model-a", messages=MESSAGES)
+    assert resp.usage is None and json.loads(resp.choices[0].message.content) == {"x": 1}
+
+
+def test_truncated_answer_is_cut_at_the_requests_max_tokens(srv):
+    text = json.dumps({"reasoning": "y" * 400})  # about 103 tokens at 4 characters a token
+    srv.set_default("model-a", Behaviour.truncated(text, prompt_tokens=10))
+    client = make_client(srv)
+    cut = client.chat.completions.create(model="model-a", messages=MESSAGES, max_tokens=50)
+    assert cut.choices[0].finish_reason == "length"
+    assert cut.choices[0].message.content == text[:200] and cut.usage.completion_tokens == 50
+    whole = client.chat.completions.create(model="model-a", messages=MESSAGES, max_tokens=200)
+    assert whole.choices[0].finish_reason == "stop" and whole.choices[0].message.content == text
+    assert [r.max_tokens for r in srv.chat_requests()] == [50, 200]
+
+
+def test_tool_call_instead_of_content(srv):
+    srv.script("model-a", [Behaviour.tool_call("trading_decisions", {"decisions": []})])
+    resp = make_client(srv).chat.completions.create(model="model-a", messages=MESSAGES)
+    choice = resp.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    [call] = choice.message.tool_calls
+    assert (call.type, call.function.name, json.loads(call.function.arguments)) == \
+        ("function", "trading_decisions", {"decisions": []})

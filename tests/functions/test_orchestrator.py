@@ -46,7 +46,9 @@ def test_dry_run_summarizes_and_audits_without_placing(cloud, project):
 def test_a_real_run_trades_once(cloud, project):
     first = client("orchestrator").post("/", json={"dryRun": False, "asOf": AS_OF}).get_json()
     assert first["status"] == "completed" and first["orders"]
-    assert all(o["status"] == "Filled" for o in first["orders"])
+    # The shipped paper account fills at the next session's open: the orders rest until then.
+    ex = read(cloud, paths.execution(first["execution_id"]), Execution)
+    assert ex.fill_model == "next_open" and all(o["status"] == "Submitted" for o in first["orders"])
     assert len(orders_at_broker(project)) == len(first["orders"])
     again = client("orchestrator").post("/", json={"dryRun": False, "asOf": AS_OF}).get_json()
     assert again["status"] == "completed" and again["orders"] == []
@@ -97,7 +99,7 @@ def test_two_concurrent_real_runs_one_trades_the_other_gets_409(cloud, project):
     assert sorted(code for code, _ in results) == [200, 409], results
     traded = next(doc for code, doc in results if code == 200)
     refused = next(doc for code, doc in results if code == 409)
-    assert traded["orders"] and all(o["status"] == "Filled" for o in traded["orders"])
+    assert traded["orders"] and all(o["status"] == "Submitted" for o in traded["orders"])  # rest until the open
     ex = read(cloud, paths.execution(refused["execution_id"]), Execution)
     assert ex.status == "skipped" and lease_refused(ex)
     assert len(orders_at_broker(project)) == len(traded["orders"])  # nothing placed twice

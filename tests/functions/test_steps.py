@@ -100,14 +100,3 @@ def test_allocation_is_refused_while_another_run_holds_the_account(cloud, projec
     resp = client("allocation").post("/", json={"dryRun": False, "asOf": AS_OF})
     assert resp.status_code == 409 and resp.get_json()["status"] == "skipped"
     assert lease_refused(read(cloud, paths.execution(resp.get_json()["execution_id"]), Execution))
-
-
-def test_reconcile_as_of_before_the_accounts_last_fill_is_409_and_writes_nothing(cloud, project):
-    traded = client("orchestrator").post("/", json={"dryRun": False, "asOf": "2020-03-17"})
-    assert traded.status_code == 200 and traded.get_json()["orders"]
-    before = documents(project)
-    resp = client("reconcile").post("/", json={"asOf": "2020-03-16"})
-    assert resp.status_code == 409, resp.get_json()
-    err = resp.get_json()["error"]
-    assert err["message"].startswith("asOf:") and "earlier" in err["message"]
-    assert documents(project) == before

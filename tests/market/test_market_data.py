@@ -279,7 +279,7 @@ def test_the_intent_records_the_bars_it_used(binance, yahoo, tmp_path):
     view = md.view(NOW)
     assert spy.digest == bars_digest(view.bars("SPY", lookback=400))
     doc = intent.to_store()["source"]["bars"][0]
-    assert set(doc) == {"symbol", "timeframe", "source", "bars", "first_open", "last_close", "digest"}
+    assert set(doc) == {"symbol", "timeframe", "source", "bars", "first_open", "last_close", "digest", "flags"}
     # The same as-of on the cache alone (a replay): the same bars, the same decision.
     replay = MarketData(md.config, FileBarCache(tmp_path), HistoryProvider(), None)
     again = compute_intent(cfg, replay.view(NOW))

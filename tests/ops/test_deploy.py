@@ -41,7 +41,7 @@ def find(cmds, *prefix):
 def test_functions_are_gen2_http_private_and_run_as_their_account():
     cmds, _ = printed()
     deployed = find(cmds, "gcloud", "functions", "deploy")
-    assert [c[3] for c in deployed] == ["orchestrator", "strategy", "reconcile", "allocation"]
+    assert [c[3] for c in deployed] == ["orchestrator", "strategy", "reconcile", "allocation", "api"]
     for c in deployed:
         f = flags(c)
         assert f["--gen2"] is True and f["--trigger-http"] is True and f["--no-allow-unauthenticated"] is True
@@ -56,10 +56,12 @@ def test_functions_are_gen2_http_private_and_run_as_their_account():
 
 
 def test_only_the_workflow_may_invoke_the_steps_and_named_people_the_orchestrator():
-    cmds, _ = printed("--invoker", "user:ana@example.com", "--invoker", "group:desk@example.com")
+    cmds, _ = printed("--invoker", "user:ana@example.com", "--invoker", "group:desk@example.com",
+                      "--reader", "user:audit@example.com")
     bindings = [(c[3], flags(c)["--member"]) for c in find(cmds, "gcloud", "functions", "add-invoker-policy-binding")]
     assert bindings == [(n, f"serviceAccount:{SA['workflow']}") for n in ("strategy", "reconcile", "allocation")] + [
-        ("orchestrator", "user:ana@example.com"), ("orchestrator", "group:desk@example.com")]
+        ("orchestrator", "user:ana@example.com"), ("orchestrator", "group:desk@example.com"),
+        ("api", "user:ana@example.com"), ("api", "group:desk@example.com"), ("api", "user:audit@example.com")]
     # Every binding comes after the function exists.
     order = [" ".join(c[:4]) for c in cmds]
     assert order.index("gcloud functions deploy allocation") < order.index(
@@ -162,8 +164,12 @@ def test_without_print_it_runs_the_same_commands(tmp_path):
     calls = logged(log)
     ran = [c for c in calls if c[0] == "gcloud" and c[1:3] != ["auth", "print-access-token"]]
     expected, _ = printed()
-    update = [c[:3] + ["update"] + c[4:] for c in find(expected, "gcloud", "scheduler", "jobs", "create", "http")]
-    assert ran == [*expected, *update]  # the job existed: it was updated
+    want = []
+    for c in expected:  # the job existed: it was updated, right after its create
+        want.append(list(c))
+        if list(c[:5]) == ["gcloud", "scheduler", "jobs", "create", "http"]:
+            want.append(list(c[:3]) + ["update"] + list(c[4:]))
+    assert ran == want
     curls = [c for c in calls if c[0] == "curl"]
     ruleset = json.loads(curls[0][-1])["source"]["files"][0]
     assert ruleset["name"] == "firestore.rules"
@@ -171,3 +177,23 @@ def test_without_print_it_runs_the_same_commands(tmp_path):
     assert "Authorization: Bearer fake-access-token" in curls[0]
     assert any('"rulesetName": "projects/p/rulesets/r-1"' in " ".join(c) for c in curls[1:])
     assert "(already there)" in r.stderr
+
+
+def test_log_based_metric_and_alert_policy_on_failed_or_skipped_executions():
+    import yaml
+
+    cmds, _ = printed()
+    (metric,) = find(cmds, "gcloud", "logging", "metrics", "create")
+    assert metric[4] == "intent-bus-executions"
+    spec = yaml.safe_load((ROOT / flags(metric)["--config-from-file"]).read_text())
+    assert spec["filter"] == 'jsonPayload.data.metric="intent_bus_executions_total"'
+    assert spec["labelExtractors"]["status"] == "EXTRACT(jsonPayload.data.labels.status)"
+    (policy,) = find(cmds, "gcloud", "alpha", "monitoring", "policies", "create")
+    doc = yaml.safe_load((ROOT / flags(policy)["--policy-from-file"]).read_text())
+    cond = doc["conditions"][0]["conditionThreshold"]
+    assert 'metric.type="logging.googleapis.com/user/intent-bus-executions"' in cond["filter"]
+    assert 'metric.label.status="failed"' in cond["filter"] and 'metric.label.status="skipped"' in cond["filter"]
+    # The metric's filter matches the line bus.telemetry writes for an execution.
+    from bus import telemetry
+
+    assert telemetry.EXECUTIONS._name == "intent_bus_executions"

@@ -5,40 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
-import subprocess
-import sys
-import time
 
 import requests
 
 from bus import paths
 from bus.store import FirestoreStore
-from tests.support.functions import ROOT
-
-
-def start(env):
-    proc = subprocess.Popen([sys.executable, "main.py", "serve", "--port", "0"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    seen = []
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        m = re.search(r"functions on (http://127\.0\.0\.1:\d+)", line)
-        if m:
-            return proc, m.group(1)
-    proc.kill()
-    raise AssertionError(f"serve did not start: {''.join(seen)}")
-
-
-def stop(proc):
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    return proc.returncode, out, err
+from tests.support.processes import start_serve as start
+from tests.support.processes import stop_serve as stop
 
 
 def test_serve_answers_curl_and_requires_the_token_when_set(emulator, project):

@@ -13,14 +13,16 @@ import pytest
 import yaml
 
 from brokers.config import IBAccount
+from bus import paths
 from bus.models import Intent
+from bus.orders import OrderLifecycle
 from bus.store import MemoryStore
 from market.config import parse_market_config
 from pipeline.run import run_pipeline
 from pipeline.settings import apply_settings, load_settings
 from pipeline.wiring import RunInputError, file_cache, make_broker, market_data, resolve_as_of
-from tests.market.today import etf_rows, session_close, sessions_closed_by
-from tests.support.venues import fake_market_venues, market_yaml
+from tests.market.today import crypto_rows, etf_rows, session_close, sessions_closed_by
+from tests.support.venues import fake_market_venues, hourly_rows, market_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CLASSIC = ["spy_macd_vixy", "crypto_trend", "test_signal_generator"]
@@ -63,7 +65,8 @@ def test_forward_paper_as_of_now_then_an_hour_later_places_nothing(store, venues
     res, md = run_at(store, settings, tmp_path, now)
     ex = res.execution
     assert res.as_of == now and ex.status == "completed", ex.reason
-    assert ex.orders_placed and all(o.status == "Filled" for o in ex.orders_placed)
+    # Filled at once (fill_at: close) or resting for the next open (next_open): placed, not refused.
+    assert ex.orders_placed and all(o.status in ("Filled", "Submitted") for o in ex.orders_placed), ex.orders_placed
     assert {o.symbol for o in ex.orders_placed} >= {"SPY", "BTC-USDT"}
     # Every intent says which bars it used: source, timeframe, last close, digest.
     for sid in CLASSIC:
@@ -76,13 +79,48 @@ def test_forward_paper_as_of_now_then_an_hour_later_places_nothing(store, venues
     assert btc.source == "binance" and btc.last_close <= now and now - btc.last_close < timedelta(days=1)
     stored = Intent.model_validate(store.get(f"strategies/crypto_trend/intent/{res.intents['crypto_trend'].intent_id}"))
     assert stored.source.bars == res.intents["crypto_trend"].source.bars
-    # The paper broker priced from the same bars: SPY filled near its newest cached close.
-    spy_fill = next(o for o in ex.orders_placed if o.symbol == "SPY")
-    assert spy_fill.fill_price == pytest.approx(etf_rows("SPY", now)[-1][4], rel=0.01)
+    # The paper broker priced from the same bars: SPY at its newest cached close.
+    assert ex.context.prices["SPY"] == pytest.approx(etf_rows("SPY", now)[-1][4])
     # An hour later (another process, the same cache): no new bar, no order.
     later, _ = run_at(store, settings, tmp_path, now + timedelta(hours=1))
     assert later.execution.status == "completed" and later.execution.orders_placed == []
     assert all(later.intents[s].status == "success" for s in CLASSIC)
+
+
+def test_a_forward_paper_fill_is_priced_from_the_newest_closed_hour(tmp_path):
+    """brokers.yaml's paper account prices from 1h bars first: as of now, BTC is quoted at the last closed
+    hour's close, and its market order fills at that price (plus the half-spread), not at the daily bar that
+    closed at midnight. The order fills in the run (``fill_at: close``) or rests until a later call fills it
+    at the next bar's open (``next_open``); the next hours are flat at the same price, so the fill price is
+    the same either way."""
+    with fake_market_venues() as venues:
+        now, binance, _ = venues
+        daily_close = crypto_rows("BTC-USDT", now)[-1][4]
+        hours = hourly_rows("BTC-USDT", now)
+        t, o, h, lo, c, v = hours[-1]
+        hour_close = round(daily_close * 1.03, 1)  # 3 % above the daily close: the two cannot be confused
+        hours[-1] = (t, o, max(h, hour_close), min(lo, hour_close), hour_close, v)
+        # The hour forming at ``now`` and the one after: flat at the newest close, read only once closed.
+        flat = [(t + k * 3_600_000, hour_close, hour_close, hour_close, hour_close, v) for k in (1, 2)]
+        binance.set_klines("BTCUSDT", "1h", [*hours, *flat])
+        settings = live_settings(venues)
+        assert settings.account.price_timeframes[0] == "1h"  # the shipped forward-paper configuration
+        store = configured(settings)
+        res, _ = run_at(store, settings, tmp_path, now)
+        ex = res.execution
+        assert ex.context.prices["BTC-USDT"] == pytest.approx(hour_close)  # the quote the Commander sized on
+        btc = next(o for o in ex.orders_placed if o.symbol == "BTC-USDT")
+        # Two hours later (the next open after the order has opened and closed): data update, then a run.
+        later = now + timedelta(hours=2)
+        market_data(settings, file_cache(tmp_path), clock=lambda: later).refresh("BTC-USDT", "1h")
+        run_at(store, settings, tmp_path, later)
+    [record] = [OrderLifecycle.model_validate(d) for _, d in store.list_docs(paths.ORDERS)
+                if d["client_order_id"] == btc.client_order_id]
+    assert record.status == "filled" and record.sign > 0, record
+    slip = settings.account.slippage_bps / 10_000
+    assert record.avg_fill_price == pytest.approx(hour_close * (1 + slip), rel=1e-5)  # rounded to the 0.1 tick
+    assert abs(record.avg_fill_price / daily_close - 1) > 0.02
+    assert record.booked_quantity == pytest.approx(record.filled_quantity)  # booked to crypto_trend
 
 
 def test_warm_cache_run_makes_no_request(venues, tmp_path):
@@ -90,8 +128,8 @@ def test_warm_cache_run_makes_no_request(venues, tmp_path):
     settings = live_settings(venues)
     run_at(configured(settings), settings, tmp_path, now, dry_run=True)
     before = requests(venues)
-    _, md = run_at(configured(settings), settings, tmp_path, now, dry_run=True)
-    assert requests(venues) == before and md.requests == 0
+    run_at(configured(settings), settings, tmp_path, now, dry_run=True)
+    assert requests(venues) == before
 
 
 def test_historical_as_of_runs_on_cached_bars_and_fails_closed_on_uncached(venues, tmp_path):

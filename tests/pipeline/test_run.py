@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
@@ -121,31 +120,3 @@ def test_a_failing_strategy_writes_an_error_intent_and_keeps_its_book(env):
 
 def test_default_as_of_is_the_last_day_all_bundled_series_cover(settings, provider):
     assert resolve_as_of(None, settings, provider) == datetime(2026, 5, 16, 21, 30, tzinfo=timezone.utc)
-
-
-def test_config_apply_disables_strategies_no_longer_configured(store, settings):
-    from pipeline.settings import apply_settings
-
-    apply_settings(store, settings)
-    import dataclasses
-
-    fewer = dataclasses.replace(settings, strategies=[s for s in settings.strategies
-                                                      if s.strategy_id != "test_signal_generator"])
-    assert apply_settings(store, fewer) == ["test_signal_generator"]
-    doc = store.get("strategies/test_signal_generator")
-    assert doc["enabled"] is False and "not in the configuration files" in doc["disabled_reason"]
-    assert apply_settings(store, fewer) == []  # already disabled: nothing more to say
-
-
-def test_an_empty_or_non_mapping_trading_yaml_is_refused(tmp_path):
-    import shutil
-
-    from pipeline.settings import ConfigError, load_settings
-
-    src = Path(__file__).resolve().parents[2] / "config"
-    for content in ("", "- a\n- b\n"):
-        d = tmp_path / f"c{len(content)}"
-        shutil.copytree(src, d)
-        (d / "trading.yaml").write_text(content)
-        with pytest.raises(ConfigError, match="trading.yaml: expected a mapping"):
-            load_settings(d)

@@ -16,8 +16,10 @@ BACKTEST_CONFIG = Path(__file__).resolve().parents[2] / "config" / "backtest"
 
 
 def backtest_settings() -> tuple[Settings, BacktestFile]:
-    """``config/backtest`` as shipped: the four classic strategies."""
-    return load_settings(BACKTEST_CONFIG), load_backtest_file(BACKTEST_CONFIG)
+    """``config/backtest`` as shipped: the four classic strategies (without the second run under the other
+    fill model, ``fill_sensitivity``, which only doubles a test's time; its own tests ask for it)."""
+    return load_settings(BACKTEST_CONFIG), load_backtest_file(BACKTEST_CONFIG).model_copy(
+        update={"fill_sensitivity": False})
 
 
 def only(settings: Settings, *configs: StrategyConfig) -> Settings:

@@ -46,7 +46,8 @@ class VenueSpec:
         if self.kind == "sim":
             from brokers.sim import SimBroker
 
-            return SimBroker(store, "acct", sim_price, SPECS, starting_cash=100_000, slippage_bps=0.0)
+            return SimBroker(store, "acct", sim_price, SPECS, starting_cash=100_000, slippage_bps=0.0,
+                             fill_at="close")  # fills at once: the matrix is about crashes, not fill timing
         if self.kind == "ib":
             from brokers.ib import IBBroker
 

@@ -86,3 +86,26 @@ def fund(store: Any, strategy_id: str = "llm_test", cash: float = 10_000.0,
     book = Book(strategy_id=strategy_id, updated_at=AS_OF, starting_cash=equity, cash=cash, positions=pos,
                 equity=equity, high_water_mark=equity)
     store.set(bus_paths.book(strategy_id), book.to_store())
+
+
+def race_worker() -> None:
+    """One process of the budget race (tests/strategies/llm/test_budget_race.py): ``argv[1:]`` =
+    project, fake server base URL, trader id, calls, daily token budget (0: none). Each call is one
+    decision of its own trader at its own as-of time, on the emulator named by ``FIRESTORE_EMULATOR_HOST``,
+    sharing the one model ``m-shared``; it prints one line per decision: status and model requests answered."""
+    import sys
+    from datetime import timedelta
+
+    from bus.store import FirestoreStore
+    from market.history import HistoryProvider
+    from strategies.llm.trader import llm_intent
+
+    project, base_url, sid, calls, limit = sys.argv[1:6]
+    srv = type("Srv", (), {"base_url": base_url})
+    m = model(srv, "m-shared", daily_token_budget=int(limit) or None)
+    cfg = trader([m], strategy_id=sid, cache_enabled=False, malformed_retries=0)
+    store, provider = FirestoreStore(project), HistoryProvider()
+    for k in range(int(calls)):
+        as_of = AS_OF + timedelta(hours=4 * k)
+        intent = llm_intent(cfg, provider.view(as_of), store)
+        print(intent.status, (intent.error_message or "")[:200], flush=True)

@@ -5,24 +5,33 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from tests.fakes.fake_binance import FakeBinanceUSDM
 from tests.fakes.fake_etf_source import FakeYahoo
-from tests.market.today import crypto_rows, etf_rows
+from tests.market.today import crypto_rows, etf_rows, last_boundary
 
 
 @contextmanager
 def fake_market_venues() -> Iterator[tuple[datetime, FakeBinanceUSDM, FakeYahoo]]:
-    """A fake Binance USD-M (BTC/ETH daily klines) and a fake Yahoo (SPY/VIXY daily bars), both up to now."""
+    """A fake Binance USD-M (BTC/ETH daily and hourly klines) and a fake Yahoo (SPY/VIXY daily bars), up to now."""
     now = datetime.now(timezone.utc)
     with FakeBinanceUSDM() as binance, FakeYahoo() as yahoo:
-        binance.set_klines("BTCUSDT", "1d", crypto_rows("BTC-USDT", now))
-        binance.set_klines("ETHUSDT", "1d", crypto_rows("ETH-USDT", now))
+        for sym in ("BTC-USDT", "ETH-USDT"):
+            binance.set_klines(sym.replace("-", ""), "1d", crypto_rows(sym, now))
+            binance.set_klines(sym.replace("-", ""), "1h", hourly_rows(sym, now))
         yahoo.set_bars("SPY", etf_rows("SPY", now))
         yahoo.set_bars("VIXY", etf_rows("VIXY", now))
         yield now, binance, yahoo
         assert binance.internal_errors == [] and yahoo.errors == []
+
+
+def hourly_rows(symbol: str, now: datetime, n: int = 200) -> list[tuple]:
+    """``(open_ms, o, h, l, c, v)`` 1h rows (the bundled files have none): the last ``n`` bundled 4h bars of
+    ``symbol`` relabelled as hours, the newest closing at the last full hour at or before ``now``."""
+    rows = crypto_rows(symbol, now, n=n, timeframe="4h")
+    first = last_boundary(now, "1h") - len(rows) * timedelta(hours=1)
+    return [(int((first + i * timedelta(hours=1)).timestamp() * 1000), *r[1:]) for i, r in enumerate(rows)]
 
 
 def market_yaml(binance: str, yahoo: str, as_of_now: bool = False) -> dict:

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import yaml
 
 from bus import paths
 from bus.models import Execution, Intent, PortfolioSnapshot
@@ -21,6 +24,7 @@ from ops.server import LocalFunctions
 from ops.workflow_runner import local_argument, run_workflow
 from pipeline.steps import lease_refused
 from tests.support.functions import ROOT, documents
+from tests.support.venues import fake_market_venues, market_yaml
 
 AS_OF = "2020-03-16"
 IDS = {"spy_macd_vixy", "crypto_trend", "test_signal_generator"}  # the classic strategies
@@ -88,7 +92,8 @@ def test_the_workflow_runs_the_pipeline_and_the_execution_refers_to_its_document
     arg.update(asOf=AS_OF, trigger="scheduled")
     result = run_workflow(arg)
     assert result["status"] == "completed" and result["strategy_failures"] == {} and result["reconcile_error"] == ""
-    assert result["orders"] and all(o["status"] == "Filled" for o in result["orders"])
+    # Filled at once (fill_at: close) or resting for the next open (the paper broker's next_open): placed.
+    assert result["orders"] and all(o["status"] in ("Filled", "Submitted") for o in result["orders"])
     ex = read(cloud, paths.execution(result["execution_id"]), Execution)
     assert ex.trigger == "scheduled" and not ex.dry_run and ex.as_of.date().isoformat() == AS_OF
     assert set(ex.context.strategy_intents_refs) == IDS | LLM_IDS
@@ -138,3 +143,26 @@ def test_workflow_run_command_dry_run(emulator, cloud, project):
     assert all(o["status"] == "DryRun" for o in result["orders"])
     assert read(cloud, paths.execution(result["execution_id"]), Execution).dry_run
     assert all(json.loads(line)["severity"] for line in r.stderr.splitlines() if line.startswith("{"))
+
+
+def test_as_of_now_passes_the_plans_exact_instant_to_every_step(cloud, project, functions, tmp_path, monkeypatch):
+    """as_of_now: true and no asOf: the plan resolves "now" once, and the strategies, reconcile and the
+    Commander all run as of that same instant (not the date's 21:30 run time, nor their own clocks)."""
+    with fake_market_venues() as (_, binance, yahoo):
+        cfg = tmp_path / "cfg"
+        shutil.copytree(ROOT / "config", cfg)
+        (cfg / "market.yaml").write_text(yaml.safe_dump(market_yaml(binance.base_url, yahoo.base_url, as_of_now=True)))
+        monkeypatch.setenv("INTENT_BUS_CONFIG_DIR", str(cfg))
+        started = datetime.now(timezone.utc)
+        result = run_workflow(local_argument(functions.urls(), dry_run=False, strategies=sorted(IDS)))
+        ended = datetime.now(timezone.utc)
+    assert result["status"] == "completed" and result["strategy_failures"] == {}, result
+    ex = read(cloud, paths.execution(result["execution_id"]), Execution)
+    assert started <= ex.as_of <= ended  # as of now, not a date's configured run time
+    for sid in IDS:
+        intent = read(cloud, ex.context.strategy_intents_refs[sid], Intent)
+        assert intent.status == "success", intent.error_message
+        assert intent.as_of == ex.as_of, (sid, intent.as_of, ex.as_of)
+    snap = read(cloud, ex.context.portfolio_snapshot_ref, PortfolioSnapshot)
+    assert snap.as_of == ex.as_of
+    assert result["orders"] and all(o["status"] in ("Filled", "Submitted") for o in result["orders"])  # placed

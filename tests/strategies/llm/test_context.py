@@ -117,7 +117,8 @@ def test_rendered_prompt_follows_the_nof1_pattern(provider):
     p = render(spec, {"trader": {"id": "t", "name": "T"}, "universe": ["BTC-USDT", "SOL-USDT"], "risk": spec.risk,
                       "majors": ["BTC", "ETH"]},
                {"now": MID.isoformat(), "minutes_since_start": 240, "invocations": 7, "symbols": mkt.symbols,
-                "unavailable": {}, "account": acc, "performance": performance_view(None, [], 10_000.0)})
+                "unavailable": {}, "account": acc, "performance": performance_view(None, [], 10_000.0),
+                "cadence": "4 hours", "memory": []})
     assert "invoked 7 times" in p.user and MID.isoformat() in p.user
     for words in ("ALL BTC-USDT DATA (perpetual: BTC-USDT-PERP)", "spot, no perpetual bars available",
                   "Funding rate", "4h series", "1d series", "rsi7", "atr14", "ema50", "macd", "volume",
@@ -156,3 +157,37 @@ def test_a_journal_entry_is_stored_without_nulls_and_reads_back_whole(store):
     assert "model" not in raw and "error" not in raw["attempts"][0] and raw["decisions"][0]["notional"] is None
     assert read(store, path, JournalEntry) == fit(e)
     assert read(store, "strategies/t/llm/state", TraderState).recent_decisions == ["d1"]
+
+
+def test_the_prompt_remembers_decisions_shows_holding_time_cadence_and_funding_only_for_perpetuals(provider):
+    from bus.journal import DecisionMemo, MemoItem
+    from strategies.llm.context import memory_view
+
+    spec = trader_spec(trader([model(type("S", (), {"base_url": "http://127.0.0.1:9/v1"}), "m-a")],
+                              universe=["BTC-USDT", "SOL-USDT"]))
+    mkt = market_context(provider.view(MID), ["BTC-USDT", "SOL-USDT"])
+    book = Book(strategy_id="t", updated_at=MID, starting_cash=10_000, cash=7_000,
+                positions={"BTC-USDT": BookPosition(quantity=0.05, avg_price=60_000)}, equity=10_000)
+    plans = {"BTC-USDT": PositionPlan(side="long", leverage=2, opened_at=MID - timedelta(hours=30))}
+    acc = account_view(book, mkt.prices, plans, None, MID)
+    btc_then = mkt.prices["BTC-USDT"] / 1.1  # the price was 10 % lower when it opened
+    memory = [DecisionMemo(as_of=MID - timedelta(hours=4), status="success", model="m-a", items=[
+        MemoItem(symbol="BTC-USDT", action="open_long", notional=1000, leverage=2, price=btc_then),
+        MemoItem(symbol="SOL-USDT", action="open_short", notional=500, leverage=2, price=100.0,
+                 rejected="min_confidence")]),
+        DecisionMemo(as_of=MID - timedelta(hours=8), status="error", note="all models failed: m-a: timeout")]
+    view = memory_view(memory, mkt.prices, MID)
+    assert view[0]["decisions"][0]["pnl_since"] == pytest.approx(100.0)  # side x notional x change
+    assert view[0]["decisions"][1]["pnl_since"] is None  # a rejected decision made nothing
+    p = render(spec, {"trader": {"id": "t", "name": "T"}, "universe": ["BTC-USDT", "SOL-USDT"], "risk": spec.risk,
+                      "majors": ["BTC", "ETH"]},
+               {"now": MID.isoformat(), "minutes_since_start": 240, "invocations": 7, "symbols": mkt.symbols,
+                "unavailable": {}, "account": acc, "performance": performance_view(book, [], 10_000.0),
+                "cadence": "4 hours", "memory": view})
+    assert "You are asked for decisions every 4 hours" in p.user
+    assert "held for 30 h" in p.user
+    assert "PnL since 100" in p.user and "REJECTED (min_confidence)" in p.user
+    assert "error - all models failed: m-a: timeout" in p.user
+    sol = p.user.split("ALL SOL-USDT DATA")[1].split("ALL ")[0]
+    btc = p.user.split("ALL BTC-USDT DATA")[1].split("ALL SOL-USDT DATA")[0]
+    assert "Funding rate" in btc and "Funding rate" not in sol  # SOL is spot here: no funding

@@ -34,11 +34,14 @@ ETH_LONG = decision("ETH-USDT", "open_long", notional=1500, leverage=2, stop_los
 
 
 def with_strategies(settings: Settings, llm: list, classic_allocations: dict[str, float] | None) -> Settings:
-    """The repository's settings with ``llm`` traders added; the classic strategies rebalanced (or dropped: None)."""
+    """The repository's settings with ``llm`` traders added; the classic strategies rebalanced (or dropped: None);
+    the paper account filling market orders at the as-of close (``fill_at: close``)."""
     classic = [] if classic_allocations is None else [
         s.model_copy(update={"capital_allocation": classic_allocations[s.strategy_id]})
         for s in settings.strategies if s.kind == "classic"]
-    return Settings(settings.trading, classic + llm, settings.account, settings.instruments)
+    # fills at the as-of close, in the run that placed them (these tests follow the books run by run)
+    account = settings.account.model_copy(update={"fill_at": "close"})
+    return Settings(settings.trading, classic + llm, account, settings.instruments)
 
 
 def run(store, settings, provider, as_of):
@@ -104,8 +107,8 @@ def test_opposite_traders_are_netted_and_each_book_keeps_its_own_pnl(srv, store,
     [line] = [t for t in ex.decision.aggregated_target if t.symbol == "BTC-USDT"]
     assert line.contributions["llm_long"] > 0 > line.contributions["llm_short"]
     assert line.quantity == pytest.approx(line.contributions["llm_long"] + line.contributions["llm_short"])
-    [conflict] = [c for c in ex.decision.conflicts if c.symbol == "BTC-USDT"]
-    assert conflict.type == "direction" and conflict.policy == "net"
+    [conflict] = [c for c in ex.decision.conflicts if c.symbol == "BTC-USDT" and c.type == "direction"]
+    assert conflict.policy == "net"
     assert set(conflict.strategies) == {"llm_long", "llm_short"}
     [order] = [o for o in ex.orders_placed if o.symbol == "BTC-USDT"]
     assert order.action == "BUY" and order.filled_quantity == pytest.approx(line.quantity, rel=1e-3)
