@@ -97,3 +97,30 @@ def test_without_instruments_every_book_counts_as_trading_every_day(store):
     (r,) = leaderboard(store)
     assert (r["calendar"], r["periods_per_year"]) == ("24/7", 365)
     assert r["sharpe"] == pytest.approx(_sharpe([START, *etf.values()], 365), rel=1e-9)
+
+
+def test_the_cache_gives_the_same_rows_and_recomputes_a_book_the_commander_rewrote(store):
+    from pipeline.leaderboard import MetricsCache
+
+    crypto = _crypto_curve()
+    _put(store, "crypto_book", "BTC-USDT", crypto)
+    cache = MetricsCache()
+    plain = leaderboard(store, INSTRUMENTS)
+    assert leaderboard(store, INSTRUMENTS, cache=cache) == plain  # cold
+    reads = store.stats["list"]
+    assert leaderboard(store, INSTRUMENTS, cache=cache) == plain  # warm: no equity points or trades read again
+    assert store.stats["list"] - reads == 1  # the strategies only
+    # The Commander rewrites the book (a new updated_at / execution) with a new equity point in the same batch.
+    day = "2024-01-29"
+    book = store.get(paths.book("crypto_book"))
+    store.write_batch([
+        (paths.book("crypto_book"), {**book, "updated_at": "2024-01-29T21:30:00+00:00", "execution_id": "x2",
+                                     "equity": 9_000.0}),
+        (paths.equity_point("crypto_book", day), EquityPoint(
+            strategy_id="crypto_book", date=day, as_of=datetime(2024, 1, 29, 21, 30, tzinfo=timezone.utc),
+            equity=9_000.0, cash=9_000.0, realized_pnl=0.0, unrealized_pnl=0.0,
+            high_water_mark=START).model_dump(mode="json"))])
+    (warm,) = leaderboard(store, INSTRUMENTS, cache=cache)
+    (fresh,) = leaderboard(store, INSTRUMENTS)
+    assert warm == fresh and warm["sharpe"] != plain[0]["sharpe"]
+    assert warm["sharpe"] == pytest.approx(_sharpe([START, *crypto.values(), 9_000.0], 365), rel=1e-9)
