@@ -35,6 +35,11 @@ def portfolio(mode: str, snapshot_id: str = "latest") -> str:
     return f"positions/{mode}/portfolio/{snapshot_id}"
 
 
+def portfolios(mode: str) -> str:
+    """``positions/{mode}/portfolio``: the account's snapshots (the collection: ``latest`` and the immutable copies)."""
+    return f"positions/{mode}/portfolio"
+
+
 def account_state(mode: str) -> str:
     """``positions/{mode}``: the Commander's memory of the account (previous close NAV)."""
     return f"positions/{mode}"

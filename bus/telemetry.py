@@ -1,6 +1,7 @@
 """Run figures as Prometheus metrics (``prometheus-client``) and as structured-log fields.
 
-One process-wide registry, :data:`REGISTRY`, is served by ``serve`` at ``/metrics``
+The process's default prometheus-client collector set (these metrics, plus the client's process and
+platform collectors) is served by ``serve`` at ``/metrics``
 (:func:`exposition`). In the cloud nothing scrapes a function, so every observation is
 also one structured log line, ``metric <name>`` with ``json_fields`` ``{"metric": name,
 "labels": {...}, "value": v}``, which a log-based metric reads (``deploy`` creates them).
@@ -30,30 +31,27 @@ import logging
 from datetime import datetime
 from typing import Any, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 log = logging.getLogger("intent_bus.metrics")
 
-REGISTRY = CollectorRegistry(auto_describe=True)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 STEP_SECONDS = Histogram("intent_bus_step_duration_seconds", "Wall time of one pipeline step", ["step"],
-                         buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600), registry=REGISTRY)
-EXECUTIONS = Counter("intent_bus_executions", "Commander executions by final status", ["status"],
-                     registry=REGISTRY)
-ORDERS = Counter("intent_bus_orders", "Orders by the venue's status", ["status"], registry=REGISTRY)
-REJECTIONS = Counter("intent_bus_order_rejections", "Orders the venue refused", ["symbol"], registry=REGISTRY)
-NAV = Gauge("intent_bus_nav", "Account net liquidation value (account currency)", ["mode"], registry=REGISTRY)
-BOOK_EQUITY = Gauge("intent_bus_book_equity", "A strategy book's equity (account currency)", ["strategy_id"],
-                    registry=REGISTRY)
+                         buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600))
+EXECUTIONS = Counter("intent_bus_executions", "Commander executions by final status", ["status"])
+ORDERS = Counter("intent_bus_orders", "Orders by the venue's status", ["status"])
+REJECTIONS = Counter("intent_bus_order_rejections", "Orders the venue refused", ["symbol"])
+NAV = Gauge("intent_bus_nav", "Account net liquidation value (account currency)", ["mode"])
+BOOK_EQUITY = Gauge("intent_bus_book_equity", "A strategy book's equity (account currency)", ["strategy_id"])
 STALENESS = Gauge("intent_bus_data_staleness_seconds", "As-of time minus the newest bar's close",
-                  ["symbol", "timeframe"], registry=REGISTRY)
-LEASE = Counter("intent_bus_lease", "Account lease attempts", ["outcome"], registry=REGISTRY)
-LLM_TOKENS = Counter("intent_bus_llm_tokens", "LLM tokens used", ["model", "kind"], registry=REGISTRY)
-LLM_COST = Counter("intent_bus_llm_cost_usd", "LLM cost (USD)", ["model"], registry=REGISTRY)
+                  ["symbol", "timeframe"])
+LEASE = Counter("intent_bus_lease", "Account lease attempts", ["outcome"])
+LLM_TOKENS = Counter("intent_bus_llm_tokens", "LLM tokens used", ["model", "kind"])
+LLM_COST = Counter("intent_bus_llm_cost_usd", "LLM cost (USD)", ["model"])
 LLM_SECONDS = Histogram("intent_bus_llm_request_duration_seconds", "LLM request latency", ["model"],
-                        buckets=(0.25, 0.5, 1, 2, 4, 8, 16, 32, 64), registry=REGISTRY)
+                        buckets=(0.25, 0.5, 1, 2, 4, 8, 16, 32, 64))
 
 
 def _emit(name: str, labels: dict[str, str], value: float) -> None:
@@ -117,5 +115,5 @@ def observe_llm(model: str, prompt_tokens: int, completion_tokens: int, cost_usd
 
 
 def exposition() -> bytes:
-    """The registry in Prometheus' text format (serve's ``/metrics`` body; :data:`CONTENT_TYPE`)."""
-    return generate_latest(REGISTRY)
+    """Every metric of this process in Prometheus' text format (serve's ``/metrics`` body; :data:`CONTENT_TYPE`)."""
+    return generate_latest()

@@ -28,6 +28,7 @@ Validation errors are 400 with the project's error body; unknown ids 404.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import os
 import threading
@@ -74,8 +75,6 @@ def _http_error(err: HttpError, error_id: str | None = None) -> flask.Response:
     error_id = error_id or new_error_id()
     log.warning("api %s %s -> %d: %s", flask.request.method, flask.request.path, err.status_code, err.message,
                 extra={"error_id": error_id})
-    import json
-
     return flask.Response(json.dumps(err.body(error_id), default=str), status=err.status_code,
                           headers=err.headers, mimetype="application/json")
 
@@ -175,7 +174,7 @@ def account() -> flask.Response:
     mode, snap, books = _account_docs(st)
     ext = books.pop(paths.book("external"), None)
     equity = sum(float(b.get("equity") or 0) for b in books.values() if b)
-    first = st.list_page(paths.portfolio(mode, "x").rsplit("/", 1)[0], "as_of", 2, descending=False,
+    first = st.list_page(paths.portfolios(mode), "as_of", 2, descending=False,
                          fields=["net_liquidation", "snapshot_id"])
     first = [(i, d) for i, d in first if i != "latest"]
     start = float(first[0][1].get("net_liquidation") or 0) if first else 0.0
@@ -367,8 +366,6 @@ def change_state(strategy_id: str, json: m.StateBody) -> flask.Response:
 @app.get("/openapi.json")
 def openapi() -> flask.Response:
     """The OpenAPI document, generated from the routes' models."""
-    import json
-
     doc = dict(spec.spec)
     doc["servers"] = [{"url": "/api"}]
     return flask.Response(json.dumps(doc), mimetype="application/json")
