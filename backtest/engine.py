@@ -137,6 +137,10 @@ class StepRecord:
     book_fills: dict[str, list[tuple[str, float, float]]] = field(default_factory=dict)
     slippage: dict[str, float] = field(default_factory=dict)
     slippage_total: float = 0.0
+    # Leverage at the two other instants of a step (:func:`leverage_at_decision`, :func:`leverage_after_fills`);
+    # ``book_gross`` / ``equity`` is the third (after the step, marked at its as-of prices).
+    decision_leverage: dict[str, float] = field(default_factory=dict)
+    fill_leverage: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -281,6 +285,7 @@ class _Tracker:
         self.sids = sids
         self.prev_units: dict[str, dict[str, float]] = {}
         self.prev_funding: dict[str, float] = {}
+        self.prev_prices: dict[str, float] = {}
 
     def funding_step(self, books: dict[str, Book]) -> dict[str, float]:
         """Funding the Commander charged each book since the previous step (``Book.funding`` now − before)."""
@@ -293,7 +298,9 @@ def _record(day: date, res: Any, broker: SimBroker, store: Store, sids: list[str
     ex = res.execution
     st = broker.account_state()  # the paper account after this step's fills
     snap = broker.portfolio(res.as_of)  # the same instant: marks, no new funding
-    docs = store.get_all([paths.book(s) for s in [*sids, EXTERNAL]])
+    book_paths = [paths.book(s) for s in [*sids, EXTERNAL]]
+    # in memory, validate the stored books without copying them first (validation builds new containers)
+    docs = store.peek_all(book_paths) if isinstance(store, MemoryStore) else store.get_all(book_paths)
     books = {s: Book.model_validate(d) for s, d in ((s, docs[paths.book(s)]) for s in [*sids, EXTERNAL]) if d}
     units = {s: b.quantities() for s, b in books.items()}
     account_units = st.quantities()
@@ -310,14 +317,22 @@ def _record(day: date, res: Any, broker: SimBroker, store: Store, sids: list[str
     traded: dict[str, float] = {}
     for sid, now in units.items():
         before = tracker.prev_units.get(sid, {})
-        for sym in set(now) | set(before):
+        for sym in sorted(set(now) | set(before)):  # sorted: the same sums (to the last bit) in every process
             dq = now.get(sym, 0.0) - before.get(sym, 0.0)
             if abs(dq) > NOISE_EPS and sym in fills:
                 mult = specs[sym].multiplier if sym in specs else 1.0
                 traded[sid] = traded.get(sid, 0.0) + abs(dq) * fills[sym] * mult
     funding = tracker.funding_step(books)
-    extras = _report_extras(units, tracker.prev_units, done, snap, broker, ex.context.prices if ex else {})
+    prices = ex.context.prices if ex else {}
+    extras = _report_extras(units, tracker.prev_units, done, snap, broker, prices)
+    mults = {sym: spec.multiplier for sym, spec in specs.items()}
+    extras["decision_leverage"] = leverage_at_decision(ex, mults)
+    late = any(f.late for f in done)  # next_open: the fills of the previous step's orders
+    extras["fill_leverage"] = leverage_after_fills(
+        {s: b for s, b in books.items() if s in extras["book_fills"] and s != EXTERNAL}, done,
+        tracker.prev_prices if late else prices, mults)
     tracker.prev_units = units
+    tracker.prev_prices = {**tracker.prev_prices, **prices}
     unrealized = sum(h.quantity * (h.market_price - h.avg_cost) * (specs[h.symbol].multiplier if h.symbol in specs
                                                                      else 1.0) for h in snap.holdings)
     identity = st.starting_cash + st.realized_pnl + unrealized - st.fees_paid - st.funding_paid
@@ -350,6 +365,48 @@ def _record(day: date, res: Any, broker: SimBroker, store: Store, sids: list[str
         fees_cum=st.fees_paid, funding_cum=st.funding_paid, realized_cum=st.realized_pnl, unrealized=unrealized,
         conflicts=conflicts, risk=risk, not_used=not_used, book_mismatch=mismatch, external_units=external_units,
         nav_identity_error=snap.net_liquidation - identity, **extras)
+
+
+def leverage_at_decision(ex: Any, multipliers: dict[str, float]) -> dict[str, float]:
+    """Book -> gross leverage the Commander decided for it: Σ |its contribution to the final target| × the
+    decision's price × multiplier, over the capital it was sized on (``Decision.allocations``, its book equity
+    at the decision's prices). A fraction (1.0 = gross exposure equal to equity); books without capital or
+    without a price for a target symbol are left out. Empty without an execution."""
+    if ex is None:
+        return {}
+    prices = ex.context.prices
+    gross: dict[str, float] = {}
+    for line in ex.decision.final_target:
+        price = line.price if line.price is not None else prices.get(line.symbol)
+        for sid, q in line.contributions.items():
+            if price is None:
+                gross[sid] = float("nan")
+                continue
+            gross[sid] = gross.get(sid, 0.0) + abs(q) * price * multipliers.get(line.symbol, 1.0)
+    return {sid: g / ex.decision.allocations[sid] for sid, g in gross.items()
+            if g == g and ex.decision.allocations.get(sid, 0.0) > 0}
+
+
+def leverage_after_fills(books: dict[str, Book], fills: list[StepFill], before: dict[str, float],
+                         multipliers: dict[str, float]) -> dict[str, float]:
+    """Book -> gross leverage right after the fills this step booked to it: its units and cash after the step
+    (:class:`~bus.models.Book`), the symbols filled marked at their fill prices, the others at ``before``
+    (the prices of the decision the orders came from, symbol -> base currency per unit: the previous step's
+    for ``fill_at: next_open``, this step's for ``close``). Gross exposure /
+    equity, a fraction; a book whose equity so marked is not positive is left out.
+
+    With ``fill_at: next_open`` the fills land at the next open, so the change from the decision is the gap
+    from the decision's close to that open (and the costs); the book's cash also carries this step's funding.
+    """
+    marks = {**before, **{f.symbol: f.fill_price for f in fills}}
+    out: dict[str, float] = {}
+    for sid, b in books.items():
+        values = [p.quantity * marks.get(sym, p.avg_price) * multipliers.get(sym, 1.0)
+                  for sym, p in b.positions.items()]
+        equity = b.cash + sum(values)
+        if equity > 0:
+            out[sid] = sum(abs(v) for v in values) / equity
+    return out
 
 
 def _report_extras(units: dict[str, dict[str, float]], before: dict[str, dict[str, float]], placed: list[Any],
@@ -387,7 +444,7 @@ def _report_extras(units: dict[str, dict[str, float]], before: dict[str, dict[st
         values = [q * marks.get(sym, 0.0) * (specs[sym].multiplier if sym in specs else 1.0) for sym, q in now.items()]
         gross[sid], net[sid] = sum(abs(v) for v in values), sum(values)
         prev = before.get(sid, {})
-        for sym in set(now) | set(prev):
+        for sym in sorted(set(now) | set(prev)):  # sorted: fills in the same order in every process
             dq = now.get(sym, 0.0) - prev.get(sym, 0.0)
             if abs(dq) > NOISE_EPS and sym in fills:
                 book_fills.setdefault(sid, []).append((sym, dq, fills[sym]))

@@ -100,6 +100,7 @@ class HorizonHistory(HistoryProvider):
         self.aliases = dict(aliases or {})
         self._cut: dict[tuple[str, str], pd.DataFrame] = {}
         self._arrays: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        self._views: dict[datetime, HorizonView] = {}
 
     def key(self, symbol: str, timeframe: str = "1d") -> SeriesKey:
         """The file behind ``symbol``, or behind its alias when it has none.
@@ -206,13 +207,26 @@ class HorizonHistory(HistoryProvider):
         return a
 
     def view(self, as_of: datetime) -> "HorizonView":
-        """A view that sees only bars closed at or before ``as_of`` (and the horizon)."""
-        return HorizonView(self, as_of)
+        """A view that sees only bars closed at or before ``as_of`` (and the horizon).
+
+        Views are read-only, so the last :data:`VIEWS_KEPT` are reused: a backtest step asks for a view at
+        the same instant for every price the paper broker looks up.
+
+        Raises:
+            ValueError: ``as_of`` is naive.
+        """
+        v = self._views.get(as_of)
+        if v is None:
+            v = HorizonView(self, as_of)
+            if len(self._views) >= VIEWS_KEPT:
+                self._views.pop(next(iter(self._views)))
+            self._views[as_of] = v
+        return v
 
 
 class HorizonView(MarketView):
-    """:class:`~market.history.MarketView` over a :class:`HorizonHistory`; ``bars``, ``last_price`` and
-    ``require_fresh`` by binary search on the provider's cached numpy arrays (a backtest asks them
+    """:class:`~market.history.MarketView` over a :class:`HorizonHistory`; ``window`` (hence ``bars``),
+    ``last_price`` and ``require_fresh`` by binary search on the provider's cached numpy arrays (a backtest asks them
     thousands of times; pandas' own ``searchsorted`` on a tz-aware column costs far more).
 
     Same rule as the base class: the newest bar with ``close_time <= as_of``.
@@ -231,15 +245,15 @@ class HorizonView(MarketView):
             raise MarketDataError(f"no {timeframe} bar of {symbol} has closed by {self.as_of.isoformat()}")
         return n
 
-    def bars(self, symbol: str, timeframe: str = "1d", lookback: int | None = None) -> pd.DataFrame:
-        """Bars closed by ``as_of``, oldest first; the last ``lookback`` when given.
+    def window(self, symbol: str, timeframe: str = "1d", lookback: int | None = None) -> tuple[pd.DataFrame, int, int]:
+        """``(frame, start, stop)``: the bars closed by ``as_of`` are ``frame.iloc[start:stop]`` (the last
+        ``lookback`` when given); :meth:`~market.history.MarketView.bars` slices it.
 
         Raises:
             MarketDataError: unknown symbol, or no bar closed yet at ``as_of``.
         """
         n = self._visible(symbol, timeframe)
-        start = max(0, n - lookback) if lookback else 0
-        return self._horizon_provider.frame(symbol, timeframe).iloc[start:n]
+        return self._horizon_provider.frame(symbol, timeframe), (max(0, n - lookback) if lookback else 0), n
 
     def require_fresh(self, symbol: str, max_age: pd.Timedelta, timeframe: str = "1d") -> pd.Timestamp:
         """Close time of the newest visible bar; raises when it is older than ``max_age``.
@@ -264,6 +278,9 @@ class HorizonView(MarketView):
         n = self._visible(symbol, timeframe)
         return float(self._horizon_provider.arrays(symbol, timeframe)[1][n - 1])
 
+
+#: Views :meth:`HorizonHistory.view` keeps for reuse (the most recent as-of times).
+VIEWS_KEPT = 8
 
 #: Timeframes a symbol's own bars are looked for at (finest first).
 OWN_TIMEFRAMES = ("1h", "4h", "1d")

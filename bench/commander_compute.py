@@ -6,7 +6,16 @@ the worst case), with holdings in half the symbols and an open order in a
 tenth; then sparse, 50 targets per strategy. Targets (issue 16): dense 10 × 20
 ≤ 2 ms, 200 × 500 ≤ 50 ms, 1,000 × 2,000 ≤ 1 s; sparse 1,000 × 2,000 ≤ 100 ms.
 Prints the median wall time and the median CPU time of this process (the
-machine is shared: CPU time is the steadier figure), and the peak RSS.
+machine is shared: CPU time is the steadier figure), and the peak RSS. A case
+of at most 10,000 cells is warmed up once and run at least 50 times.
+
+What ``decide`` includes: classification, capital, sizing, caps, order minimums,
+netting, global limits, the diff and the orders. From ``ARRAY_MIN_TARGETS`` target
+positions on it runs on arrays and leaves the audit documents (``plan.decision``:
+target lines with their contributions, conflicts, adjustments, zero lots; and
+``plan.desired``) to be built when first read, as the run does when it records;
+``docs ms`` is that build, timed apart (``decide + docs`` is what a recorded run
+pays). ``path`` says which path ran.
 
 Round trips: one real Commander run against the Firestore emulator with 10
 strategies, counting the store's calls by kind.
@@ -69,15 +78,27 @@ def make_inputs(n_strat: int, n_sym: int, per_strategy: int | None = None, seed:
     return CommanderInputs("bench", T, cfg, strategies, intents, {}, snap, prices, specs)
 
 
-def time_decide(inp: CommanderInputs, repeat: int) -> tuple[float, float]:
-    """Median (wall seconds, CPU seconds) of ``decide(inp)`` over ``repeat`` runs."""
-    wall, cpu = [], []
+def time_decide(inp: CommanderInputs, repeat: int) -> tuple[float, float, float, float, str]:
+    """Median (wall seconds, CPU seconds) of ``decide(inp)`` over ``repeat`` runs, then the peak RSS (MiB), then
+    the median wall seconds of building a plan's documents (``plan.decision``, ``plan.desired``) over
+    ``repeat`` more, and the path ``decide`` took."""
+    wall, cpu, docs = [], [], []
+    path = "dicts"
     for _ in range(repeat):
         t0, c0 = time.perf_counter(), time.process_time()
-        decide(inp)
+        plan = decide(inp)
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
-    return statistics.median(wall), statistics.median(cpu)
+        path = "arrays" if callable(getattr(plan, "_decision", None)) else "dicts"
+        del plan
+    rss = peak_rss_mib()
+    for _ in range(repeat):
+        plan = decide(inp)
+        t1 = time.perf_counter()
+        _ = plan.decision, plan.desired
+        docs.append(time.perf_counter() - t1)
+        del plan, _
+    return statistics.median(wall), statistics.median(cpu), rss, statistics.median(docs), path
 
 
 def peak_rss_mib() -> float:
@@ -117,18 +138,28 @@ def main() -> None:
     ap.add_argument("--sparse", type=int, default=0, help="targets per strategy instead of every symbol")
     ap.add_argument("--no-store", action="store_true", help="skip the round-trip count")
     args = ap.parse_args()
-    print(f"{'case':>8} {'strategies x symbols':>22} {'targets':>9} {'wall ms':>9} {'cpu ms':>9} {'target ms':>10}")
-    cases = [("dense", 10, 20, None, 2), ("dense", 200, 500, None, 50), ("dense", 1000, 2000, None, 1000),
-             ("sparse", 1000, 2000, 50, 100)]
+    print(f"{'case':>8} {'strategies x symbols':>22} {'targets':>9} {'path':>7} {'wall ms':>9} {'cpu ms':>9} "
+          f"{'target ms':>10} {'':>4} {'inputs MiB':>10} {'decide MiB':>10} {'docs ms':>9} {'+docs MiB':>9}")
+    cases = [("dense", 10, 20, None, 2), ("dense", 200, 500, None, 50), ("sparse", 1000, 2000, 50, 100),
+             ("dense", 1000, 2000, None, 1000)]  # the largest last: its peak RSS is the one printed
     if args.sparse:
-        cases = [("sparse", s, n, args.sparse, t) for _, s, n, _, t in cases[:3]]
+        cases = [("sparse", s, n, args.sparse, t) for _, s, n, _, t in cases[:2] + cases[3:]]
     for kind, s, n, k, target in cases:
         inp = make_inputs(s, n, k)
-        wall, cpu = time_decide(inp, args.repeat if s < 1000 or k else max(1, args.repeat // 2))
+        rss_inputs = peak_rss_mib()
+        if s * n <= 10_000:  # milliseconds: one call to warm up, then enough runs for a steady median
+            decide(inp)
+            repeat = max(args.repeat, 50)
+        else:
+            repeat = args.repeat if s < 1000 or k else max(1, args.repeat // 2)
+        wall, cpu, rss, docs, path = time_decide(inp, repeat)
         n_targets = sum(len(i.target_positions) for i in inp.intents.values())
-        print(f"{kind:>8} {f'{s} x {n}':>22} {n_targets:>9} {wall * 1000:>9.1f} {cpu * 1000:>9.1f} {target:>10} "
-              f"{'ok' if wall * 1000 <= target else 'OVER'}")
-    print(f"peak RSS of the compute runs: {peak_rss_mib():.0f} MiB")
+        print(f"{kind:>8} {f'{s} x {n}':>22} {n_targets:>9} {path:>7} {wall * 1000:>9.1f} {cpu * 1000:>9.1f} "
+              f"{target:>10} {'ok' if wall * 1000 <= target else 'OVER':>4} {rss_inputs:>10.0f} {rss:>10.0f} "
+              f"{docs * 1000:>9.1f} {peak_rss_mib():>9.0f}")
+        del inp
+    print(f"peak RSS of the compute runs: {peak_rss_mib():.0f} MiB (peaks of the process so far: after building the "
+          f"inputs, after decide, after decide + documents)")
     if not args.no_store:
         print("store calls of one Commander run, 10 strategies x 20 symbols:", round_trips())
 

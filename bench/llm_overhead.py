@@ -11,7 +11,9 @@
    only). The bundled CSVs are parsed before timing (once per process).
    Target (issue 14): at most 30 ms per decision with the emulator. The models
    here have no daily limit, so no budget reservation is made (a model with a
-   limit adds one store write per request: :func:`strategies.llm.budget.reserve`).
+   limit adds one store write per request: :func:`strategies.llm.budget.reserve`)
+   and the reply's charge is written while the decision is journalled
+   (:func:`strategies.llm.client._charge`).
 2. The strategies step with 10 LLM traders whose model answers in 2 s, plus
    the classic strategies, run in parallel. Target: at most 3 s.
 
@@ -89,7 +91,7 @@ def per_decision(store: Store, provider: HistoryProvider, base_url: str, n: int,
     # Warm-up: the client's first connection, one decision each.
     llm_intent(a, provider.view(START - timedelta(hours=4)), store)
     llm_intent(b, provider.view(START - timedelta(hours=4)), store)
-    first, second, phases = [], [], []
+    first, second, phases, phases_b = [], [], [], []
     for k in range(n):
         market = provider.view(START + timedelta(hours=4 * (k + offset)))
         ta, tb = Timings(), Timings()
@@ -99,6 +101,7 @@ def per_decision(store: Store, provider: HistoryProvider, base_url: str, n: int,
         first.append(ta.overhead_ms)
         second.append(tb.overhead_ms)
         phases.append(ta.phases)
+        phases_b.append({**tb.phases, "ask_chain": tb.phases.get("ask_chain", 0.0) - tb.model_wait_ms})
     print(f"per LLM decision, overhead excluding model latency ({label}, {n} decisions each; target <= 30 ms):")
     print(f"  first trader at an as-of (indicators computed): median {statistics.median(first):.1f} ms, "
           f"p95 {pct(first, 0.95):.1f} ms, max {max(first):.1f} ms")
@@ -107,6 +110,8 @@ def per_decision(store: Store, provider: HistoryProvider, base_url: str, n: int,
     names = list(phases[0])
     print("  phases of the first trader (median ms): "
           + ", ".join(f"{p} {statistics.median(x[p] for x in phases):.1f}" for p in names))
+    print("  phases of the next trader (median ms; ask_chain without the model wait): "
+          + ", ".join(f"{p} {statistics.median(x[p] for x in phases_b):.1f}" for p in names))
 
 
 def strategies_step(store: Store, provider: HistoryProvider, srv: FakeOpenAIServer, traders: int,

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from bus.constants import QTY_EPS
-from bus.models import InstrumentSpec, PortfolioSnapshot
+from bus.models import PROTECTIVE_ORDER_TYPES, InstrumentSpec, OrderType, PortfolioSnapshot
 
 
 class BrokerError(RuntimeError):
@@ -81,6 +81,13 @@ class OrderRequest:
     ``LMT``. ``limit_price`` (quote currency per unit) sets the limit price
     directly. Brokers round a limit price to the tick, never past the requested
     price (a buy rounds down, a sell up).
+
+    Protective exits (:data:`bus.models.PROTECTIVE_ORDER_TYPES`): ``STP`` is a stop-loss
+    and ``MIT`` a take-profit, both market orders once the price touches ``trigger_price``
+    (quote currency per unit). ``reduce_only`` orders may only shrink the position (a
+    venue clips or cancels the rest); the legs of one exit share ``oca_group``, so the
+    first to trigger cancels the other. Only a broker whose ``supports_protective`` is
+    true takes them; the others raise :class:`OrderRejected`.
     """
 
     client_order_id: str
@@ -90,13 +97,18 @@ class OrderRequest:
     secType: str = "STK"
     exchange: str = "SMART"
     currency: str = "USD"
-    order_type: Literal["MKT", "LMT"] = "MKT"
+    order_type: OrderType = "MKT"
     limit_offset_bps: float | None = None
     limit_price: float | None = None
+    trigger_price: float | None = None
+    reduce_only: bool = False
+    oca_group: str | None = None
 
     def __post_init__(self) -> None:
         if self.order_type == "LMT" and self.limit_price is None and self.limit_offset_bps is None:
             raise ValueError(f"order {self.client_order_id}: a LMT order needs limit_price or limit_offset_bps")
+        if self.order_type in PROTECTIVE_ORDER_TYPES and not (self.trigger_price and self.trigger_price > 0):
+            raise ValueError(f"order {self.client_order_id}: a {self.order_type} order needs a trigger_price > 0")
 
 
 @dataclass(frozen=True)
@@ -162,6 +174,9 @@ class Broker(ABC):
     #: How a market order fills, recorded in each execution (``Execution.fill_model``): ``venue`` for a
     #: real venue; the paper broker says ``next_open`` or ``close`` (see :mod:`brokers.sim`).
     fill_model: str = "venue"
+    #: Whether :meth:`place_order` takes protective exits (``STP`` / ``MIT``, reduce-only, OCA) that rest at the
+    #: venue between runs. Without them the Commander records the exits it could not place.
+    supports_protective: bool = False
 
     def catch_up(self, as_of: datetime) -> None:
         """Bring a simulated account up to ``as_of`` (its resting orders fill, its funding settles) before

@@ -47,6 +47,8 @@
   (``set_sandbox_mode``); ``base_url`` sends every API request to another host (a
   proxy, a testnet gateway, a fake venue) with each endpoint's path kept, and ccxt
   still maps the venue's errors as it would from the original host.
+* **Protective exits** (``STP`` / ``MIT``, reduce-only, OCA emulated) on Binance USD-M: see
+  :mod:`brokers.ccxt_exits` (conditional orders of Binance's Algo Order API).
 """
 
 from __future__ import annotations
@@ -76,13 +78,15 @@ from brokers.base import (
     UnknownInstrument,
     limit_price_for,
 )
+from brokers.ccxt_exits import BinanceExitsMixin, exit_kind, is_algo
 from brokers.config import CcxtAccount, Mode
 from brokers.errors import from_ccxt
+from brokers.protective import oca_group_of
 from brokers.secrets import read_secret
 from brokers.wallclock import require_current
 from bus.constants import NOISE_EPS, QTY_EPS
 from bus.ids import client_order_id as derive_client_order_id
-from bus.models import Holding, InstrumentSpec, OpenOrder, PortfolioSnapshot
+from bus.models import PROTECTIVE_ORDER_TYPES, Holding, InstrumentSpec, OpenOrder, PortfolioSnapshot
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -182,8 +186,9 @@ def venue_client_id(exchange_id: str, client_order_id: str) -> str:
     return "0x" + hashlib.sha256(client_order_id.encode()).hexdigest()[:32]
 
 
-class CcxtBroker(Broker):
-    """One account at a ccxt exchange (perpetuals, one-way positions).
+class CcxtBroker(BinanceExitsMixin, Broker):
+    """One account at a ccxt exchange (perpetuals, one-way positions). ``supports_protective`` is true on
+    Binance USD-M only (exits as conditional orders, :mod:`brokers.ccxt_exits`); Hyperliquid refuses them.
 
     Args:
         exchange: a ccxt exchange object (from :func:`make_exchange`).
@@ -214,6 +219,9 @@ class CcxtBroker(Broker):
         self._prepared: set[str] = set()
         self._order_symbols: dict[str, str] = {}
         self._our_ids: dict[str, str] = {}  # the venue's client order id (a Hyperliquid cloid) -> ours
+        self._oca: dict[str, str] = {}
+        self._exits: set[str] = set()
+        self.supports_protective = self.name == "binanceusdm"
 
     def __repr__(self) -> str:
         return f"CcxtBroker({self.name}, account {self.account}, {self.mode})"
@@ -367,7 +375,8 @@ class CcxtBroker(Broker):
                                     market_value=qty * mark * mult,
                                     contract_details={"ccxt_symbol": p["symbol"], "marginMode": p.get("marginMode"),
                                                       "leverage": p.get("leverage")}))
-        open_orders = [_open_order(o, self.project_symbol(o["symbol"]), self._our_ids) for o in orders]
+        orders = [*orders, *self._sweep_oca(self._open_algo_orders())]
+        open_orders = [_open_order(o, self.project_symbol(o["symbol"]), self._our_ids, self._oca) for o in orders]
         total = float(acct["total"])
         return PortfolioSnapshot(
             snapshot_id="", updated_at=datetime.now(timezone.utc), as_of=as_of, broker=self.name,
@@ -413,12 +422,16 @@ class CcxtBroker(Broker):
             found = self._read(f"order {client_order_id}", lambda: self._fetch_by_client_id(None, client_order_id))
             return (found["symbol"], found) if found else None
         tried: set[str] = set()
+        exit_leg = self._is_exit_id(client_order_id)
 
         def look(sym: str) -> tuple[str, dict] | None:
             if sym in tried:
                 return None
             tried.add(sym)
-            found = self._read(f"order {client_order_id}", lambda: self._fetch_by_client_id(sym, client_order_id))
+            if exit_leg:  # a protective leg: its conditional order, followed to the order it became
+                found = self._lookup_exit(sym, client_order_id)
+            else:
+                found = self._read(f"order {client_order_id}", lambda: self._fetch_by_client_id(sym, client_order_id))
             return (sym, found) if found else None
 
         first = [s for s in (self._order_symbols.get(client_order_id),) if s] + self._symbols_from_id(client_order_id)
@@ -426,7 +439,8 @@ class CcxtBroker(Broker):
             hit = look(sym)
             if hit:
                 return hit
-        for o in self._read("open orders", self.exchange.fetch_open_orders):
+        opened = self._open_algo_orders() if exit_leg else self._read("open orders", self.exchange.fetch_open_orders)
+        for o in opened:
             if o.get("clientOrderId") == cid:
                 return o["symbol"], o
         candidates = {self.ccxt_symbol(s) for s in [*self.leverage, *self.symbol_map] if self._known(s)}
@@ -497,7 +511,10 @@ class CcxtBroker(Broker):
         ctx = self._ctx(f"order {order.client_order_id}")
         sym = self.ccxt_symbol(order.symbol)
         spec = self.instrument_specs([order.symbol])[order.symbol]
-        if self._read(f"look up {order.client_order_id}", lambda: self._fetch_by_client_id(sym, order.client_order_id)):
+        protective = order.order_type in PROTECTIVE_ORDER_TYPES
+        exit_params = self._exit_params(order) if protective else {}
+        fetch = self._fetch_algo if protective else self._fetch_by_client_id
+        if self._read(f"look up {order.client_order_id}", lambda: fetch(sym, order.client_order_id)):
             raise DuplicateOrder(f"{ctx}: client order id already used at {self.name}; order refused")
         amount = float(self.exchange.amount_to_precision(sym, order.quantity))
         if order.quantity <= 0 or abs(amount - order.quantity) > QTY_EPS * max(1.0, order.quantity):
@@ -512,10 +529,12 @@ class CcxtBroker(Broker):
             else:
                 price = quote
         self._prepare(order.symbol, sym)
-        params: dict[str, Any] = {"clientOrderId": self._venue_id(order.client_order_id)}
+        params: dict[str, Any] = {"clientOrderId": self._venue_id(order.client_order_id), **exit_params}
         if self.name == "hyperliquid" and order.order_type == "MKT":
             params["slippage"] = str(self.market_slippage)
         kind = "limit" if order.order_type == "LMT" else "market"
+        if protective:
+            price = None
         self._order_symbols[order.client_order_id] = sym
         try:
             placed = self.exchange.create_order(sym, kind, order.action.lower(), amount, price, params)
@@ -523,21 +542,25 @@ class CcxtBroker(Broker):
             raise self._err(exc, f"order {order.client_order_id}") from exc  # not taken: RateLimited
         except (ccxt.NetworkError, ccxt.OperationFailed) as exc:
             return self._answer_lost(order.client_order_id, sym, self._err(exc, f"order {order.client_order_id}"),
-                                     exc)
+                                     exc, protective)
         except ccxt.BaseError as exc:
             raise self._err(exc, f"order {order.client_order_id}") from exc
         except Exception as exc:  # an answer ccxt could not read: the order may stand
             return self._answer_lost(order.client_order_id, sym, BrokerError(
-                f"{ctx}: unreadable answer ({type(exc).__name__}: {exc})"), exc)
+                f"{ctx}: unreadable answer ({type(exc).__name__}: {exc})"), exc, protective)
+        if protective and placed and placed.get("id"):
+            return self._result(order.client_order_id, {**placed, "status": placed.get("status") or "open"}, sym)
         return self._placed(order.client_order_id, sym, placed)
 
-    def _answer_lost(self, client_order_id: str, sym: str, err: Exception, cause: BaseException) -> OrderResult:
-        """The answer to an order was lost: one look-up by its client order id; found, its state,
-        else ``err`` (never an ``OrderRejected``: the venue may still carry the order out)."""
+    def _answer_lost(self, client_order_id: str, sym: str, err: Exception, cause: BaseException,
+                     protective: bool = False) -> OrderResult:
+        """The answer to an order was lost: one look-up by its client order id (a protective leg among
+        the conditional orders); found, its state, else ``err`` (never an ``OrderRejected``: the venue
+        may still carry the order out)."""
         if isinstance(err, OrderRejected):
             err = NotConnected(str(err))
         try:
-            found = self._fetch_by_client_id(sym, client_order_id)
+            found = (self._lookup_exit if protective else self._fetch_by_client_id)(sym, client_order_id)
         except BrokerError as exc:
             log.warning("%s: answer lost, and the look-up failed too: %s", self._ctx(client_order_id), exc)
             found = None
@@ -585,6 +608,8 @@ class CcxtBroker(Broker):
         sym, o = found
         if o.get("status") != "open":
             raise OrderRejected(f"{ctx}: the order is {o.get('status')}, not working")
+        if is_algo(o):
+            return self._result(client_order_id, self._cancel_algo(sym, o), sym)
         try:
             self.exchange.cancel_order(o["id"], sym)
         except ccxt.BaseError as exc:
@@ -598,7 +623,10 @@ class CcxtBroker(Broker):
         if found is None:
             raise OrderNotFound(self._ctx(f"status {client_order_id}: no order with this client order id"))
         sym, o = found
-        return self._result(client_order_id, o, sym)
+        result = self._result(client_order_id, o, sym)
+        if result.filled_quantity > NOISE_EPS and self._is_exit_id(client_order_id):
+            self._cancel_siblings(sym, client_order_id)  # OCA, emulated (see brokers.ccxt_exits)
+        return result
 
 
 def _positive(x: Any) -> float | None:
@@ -610,16 +638,27 @@ def _positive(x: Any) -> float | None:
     return v if v > 0 else None
 
 
-def _open_order(o: dict, symbol: str, our_ids: dict[str, str] | None = None) -> OpenOrder:
-    """An open order; its client order id is ours when the broker knows the venue's (a Hyperliquid cloid)."""
+def _open_order(o: dict, symbol: str, our_ids: dict[str, str] | None = None,
+                oca: dict[str, str] | None = None) -> OpenOrder:
+    """An open order; its client order id is ours when the broker knows the venue's (a Hyperliquid cloid).
+    A resting conditional order (Binance algo) is a protective ``STP`` / ``MIT`` with its trigger as
+    ``auxPrice`` and its OCA group from the client id (:mod:`brokers.protective`) or ``oca``."""
     ts = o.get("timestamp")
     cid = o.get("clientOrderId")
     cid = (our_ids or {}).get(cid.lower(), cid) if cid else f"venue-{o['id']}"
+    kind = exit_kind(o)
+    info = o.get("info") or {}
+    details = {"timeInForce": o.get("timeInForce"), "reduceOnly": o.get("reduceOnly")}
+    if kind:
+        details.update(type=info.get("orderType"), workingType=info.get("workingType"), algoId=info.get("algoId"))
     return OpenOrder(orderId=str(o["id"]), client_order_id=cid, symbol=symbol,
                      secType=SEC_TYPE, action="BUY" if o["side"] == "buy" else "SELL",
                      totalQuantity=float(o.get("remaining") or o["amount"]),
-                     orderType="LMT" if o.get("type") == "limit" else "MKT",
+                     orderType=kind or ("LMT" if o.get("type") == "limit" else "MKT"),
                      lmtPrice=float(o["price"]) if o.get("price") and o.get("type") == "limit" else None,
+                     auxPrice=_positive(o.get("triggerPrice")) if kind else None,
+                     ocaGroup=((oca or {}).get(cid) or oca_group_of(cid, symbol)) if kind else None,
+                     reduce_only=bool(o.get("reduceOnly")),
                      status=WORKING,
                      created_at=datetime.fromtimestamp(ts / 1000, timezone.utc) if ts else datetime.now(timezone.utc),
-                     order_details={"timeInForce": o.get("timeInForce"), "reduceOnly": o.get("reduceOnly")})
+                     order_details=details)

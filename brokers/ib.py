@@ -42,6 +42,19 @@ every call below is a coroutine on that loop with a timeout.
   price and the commissions of the executions and their commission reports. When no
   execution is listed any more (and no status carries an average price), the fill price is
   None, never 0.
+* **Protective exits** (``supports_protective``): ``STP`` (stop-loss) and ``MIT`` (take-profit) go out
+  as IB ``STP`` / ``MIT`` orders with ``auxPrice`` = the trigger (on the tick: a stop rounds toward the
+  market, so it never fires later than asked; a take-profit to the nearest tick), ``tif`` ``GTC`` (they
+  hold between runs and days), and the legs of one exit share ``ocaGroup`` with ``ocaType`` 1 ("cancel
+  all remaining orders with block": IB itself cancels the sibling when one leg fills). IB simulates
+  them for US stocks: they rest ``PreSubmitted`` until touched, and trigger in the regular session only.
+  A held position gets a standalone OCA pair; no bracket (``parentId``) is used: an exit is placed
+  by the run after its entry filled (the Commander places exits once this run's entries are done).
+  **No reduce-only for stocks at IB**: an ``STP`` for a position not held would OPEN one when touched.
+  So the broker refuses (``OrderRejected``) an exit whose side does not reduce the position held now
+  (after this run's fills), or whose quantity plus the same-side exits already resting in other OCA
+  groups of that contract passes that position (legs of one group count once). A later order that
+  shrinks the position leaves a resting exit too big: the Commander amends or cancels it.
 """
 
 from __future__ import annotations
@@ -76,7 +89,7 @@ from brokers.config import Mode
 from brokers.errors import IB_LINK_LOST, IB_LINK_RESTORED, IB_ORDER_GOES_ON, from_connection, from_ib, ib_informational
 from brokers.wallclock import require_current
 from bus.constants import QTY_EPS
-from bus.models import Holding, InstrumentSpec, OpenOrder, PortfolioSnapshot
+from bus.models import PROTECTIVE_ORDER_TYPES, Holding, InstrumentSpec, OpenOrder, OrderType, PortfolioSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +117,7 @@ class IBBroker(Broker):
     """
 
     name = "ib"
+    supports_protective = True
 
     def __init__(self, host: str, port: int, client_id: int, mode: Mode = "paper", account: str = "",
                  instruments: dict[str, InstrumentSpec] | None = None, base_currency: str = "USD",
@@ -403,15 +417,56 @@ class IBBroker(Broker):
                         raise NotConnected(f"{ctx}: no quote for {order.symbol} to price the limit")
                     lmt = limit_price_for(order.action, quote, float(order.limit_offset_bps or 0.0), spec.tick_size)
                 ib_order = LimitOrder(order.action, order.quantity, lmt, **common)
+            elif order.order_type in PROTECTIVE_ORDER_TYPES:
+                lmt = None
+                await self._check_exit_size(ib, contract, order, ctx)
+                ib_order = Order(action=order.action, totalQuantity=order.quantity, orderType=order.order_type,
+                                 auxPrice=_trigger_on_tick(order, spec.tick_size), ocaGroup=order.oca_group or "",
+                                 ocaType=1 if order.oca_group else 0, orderRef=order.client_order_id,
+                                 account=self.account, tif="GTC")
             else:
                 lmt = None
                 ib_order = MarketOrder(order.action, order.quantity, **common)
             self._check_link()  # a 1100 that arrived during the checks above: nothing is sent
             trade = ib.placeOrder(contract, ib_order)
-            await self._settle(ib, trade, wait_fill=order.order_type == "MKT")
+            await self._settle(ib, trade, wait_fill=order.order_type == "MKT")  # an exit rests: not waited for
             return _result(trade, order.client_order_id, ctx, lmt, known=ib.fills())
 
         return self._call(place, self.request_timeout + self.order_wait)
+
+    async def _check_exit_size(self, ib: Any, contract: Any, order: OrderRequest, ctx: str) -> None:
+        """Refuse an exit that could open or flip a position (IB has no reduce-only for stocks).
+
+        The exit must reduce the position held now, and its quantity plus the same-side exits
+        already resting in other OCA groups of the contract (each group counted once, at its
+        largest leg) may not pass that position.
+
+        Raises:
+            OrderRejected: naming the position and the resting exits.
+        """
+        held = sum(p.position for p in await ib.reqPositionsAsync()
+                   if p.account == self.account and p.contract.conId == contract.conId)
+        sign = 1.0 if order.action == "SELL" else -1.0  # a SELL exit reduces a long
+        if held * sign <= QTY_EPS:
+            raise OrderRejected(f"{ctx}: a {order.action} {order.order_type} exit needs a "
+                                f"{'long' if sign > 0 else 'short'} position in {order.symbol}, held {held:g}; "
+                                f"IB has no reduce-only for {contract.secType}: it would open one")
+        groups: dict[str, float] = {}
+        for t in await ib.reqAllOpenOrdersAsync():
+            o = t.order
+            if (t.contract.conId != contract.conId or o.orderType not in PROTECTIVE_ORDER_TYPES
+                    or o.action != order.action or _venue_status(t) in _DONE
+                    or (o.account or self.account) != self.account):
+                continue
+            key = o.ocaGroup or f"ref:{o.orderRef or o.permId}"
+            groups[key] = max(groups.get(key, 0.0), float(t.remaining() or o.totalQuantity))
+        mine = order.oca_group or f"ref:{order.client_order_id}"
+        others = sum(q for k, q in groups.items() if k != mine)
+        total = others + max(groups.get(mine, 0.0), order.quantity)
+        if total > abs(held) + QTY_EPS:
+            raise OrderRejected(f"{ctx}: exit of {order.quantity:g} {order.symbol} plus {others:g} resting in other "
+                                f"exits would pass the position {held:g}; IB has no reduce-only for "
+                                f"{contract.secType}")
 
     def cancel_order(self, client_order_id: str) -> OrderResult:
         """Cancel the working order with this ``orderRef``."""
@@ -553,13 +608,28 @@ def _result(trade: Any, client_order_id: str, ctx: str, lmt: float | None, raise
                        limit_price=lmt_out)
 
 
+def _trigger_on_tick(order: OrderRequest, tick: float) -> float:
+    """The trigger on the tick grid: a stop toward the market (a SELL stop up, a BUY stop down), so it
+    never fires later than asked; a take-profit to the nearest tick."""
+    assert order.trigger_price is not None  # OrderRequest checks it for STP / MIT
+    if order.order_type == "STP":
+        return round_to_tick(order.trigger_price, tick, "up" if order.action == "SELL" else "down")
+    return round_to_tick(order.trigger_price, tick, "nearest")
+
+
 def _open_order(t: Any) -> OpenOrder:
+    """A working IB order; an ``STP`` / ``MIT`` is a protective exit with ``auxPrice`` and ``ocaGroup``
+    (reduce-only: this broker only places exits that reduce the position, see the module docstring)."""
     o, c = t.order, t.contract
     lmt = o.lmtPrice if _finite(o.lmtPrice) else None
     created = t.log[0].time if t.log else datetime.now(timezone.utc)
+    kind: OrderType = o.orderType if o.orderType in PROTECTIVE_ORDER_TYPES else ("LMT" if lmt is not None else "MKT")
+    protective = kind in PROTECTIVE_ORDER_TYPES
     return OpenOrder(orderId=str(o.permId or o.orderId), client_order_id=o.orderRef or f"ib-{o.permId}",
                      symbol=c.symbol, secType=c.secType, action=o.action,
                      totalQuantity=t.remaining() or o.totalQuantity,
-                     orderType="LMT" if lmt is not None else "MKT", lmtPrice=lmt, status=WORKING, created_at=created,
+                     orderType=kind, lmtPrice=lmt, auxPrice=float(o.auxPrice) if protective and _finite(o.auxPrice)
+                     else None, ocaGroup=(o.ocaGroup or None) if protective else None, reduce_only=protective,
+                     status=WORKING, created_at=created,
                      order_details={"orderType": o.orderType, "tif": o.tif, "clientId": o.clientId,
-                                    "ib_status": t.orderStatus.status})
+                                    "ib_status": t.orderStatus.status, "ocaType": o.ocaType})

@@ -32,6 +32,24 @@ Fills (arithmetic in :mod:`brokers.sim_costs`):
   low (buy) or high (sell) reaches it, at its limit (or at that bar's open when
   the bar opened through it). Without a bar source it fills, at its limit, when a
   later as-of price reaches it.
+* A **protective exit** (``STP`` stop-loss, ``MIT`` take-profit; ``supports_protective``, on unless
+  the broker is built with ``protective=False``) rests and watches only bars that opened after it was
+  placed: for a stock (with an open source), the bars closing after the next session open; otherwise
+  the bars closing at least one bar length (the spacing of the bar series) after placement, so a
+  crypto daily bar that began before a 21:30 UTC exit never triggers it. A sell stop
+  (a long's stop-loss) and a buy take-profit trigger in the first later bar whose **low** reaches the
+  trigger; a buy stop and a sell take-profit in the first whose **high** does. **Gap rule**: when that
+  bar *opens* beyond the trigger, the exit fills at the open (worse than the trigger for a stop, better
+  for a take-profit); otherwise at the trigger. Either way the half-spread and size impact move the
+  price against it and it pays the **taker** fee, as a market order. When both legs of one exit could
+  trigger in the same bar and the open crossed neither, the **stop wins** (the conservative reading:
+  the bar's path is not known); a leg whose trigger the open already crossed triggered first. A
+  ``reduce_only`` exit fills at most the position held on the side it closes (never flips it; with
+  nothing to reduce it is cancelled unfilled), and the legs sharing its ``oca_group`` are cancelled
+  when one fills. Exits are checked after the bar's limit orders. An exit whose trigger the as-of
+  price has already crossed is refused (as Binance refuses an order that would trigger at once), and
+  a reduce-only exit reserves no margin. Without a bar source an exit triggers against later as-of
+  prices and fills at that price.
 * Venue rules as at the imitated venue: quantity a multiple of the lot size and
   at least the minimum quantity, notional at least the minimum notional, limit
   price on the tick.
@@ -62,7 +80,7 @@ its as-of time (resting fills, funding) and an earlier as-of is refused.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Literal, Protocol
 
 from pydantic import ValidationError
@@ -89,6 +107,9 @@ from brokers.config import Mode
 from brokers.sim_costs import (
     MARGINED_SEC_TYPES,
     CostModel,
+    exit_fill_base,
+    exit_gapped,
+    exit_triggered,
     funding_payment,
     initial_margin,
     limit_crossed,
@@ -98,6 +119,7 @@ from bus import paths
 from bus.accounting import apply_fill
 from bus.constants import LIMIT_EPS, MONEY_EPS, QTY_EPS
 from bus.models import (
+    PROTECTIVE_ORDER_TYPES,
     Holding,
     InstrumentSpec,
     OpenOrder,
@@ -158,6 +180,7 @@ class SimBroker(Broker):
             ``close`` (market orders fill at once at the as-of price).
         opens: the next-open source of ``fill_at="next_open"``; None: a resting market order fills at
             the as-of price of the first later call.
+        protective: whether protective exits (``STP`` / ``MIT``) are taken (``supports_protective``).
     """
 
     name = "sim"
@@ -168,7 +191,7 @@ class SimBroker(Broker):
                  impact_bps: float = 0.0, impact_ref_notional: float = 1_000_000.0,
                  costs: dict[str, CostModel] | None = None, leverage: dict[str, float] | None = None,
                  funding: FundingSource | None = None, bars: BarSource | None = None,
-                 fill_at: FillAt = "next_open", opens: OpenSource | None = None) -> None:
+                 fill_at: FillAt = "next_open", opens: OpenSource | None = None, protective: bool = True) -> None:
         self.store = store
         self.account = account
         self.prices = prices
@@ -190,6 +213,7 @@ class SimBroker(Broker):
         self.fill_at: FillAt = fill_at
         self.fill_model = fill_at
         self.opens = opens
+        self.supports_protective = protective
 
     # ------------------------------------------------------------------ state
     def _new_state(self) -> SimAccountState:
@@ -281,6 +305,8 @@ class SimBroker(Broker):
         order: at the price it was placed at)."""
         total = 0.0
         for o in open_orders.values():
+            if o.reduce_only:
+                continue  # an exit that may only reduce the position adds no exposure
             q0 = (positions.get(o.symbol) or _FLAT).quantity
             signed = o.remaining if o.action == "BUY" else -o.remaining
             added = max(0.0, abs(q0 + signed) - abs(q0))
@@ -331,12 +357,18 @@ class SimBroker(Broker):
         symbols |= {s for s, p in st.positions.items() if p.quantity and self._margined(s)}
         for sym in sorted(symbols):
             events: list[tuple[datetime, int, Any]] = []
-            limits = any(o.symbol == sym and o.orderType == "LMT" for o in st.open_orders.values())
+            limits = any(o.symbol == sym and o.orderType != "MKT" for o in st.open_orders.values())
+            armed: dict[str, datetime] = {}
             try:
                 if self.funding is not None and self._margined(sym):
                     events += [(t, 1, rate) for t, rate in self.funding(sym, start, as_of)]
                 if self.bars is not None and limits:
-                    events += [(b[0], 0, b) for b in self.bars(sym, start, as_of)]
+                    exits = any(o.symbol == sym and o.orderType in PROTECTIVE_ORDER_TYPES
+                                for o in st.open_orders.values())
+                    got = self.bars(sym, start - _PERIOD_LOOKBACK if exits else start, as_of)
+                    events += [(b[0], 0, b) for b in got if b[0] > start]
+                    if exits:
+                        armed = self._armed(st, sym, as_of, _bar_period(got))
                 events += self._market_events(st, sym, as_of)
             except LookupError as exc:
                 raise NotConnected(f"sim: {sym} between {start.isoformat()} and {as_of.isoformat()}: {exc}") from exc
@@ -347,6 +379,7 @@ class SimBroker(Broker):
             for when, kind, data in sorted(events, key=lambda e: (e[0], e[1] == 1, e[2][0] if e[1] == 2 else 0)):
                 if kind == 0:
                     writes += self._fill_resting(st, sym, when, data)
+                    writes += self._trigger_exits(st, sym, when, data, armed)
                 elif kind == 2:
                     writes += self._fill_market(st, data, when)
                 else:
@@ -411,6 +444,73 @@ class SimBroker(Broker):
             writes.append((paths.sim_order(self.account, coid), rec))
         return writes
 
+    def _armed(self, st: SimAccountState, sym: str, as_of: datetime, period: timedelta) -> dict[str, datetime]:
+        """Client order id -> the time after which a bar's close counts for each resting exit of ``sym``: only
+        bars that opened after the exit was placed may trigger it. A stock (session market, with an open
+        source) watches the bars closing after the first session open after placement; anything else the
+        bars closing at least one bar ``period`` after placement."""
+        out: dict[str, datetime] = {}
+        for coid, o in st.open_orders.items():
+            if o.symbol != sym or o.orderType not in PROTECTIVE_ORDER_TYPES:
+                continue
+            if self.opens is not None and self._spec(sym).secType == "STK":
+                found = self.opens(sym, o.as_of, as_of)
+                out[coid] = found[0] if found is not None else as_of
+            else:
+                out[coid] = o.as_of + period - _TICK
+        return out
+
+    def _trigger_exits(self, st: SimAccountState, sym: str, when: datetime,
+                       bar: tuple[datetime, float | None, float, float, float],
+                       armed: dict[str, datetime] | None = None) -> list[tuple[str, SimOrder]]:
+        """Fill the protective exits of ``sym`` this bar triggers (module docstring: gap rule, stop wins,
+        reduce-only clip, OCA); their OCA siblings are cancelled. ``armed``: client order id -> the time a
+        bar must close after to count (:meth:`_armed`); by default the exit's placement."""
+        _, bar_open, high, low, close = bar
+        opened = close if bar_open is None else bar_open  # without a bar, the as-of price is all there is
+        armed = armed or {}
+        exits = [(c, o) for c, o in st.open_orders.items()
+                 if o.symbol == sym and o.orderType in PROTECTIVE_ORDER_TYPES and armed.get(c, o.as_of) < when]
+
+        def first(item: tuple[str, SimRestingOrder]) -> tuple[bool, bool, int]:
+            o = item[1]
+            return (not exit_gapped(o.orderType, o.action, o.lmtPrice, opened), o.orderType != "STP", o.seq)
+
+        writes: list[tuple[str, SimOrder]] = []
+        for coid, o in sorted(exits, key=first):
+            if coid not in st.open_orders or not exit_triggered(o.orderType, o.action, o.lmtPrice, low, high):
+                continue  # cancelled by its OCA sibling this bar, or not touched
+            del st.open_orders[coid]
+            held = (st.positions.get(sym) or _FLAT).quantity
+            qty = o.remaining
+            if o.reduce_only:
+                closable = held if o.action == "SELL" else -held
+                qty = max(0.0, min(qty, round(closable, 12)))
+            rec = self._exit_record(coid, o)
+            if qty <= QTY_EPS:  # reduce-only with nothing to reduce: cancelled unfilled
+                writes.append((paths.sim_order(self.account, coid), rec.model_copy(update={"status": CANCELLED})))
+            else:
+                spec = self._spec(sym)
+                base = exit_fill_base(o.orderType, o.action, o.lmtPrice, opened)
+                price = self.cost_model(sym).market_fill(o.action, base, qty, spec.multiplier, spec.tick_size)
+                fee = self._apply_fill(st, sym, o.action, qty, price, maker=False)
+                writes.append((paths.sim_order(self.account, coid), rec.model_copy(update=dict(
+                    status=FILLED, filled_quantity=qty, fill_price=price, commission=fee, filled_as_of=when,
+                    maker=False))))
+            for c2, o2 in list(st.open_orders.items()):
+                if o.ocaGroup and o2.ocaGroup == o.ocaGroup:
+                    del st.open_orders[c2]
+                    writes.append((paths.sim_order(self.account, c2),
+                                   self._exit_record(c2, o2).model_copy(update={"status": CANCELLED})))
+        return writes
+
+    def _exit_record(self, coid: str, o: SimRestingOrder) -> SimOrder:
+        """The stored record of a resting exit (rebuilt when lost by hand)."""
+        return self.order_record(coid) or SimOrder(
+            orderId=o.orderId, client_order_id=coid, symbol=o.symbol, action=o.action, totalQuantity=o.totalQuantity,
+            orderType=o.orderType, auxPrice=o.auxPrice, ocaGroup=o.ocaGroup, reduce_only=o.reduce_only,
+            as_of=o.as_of, placed_at=o.as_of, status=WORKING)
+
     def _load(self, as_of: datetime) -> tuple[SimAccountState, list[tuple[str, SimOrder]], bool]:
         st = self.account_state()
         self._check_time(st, as_of)
@@ -455,7 +555,8 @@ class SimBroker(Broker):
         open_orders = [OpenOrder(orderId=o.orderId, client_order_id=coid, symbol=o.symbol,
                                  secType=self._spec(o.symbol).secType, action=o.action,
                                  totalQuantity=o.remaining, orderType=o.orderType,
-                                 lmtPrice=o.lmtPrice if o.orderType == "LMT" else None, status=WORKING,
+                                 lmtPrice=o.lmtPrice if o.orderType == "LMT" else None, auxPrice=o.auxPrice,
+                                 ocaGroup=o.ocaGroup, reduce_only=o.reduce_only, status=WORKING,
                                  created_at=o.as_of)
                        for coid, o in sorted(st.open_orders.items(), key=lambda kv: kv[1].seq)]
         available = nav - self._margin(st.positions, marks) - self._reserved(st.open_orders, st.positions)
@@ -497,14 +598,52 @@ class SimBroker(Broker):
             return lmt
         return limit_price_for(order.action, px, float(order.limit_offset_bps or 0.0), spec.tick_size)
 
+    def _place_exit(self, order: OrderRequest, spec: InstrumentSpec, as_of: datetime, order_path: str) -> OrderResult:
+        """Rest a protective exit (``STP`` / ``MIT``) until a later bar triggers it (module docstring).
+
+        Raises:
+            OrderRejected: protective orders are off, the trigger is off the tick, the as-of price has
+                already crossed it, or its notional at the trigger is under the minimum.
+            InsufficientFunds: an exit that is not reduce-only would add exposure beyond NAV.
+        """
+        if not self.supports_protective:
+            raise OrderRejected(f"sim: account {self.account} takes no protective orders ({order.order_type})")
+        trigger = float(order.trigger_price or 0.0)
+        if abs(trigger / spec.tick_size - round(trigger / spec.tick_size)) > MONEY_EPS:
+            raise OrderRejected(f"sim: {order.symbol} trigger {trigger} is not a multiple of tick {spec.tick_size}")
+        st, writes, _ = self._load(as_of)
+        px = self._price(order.symbol, as_of)
+        if exit_triggered(order.order_type, order.action, trigger, px, px):
+            raise OrderRejected(f"sim: {order.order_type} {order.action} {order.symbol} at {trigger:g} would "
+                                f"trigger at once (price {px:g})")
+        if order.quantity * trigger * spec.multiplier < spec.min_notional - LIMIT_EPS:
+            raise OrderRejected(f"sim: {order.symbol} notional at the trigger below minimum {spec.min_notional}")
+        q0 = (st.positions.get(order.symbol) or _FLAT).quantity
+        st.order_count += 1
+        order_id = f"sim-{st.order_count}"
+        st.open_orders[order.client_order_id] = SimRestingOrder(
+            orderId=order_id, symbol=order.symbol, action=order.action, totalQuantity=order.quantity,
+            remaining=order.quantity, lmtPrice=trigger, as_of=as_of, seq=st.order_count, orderType=order.order_type,
+            auxPrice=trigger, ocaGroup=order.oca_group, reduce_only=order.reduce_only)
+        if not order.reduce_only and self._adds_exposure(q0, order.quantity * (1 if order.action == "BUY" else -1)):
+            self._check_funds(st, order, as_of, px)
+        record = SimOrder(orderId=order_id, client_order_id=order.client_order_id, symbol=order.symbol,
+                          action=order.action, totalQuantity=order.quantity, orderType=order.order_type,
+                          auxPrice=trigger, ocaGroup=order.oca_group, reduce_only=order.reduce_only, as_of=as_of,
+                          placed_at=datetime.now(timezone.utc), status=WORKING)
+        self._save(st, as_of, [*writes, (order_path, record)])
+        return OrderResult(orderId=order_id, client_order_id=order.client_order_id, status=WORKING)
+
     def place_order(self, order: OrderRequest, as_of: datetime) -> OrderResult:
         """Fill a market order at the next open (or now, with ``fill_at="close"``), a limit order now or
-        later (see the module docstring); persisted."""
+        later, rest a protective exit (see the module docstring); persisted."""
         spec = self._spec(order.symbol)
         self._check_rules(order, spec)
         order_path = paths.sim_order(self.account, order.client_order_id)
         if self.store.get(order_path) is not None:
             raise DuplicateOrder(f"sim: client order id {order.client_order_id} already used; order refused")
+        if order.order_type in PROTECTIVE_ORDER_TYPES:
+            return self._place_exit(order, spec, as_of, order_path)
         st, writes, _ = self._load(as_of)
         px = self._price(order.symbol, as_of)
         costs = self.cost_model(order.symbol)
@@ -565,14 +704,15 @@ class SimBroker(Broker):
                 q = (projected.get(o.symbol) or _FLAT).quantity + (o.remaining if o.action == "BUY" else -o.remaining)
                 projected[o.symbol] = SimPosition(quantity=q)
                 marks.setdefault(o.symbol, px if o.symbol == order.symbol else o.lmtPrice)
-        limits = {c: o for c, o in st.open_orders.items() if o.orderType == "LMT"}
+        limits = {c: o for c, o in st.open_orders.items() if o.orderType != "MKT"}
         need = self._margin(projected, marks) + self._reserved(limits, projected)
         if need > nav + LIMIT_EPS:
             raise InsufficientFunds(
                 f"sim: {order.action} {order.quantity} {order.symbol} needs margin {need:.2f} beyond NAV {nav:.2f}")
 
     def cancel_order(self, client_order_id: str) -> OrderResult:
-        """Cancel a resting limit order (OrderNotFound, or OrderRejected when it is not working)."""
+        """Cancel a resting order: limit, market waiting for the open, or protective exit (OrderNotFound, or
+        OrderRejected when it is not working)."""
         rec = self.order_record(client_order_id)
         if rec is None:
             raise OrderNotFound(f"sim: no order with client order id {client_order_id}")
@@ -608,6 +748,17 @@ class SimBroker(Broker):
         st = self.account_state()
         st.positions[symbol] = SimPosition(quantity=float(quantity), avg_cost=float(avg_cost))
         self.store.set(paths.sim_account(self.account), st.to_store())
+
+
+#: How far back the bars are read to see their spacing (the bar period) when an exit rests.
+_PERIOD_LOOKBACK = timedelta(days=8)
+_TICK = timedelta(microseconds=1)
+
+
+def _bar_period(bars: list[tuple[datetime, float, float, float, float]]) -> timedelta:
+    """The shortest spacing of consecutive bar closes (a bar's length); one day when it cannot be seen."""
+    gaps = [b[0] - a[0] for a, b in zip(bars, bars[1:], strict=False) if b[0] > a[0]]
+    return min(gaps) if gaps else timedelta(days=1)
 
 
 #: A position that is not there: no units, no cost, no funding (never mutated).

@@ -77,3 +77,28 @@ def limit_crossed(action: str, limit: float, low: float, high: float) -> bool:
 def resting_fill_price(action: str, limit: float, bar_open: float) -> float:
     """Fill of a resting limit order in a bar that crossed it: the limit, or the open if the bar opened through it."""
     return min(limit, bar_open) if action == "BUY" else max(limit, bar_open)
+
+
+def exit_triggers_below(order_type: str, action: str) -> bool:
+    """Whether a protective exit triggers when the price falls to its trigger: a sell stop (a long's
+    stop-loss) and a buy take-profit (a short's); a buy stop and a sell take-profit trigger on a rise."""
+    return (order_type == "STP") == (action == "SELL")
+
+
+def exit_triggered(order_type: str, action: str, trigger: float, low: float, high: float) -> bool:
+    """Did a bar with this ``low``/``high`` touch the exit's ``trigger``? (a sell stop needs low ≤ trigger)."""
+    return low <= trigger if exit_triggers_below(order_type, action) else high >= trigger
+
+
+def exit_gapped(order_type: str, action: str, trigger: float, bar_open: float) -> bool:
+    """Did the bar open beyond the trigger (the price gapped through it)?"""
+    return bar_open <= trigger if exit_triggers_below(order_type, action) else bar_open >= trigger
+
+
+def exit_fill_base(order_type: str, action: str, trigger: float, bar_open: float) -> float:
+    """The gap rule: the price a triggered exit fills at before slippage. A bar that opened beyond the
+    trigger fills it at the open (worse than the trigger for a stop, better for a take-profit); otherwise
+    at the trigger."""
+    if exit_triggers_below(order_type, action):
+        return min(trigger, bar_open)
+    return max(trigger, bar_open)

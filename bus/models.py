@@ -157,6 +157,9 @@ class StrategyRiskParameters(Doc):
       high-water mark is reset to the book's equity and the strategy trades again.
     * ``max_single_position_exposure``: |one position's notional| / book equity.
     * ``max_leverage``: gross exposure (Σ |notional|) / book equity.
+    * ``leverage_headroom``: the fraction of ``max_leverage`` left unused when sizing, so the fill
+      at the next open and its costs do not carry the book over its cap (:attr:`sizing_leverage`).
+      Between runs the book still drifts with prices; the next run scales it back.
     """
 
     max_drawdown: float = Field(0.25, gt=0, le=1)
@@ -164,6 +167,12 @@ class StrategyRiskParameters(Doc):
                                         "released by resetting the high-water mark")
     max_single_position_exposure: float = Field(1.0, gt=0)
     max_leverage: float = Field(1.0, gt=0, description="gross exposure / book equity cap")
+    leverage_headroom: float = Field(0.0, ge=0, lt=1, description="fraction of max_leverage left unused at sizing")
+
+    @property
+    def sizing_leverage(self) -> float:
+        """The gross exposure / book equity a strategy is sized to: ``max_leverage × (1 − leverage_headroom)``."""
+        return self.max_leverage * (1.0 - self.leverage_headroom)
 
 
 class StrategyConfig(Doc):
@@ -211,6 +220,14 @@ class StateChange(Doc):
 
 
 # --------------------------------------------------------------------------- intents
+
+
+#: Order types in IB's words. ``STP`` (stop market: a stop-loss) and ``MIT`` (market if touched: a take-profit)
+#: are protective exits: ``auxPrice`` is their trigger price (quote currency per unit), ``reduce_only`` they
+#: may only reduce the position, and the legs of one exit share an ``ocaGroup`` (one triggers, the other is
+#: cancelled).
+OrderType = Literal["MKT", "LMT", "STP", "MIT"]
+PROTECTIVE_ORDER_TYPES: frozenset[str] = frozenset({"STP", "MIT"})
 
 
 class Instrument(Doc):
@@ -367,11 +384,19 @@ class OpenOrder(Doc):
     secType: str = "STK"
     action: Action
     totalQuantity: float = Field(gt=0)
-    orderType: Literal["MKT", "LMT"] = "MKT"
+    orderType: OrderType = "MKT"
     lmtPrice: float | None = None
+    auxPrice: float | None = None
+    ocaGroup: str | None = None
+    reduce_only: bool = False
     status: str = "Submitted"
     created_at: UTCDateTime
     order_details: dict[str, Any] | None = None
+
+    @property
+    def protective(self) -> bool:
+        """A resting protective exit (``STP`` stop-loss or ``MIT`` take-profit): conditional, so never pending."""
+        return self.orderType in PROTECTIVE_ORDER_TYPES
 
     @property
     def signed_quantity(self) -> float:
@@ -472,8 +497,11 @@ class OrderTicket(Doc):
     currency: str = "USD"
     action: Action
     totalQuantity: float = Field(gt=0)
-    orderType: Literal["MKT", "LMT"] = "MKT"
+    orderType: OrderType = "MKT"
     lmtPrice: float | None = None
+    auxPrice: float | None = None
+    ocaGroup: str | None = None
+    reduce_only: bool = False
 
 
 class OrderRecord(OrderTicket):
@@ -484,6 +512,30 @@ class OrderRecord(OrderTicket):
     fill_price: float | None = None
     commission: float = 0.0
     error: str | None = None
+
+
+class ProtectiveExitRecord(Doc):
+    """One leg of a protective exit and what this run did with it (:mod:`commander.protect`).
+
+    ``action``: ``place`` (new or amended: placed now), ``keep`` (resting unchanged), ``cancel``
+    (no longer wanted, or replaced by an amended one), ``refuse`` (not placed: an invalid trigger side,
+    a venue without protective orders, under the minimums). ``leg``: ``stop`` (``STP``) or ``take_profit``
+    (``MIT``). ``side`` closes the strategy's position; ``quantity`` in units (> 0), ``trigger`` in quote
+    currency per unit. ``status``: the venue's word after this run's call (``Submitted``, ``Cancelled``,
+    ``Rejected``, ``Unknown``, ``CancelFailed``), ``DryRun``, or None when nothing was sent.
+    """
+
+    strategy_id: str
+    symbol: str
+    action: Literal["place", "keep", "cancel", "refuse"]
+    leg: Literal["stop", "take_profit"]
+    side: Action
+    quantity: float
+    trigger: float | None = None
+    client_order_id: str | None = None
+    oca_group: str | None = None
+    status: str | None = None
+    reason: str = ""
 
 
 class CapitalMove(Doc):
@@ -586,6 +638,23 @@ class LateFillRecord(Doc):
     booked: dict[str, float] = Field(default_factory=dict)
 
 
+class DustSnap(Doc):
+    """A residual of less than one lot left in a book that wanted none of the symbol, moved to the
+    ``external`` book (:func:`commander.attribute.snap_dust`). ``quantity`` signed units moved; ``price``
+    the mark they moved at (quote currency per unit); ``value`` = quantity × price × multiplier (base
+    currency), taken out of the book as a transfer (``Book.transfers``), so its profit is unchanged."""
+
+    strategy_id: str
+    symbol: str
+    quantity: float
+    price: float
+    value: float
+    lot_size: float
+    execution_id: str | None = None
+    as_of: UTCDateTime | None = None
+
+
+
 class Execution(Doc):
     """``executions/{execution_id}``: the audit record of one Commander run."""
 
@@ -610,8 +679,13 @@ class Execution(Doc):
     blocked: dict[str, str] = Field(default_factory=dict, description="symbol -> why no order went out on it "
                                     "(an earlier order the venue has not answered for)")
     late_fills: list[LateFillRecord] = Field(default_factory=list)
+    protective_exits: list[ProtectiveExitRecord] = Field(default_factory=list, description="the stop-loss / "
+                                                         "take-profit legs placed, kept, cancelled or refused "
+                                                         "(commander.protect)")
     fill_model: str | None = Field(None, description="how the broker fills a market order: next_open, close "
                                    "(paper broker) or venue; None in older documents")
+    dust: list[DustSnap] = Field(default_factory=list, description="residuals of less than one lot this run "
+                                 "moved from a book to external (commander.attribute.snap_dust)")
     strategy_reasons: dict[str, str] = Field(default_factory=dict, description="strategy id -> why its intent "
                                              "was not used (missing, stale, errored, skipped)")
     detail_parts: dict[str, int] = Field(default_factory=dict, description="field path (e.g. 'decision.diff') "
@@ -630,6 +704,7 @@ class BookPosition(Doc):
 
     quantity: float
     avg_price: float = 0.0
+
 
 
 class Book(Doc):
@@ -663,6 +738,8 @@ class Book(Doc):
     capital_allocation: float | None = None
     capital_set_on: str | None = None
     isolated_since: str | None = None
+    dust: list[DustSnap] = Field(default_factory=list, description="the latest residuals below a lot moved to "
+                                 "(or, in the external book, received from) other books, oldest first")
 
     @property
     def drawdown(self) -> float:
@@ -777,7 +854,10 @@ class SimRestingOrder(Doc):
         as_of: the market time the order was placed at (UTC).
         seq: the account's order number at placement; resting orders fill in this order.
         orderType: ``LMT`` (a resting limit order) or ``MKT`` (a market order waiting for the first
-            price after ``as_of``: the paper broker's ``fill_at: next_open``).
+            price after ``as_of``: the paper broker's ``fill_at: next_open``), or a protective exit
+            (``STP`` stop-loss, ``MIT`` take-profit) whose ``lmtPrice`` and ``auxPrice`` are its trigger.
+        auxPrice, ocaGroup, reduce_only: a protective exit's trigger (quote currency per unit), its
+            one-cancels-all group and whether it may only reduce the position. Older documents lack them.
     """
 
     orderId: str
@@ -788,7 +868,10 @@ class SimRestingOrder(Doc):
     lmtPrice: float
     as_of: UTCDateTime
     seq: int
-    orderType: Literal["MKT", "LMT"] = "LMT"
+    orderType: OrderType = "LMT"
+    auxPrice: float | None = None
+    ocaGroup: str | None = None
+    reduce_only: bool = False
 
 
 class SimAccountState(Doc):
@@ -837,7 +920,8 @@ class SimOrder(Doc):
 
     Attributes:
         orderId: the paper broker's order id (``sim-N``); ``client_order_id`` the caller's (the document id).
-        symbol, action, orderType: instrument, side, ``MKT`` or ``LMT``.
+        symbol, action, orderType: instrument, side, ``MKT``, ``LMT``, ``STP`` or ``MIT``.
+        auxPrice, ocaGroup, reduce_only: a protective exit's trigger, OCA group and reduce-only flag.
         totalQuantity: units ordered (> 0).
         lmtPrice: limit price per unit, base currency (None for a market order). Older documents lack it.
         as_of: the market time the order was placed at; ``placed_at`` the wall-clock time (UTC).
@@ -855,8 +939,11 @@ class SimOrder(Doc):
     symbol: str
     action: Action
     totalQuantity: float = Field(gt=0)
-    orderType: Literal["MKT", "LMT"] = "MKT"
+    orderType: OrderType = "MKT"
     lmtPrice: float | None = None
+    auxPrice: float | None = None
+    ocaGroup: str | None = None
+    reduce_only: bool = False
     as_of: UTCDateTime
     placed_at: UTCDateTime
     status: str

@@ -14,6 +14,10 @@ words. Fills are booked to the strategies once, when they are known with a price
 (found by a later run) books only the difference. A fill without a price is never
 booked at 0: the order stays open to resolution until its price is known.
 
+A protective exit (``orderType`` ``STP`` / ``MIT``, :mod:`commander.protect`) is such a record too, with
+``auxPrice`` its trigger and ``shares`` its one strategy's signed units: it stays ``submitted`` across
+runs while it rests, and reconcile moves it to ``filled`` (booked to that strategy) or ``cancelled``.
+
 Units: ``totalQuantity``, ``filled_quantity`` and ``booked_quantity`` in units of
 the instrument (shares, contracts, coins), always ≥ 0 (``action`` gives the side);
 ``shares`` are signed units each strategy wanted to change; prices in the quote

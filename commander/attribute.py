@@ -19,6 +19,12 @@ neither a gain nor a loss), and records the fraction and the day
 mark to the book's equity. Perpetual funding the account paid since the last run is charged
 to the books that held the symbol, in proportion to their signed units. Average entry prices and realized PnL follow
 :func:`bus.accounting.apply_fill`; every reduction is a closed :class:`Trade`.
+
+Dust (:func:`snap_dust`): a book that wanted none of a symbol but keeps less than one lot of it
+after the fills (its pro-rata share of a fill netted with other strategies' changes, rounded to
+lots) is snapped to zero; the residual moves to the ``external`` book at the mark, as a transfer
+out of the book, and is recorded (:class:`~bus.models.DustSnap` in both books and in
+:attr:`BookUpdate.dust`). The books plus ``external`` still equal the account.
 """
 
 from __future__ import annotations
@@ -29,10 +35,12 @@ from datetime import datetime
 
 from bus.accounting import apply_fill
 from bus.constants import NOISE_EPS, QTY_EPS
-from bus.models import Book, BookPosition, CapitalMove, EquityPoint, InstrumentSpec, Isolation, Trade
+from bus.models import Book, BookPosition, CapitalMove, DustSnap, EquityPoint, InstrumentSpec, Isolation, Trade
 
 EXTERNAL = "external"
 CURVE_DAYS = 400
+#: Dust records a book keeps (the latest).
+DUST_KEPT = 50
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,7 @@ class BookUpdate:
     external: dict[str, float]
     trades: list[Trade] = field(default_factory=list)
     equity_points: list[EquityPoint] = field(default_factory=list)
+    dust: list[DustSnap] = field(default_factory=list)
 
 
 def _mult(specs: dict[str, InstrumentSpec], sym: str) -> float:
@@ -87,6 +96,38 @@ def split_funding(books: dict[str, Book], funding: dict[str, float],
         for sid, q in held.items():
             out[sid] = out.get(sid, 0.0) + amount * q / total
     return out
+
+
+def snap_dust(books: dict[str, Book], desired: dict[str, dict[str, float]], specs: dict[str, InstrumentSpec],
+              prices: dict[str, float], as_of: datetime, execution_id: str) -> list[DustSnap]:
+    """Snap to zero, in place, each position of less than one lot (``lot_size`` units) that its book wants
+    none of; return what moved (the caller's external book gains the units).
+
+    Only strategies whose intent was used (``desired``) and symbols with an instrument spec are
+    considered (without a spec the lot is unknown). The residual leaves the book at the mark
+    (``prices``, else its entry price) as a transfer: ``transfers`` and the high-water mark fall by its
+    value, its unrealized PnL is realized, so the book's profit does not change.
+    """
+    snaps: list[DustSnap] = []
+    for sid, want in sorted(desired.items()):
+        b = books.get(sid)
+        if b is None or sid == EXTERNAL:
+            continue
+        for sym, p in sorted(b.positions.items()):
+            spec = specs.get(sym)
+            if spec is None or abs(want.get(sym, 0.0)) > QTY_EPS or not QTY_EPS < abs(p.quantity) < spec.lot_size:
+                continue
+            px = prices.get(sym, p.avg_price)
+            value = p.quantity * px * spec.multiplier
+            snap = DustSnap(strategy_id=sid, symbol=sym, quantity=p.quantity, price=px, value=value,
+                            lot_size=spec.lot_size, execution_id=execution_id, as_of=as_of)
+            del b.positions[sym]
+            b.transfers -= value
+            b.high_water_mark = max(0.0, b.high_water_mark - value)
+            b.realized_pnl += (px - p.avg_price) * p.quantity * spec.multiplier
+            b.dust = [*b.dust, snap][-DUST_KEPT:]
+            snaps.append(snap)
+    return snaps
 
 
 #: A fill booked by explicit shares: (symbol, fill, strategy id -> signed units it wanted).
@@ -159,7 +200,11 @@ def update_books(books: dict[str, Book], desired: dict[str, dict[str, float]], f
             b = b.model_copy(update={"cash": b.cash + m.amount, "transfers": b.transfers + m.amount,
                                      "high_water_mark": max(0.0, b.high_water_mark + m.amount),
                                      "capital_allocation": m.fraction, "capital_set_on": day})
-        new[sid] = b.model_copy(deep=True, update={"updated_at": as_of, "execution_id": execution_id})
+        # Shallow copy of what this function changes in place (positions are replaced, never mutated): a deep
+        # copy of every book's equity curve each run cost a backtest 2.3 s of CPU.
+        new[sid] = b.model_copy(update={"updated_at": as_of, "execution_id": execution_id,
+                                        "positions": dict(b.positions), "equity_curve": dict(b.equity_curve),
+                                        "dust": list(b.dust)})
     reset = set()
     for iso in isolation:
         if iso.strategy_id in new:
@@ -178,6 +223,7 @@ def update_books(books: dict[str, Book], desired: dict[str, dict[str, float]], f
         wanted = {sid: want.get(sym, 0.0) - (new[sid].positions[sym].quantity if sym in new[sid].positions else 0.0)
                   for sid, want in desired.items()}
         _book_fill(new, sym, f, split_fill(f.quantity, wanted), specs, as_of, execution_id, trades)
+    dust = snap_dust(new, desired, specs, prices, as_of, execution_id)
     points = []
     for b in new.values():
         b.positions = {s: p for s, p in b.positions.items() if abs(p.quantity) > QTY_EPS}
@@ -205,5 +251,5 @@ def update_books(books: dict[str, Book], desired: dict[str, dict[str, float]], f
                for s, q in external.items()}
     ext_value = sum(p.quantity * prices.get(s, p.avg_price) * _mult(specs, s) for s, p in ext_pos.items())
     new[EXTERNAL] = Book(strategy_id=EXTERNAL, updated_at=as_of, execution_id=execution_id, positions=ext_pos,
-                         equity=ext_value)
-    return BookUpdate(new, external, trades, points)
+                         equity=ext_value, dust=[*(prev.dust if prev else []), *dust][-DUST_KEPT:])
+    return BookUpdate(new, external, trades, points, dust)

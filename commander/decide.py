@@ -12,22 +12,30 @@ before the books are netted. What sharing the account can still change is
 recorded: conflicts (``direction``, ``duplicate``, ``resource``, ``crossed``),
 global risk adjustments, lot rounding of the netted order (the diff's
 ``raw_quantity`` vs ``quantity``) and ``zero_lots``.
+
+Two paths give the same plan, to the bit: on dictionaries, one book at a time (small
+decisions, the backtest's), and on arrays indexed by strategy and symbol
+(:mod:`commander.decide_arrays`, from :data:`ARRAY_MIN_TARGETS` target positions on), which
+builds the decision's documents when they are first read (``Plan.decision``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from bus.constants import NOISE_EPS, QTY_EPS
 from bus.models import (
     BookCapital,
+    CapitalMove,
     Conflict,
     Decision,
     DiffLine,
     Instrument,
     InstrumentSpec,
     Intent,
+    Isolation,
     OpenOrder,
     OrderRecord,
     PortfolioSnapshot,
@@ -75,18 +83,44 @@ class CommanderInputs:
     book_capital: dict[str, BookCapital] = field(default_factory=dict)
 
 
-@dataclass
 class Plan:
     """The decision, the orders it asks for (status ``DryRun``), the open orders to cancel,
-    and what each strategy with a usable intent wants (symbol -> units)."""
+    and what each strategy with a usable intent wants (symbol -> units).
 
-    classification: Classification
-    decision: Decision
-    orders: list[OrderRecord]
-    cancels: list[OpenOrder]
-    unmanaged: list[str]
-    desired: dict[str, dict[str, float]] = field(default_factory=dict)
-    instruments: dict[str, Instrument] = field(default_factory=dict)
+    ``decision`` and ``desired`` may be given as functions (the array path keeps its numbers in arrays):
+    the documents are then built on first read, once, and are the same documents either way.
+    """
+
+    def __init__(self, classification: Classification, decision: Decision | Callable[[], Decision],
+                 orders: list[OrderRecord], cancels: list[OpenOrder], unmanaged: list[str],
+                 desired: dict[str, dict[str, float]] | Callable[[], dict[str, dict[str, float]]] | None = None,
+                 instruments: dict[str, Instrument] | None = None) -> None:
+        self.classification = classification
+        self.orders, self.cancels, self.unmanaged = orders, cancels, unmanaged
+        self.instruments = instruments if instruments is not None else {}
+        self._decision, self._desired = decision, desired if desired is not None else {}
+
+    @property
+    def decision(self) -> Decision:
+        """The :class:`~bus.models.Decision` document (built on first read when it was given as a function)."""
+        if callable(self._decision):
+            self._decision = self._decision()
+        return self._decision
+
+    @decision.setter
+    def decision(self, value: Decision) -> None:
+        self._decision = value
+
+    @property
+    def desired(self) -> dict[str, dict[str, float]]:
+        """Strategy id -> symbol -> units it wants (built on first read when it was given as a function)."""
+        if callable(self._desired):
+            self._desired = self._desired()
+        return self._desired
+
+    @desired.setter
+    def desired(self, value: dict[str, dict[str, float]]) -> None:
+        self._desired = value
 
 
 def symbols_involved(intents: dict[str, Intent | None], books: dict[str, dict[str, float]],
@@ -165,16 +199,35 @@ def _lifecycle(cls: Classification, strategies: dict[str, StrategyConfig]) -> li
     return out
 
 
-def decide(inp: CommanderInputs) -> Plan:
-    """Classify, allocate, size, isolate, aggregate, apply risk and diff.
+#: A decision over at least this many target positions runs on arrays (:mod:`commander.decide_arrays`); a
+#: smaller one on dictionaries, which is faster there (decide + documents, CPU: 500 targets 2.6 ms on
+#: dictionaries vs 3.0 ms on arrays; 2,000 targets 6.9 vs 4.9 ms). Both give the same documents.
+ARRAY_MIN_TARGETS = 1000
 
-    Strategies whose intent is not fresh, names a symbol the venue gave neither a spec
-    nor a quote for (unknown to it), or cannot be sized, are ``errored`` with the reason
-    and keep their current book as their target. Bad strategy data never raises; an impossible
-    allocation raises :class:`commander.allocate.AllocationError`.
-    """
+
+@dataclass
+class Setup:
+    """What both paths of :func:`decide` start from: the classification, unit values (symbol -> base currency
+    per unit), capital (strategy id -> base currency) and its moves, the instruments, the enabled strategies'
+    books, their isolations, and the retired strategies' flattened targets with their adjustments."""
+
+    cls: Classification
+    values: dict[str, float]
+    capital: dict[str, float]
+    moves: list[CapitalMove]
+    unvalued: dict[str, str]
+    instruments: dict[str, Instrument]
+    books: dict[str, dict[str, float]]
+    isolations: dict[str, Isolation]
+    desired: dict[str, dict[str, float]]
+    adjustments: list[RiskAdjustment]
+
+
+def _setup(inp: CommanderInputs, symbols: dict[str, list[str]] | None) -> Setup:
+    """Steps 2–3 and the per-strategy states (classify, lifecycle, allocate, isolation, retired books)."""
     snap, cfg = inp.snapshot, inp.config
-    cls = classify(cfg, inp.strategies, inp.intents, inp.as_of, known=set(inp.specs) | set(inp.prices))
+    cls = classify(cfg, inp.strategies, inp.intents, inp.as_of, known=set(inp.specs) | set(inp.prices),
+                   symbols=symbols)
     held_by_state = _lifecycle(cls, inp.strategies)
     values = unit_values(inp.prices, inp.specs)
     equity, unvalued, outside = _equities(inp, values)
@@ -184,8 +237,9 @@ def decide(inp: CommanderInputs) -> Plan:
         h.symbol: Instrument(symbol=h.symbol, secType=h.secType, exchange=h.exchange, currency=h.currency)
         for h in snap.holdings}
     for sym, spec in inp.specs.items():
-        instruments.setdefault(sym, Instrument(symbol=sym, secType=spec.secType, exchange=spec.exchange,
-                                               currency=spec.currency))
+        if sym not in instruments:
+            instruments[sym] = Instrument(symbol=sym, secType=spec.secType, exchange=spec.exchange,
+                                          currency=spec.currency)
     books = {sid: b for sid, b in inp.books.items() if sid in inp.strategies}
     isolations = {sid: iso for sid in sorted(inp.strategies)
                   if (iso := isolation(sid, inp.drawdowns.get(sid, 0.0),
@@ -197,38 +251,90 @@ def decide(inp: CommanderInputs) -> Plan:
         if inp.strategies[sid].state == "retired":
             desired[sid], flat = apply_state(inp.strategies[sid], {}, books.get(sid, {}))
             adjustments += flat
+    return Setup(cls, values, capital, moves, unvalued, instruments, books, isolations, desired, adjustments)
+
+
+@dataclass
+class OneBook:
+    """One strategy's book decided on dictionaries (:func:`size_one`): its desired units (symbol -> units), its
+    zero lots, the first target of each symbol (an instrument), adjustments in order, and duplicates."""
+
+    desired: dict[str, float]
+    zero_lots: dict[str, float]
+    instruments: dict[str, Instrument]
+    adjustments: list[RiskAdjustment]
+    duplicates: dict[str, int]
+
+
+def size_one(inp: CommanderInputs, su: Setup, sid: str, intent: Intent) -> OneBook:
+    """Step 4 for one strategy on dictionaries: size, cap, isolate, lifecycle state, order minimums, zero lots.
+
+    Raises:
+        SizingError: it cannot be sized (no capital, or no price for a weight/notional target).
+    """
+    if sid not in su.capital:
+        raise SizingError(su.unvalued.get(sid, "no capital: another book cannot be valued, so no book opens"))
+    rp = inp.strategies[sid].risk_parameters
+    sized = size_targets(inp.strategies[sid], intent.target_positions, su.capital[sid], su.values)
+    book = su.books.get(sid, {})
+    wanted = {**{s: 0.0 for s in book}, **sized.quantities}
+    wanted, clamped = isolate(su.isolations.get(sid), wanted, book)
+    wanted, by_state = apply_state(inp.strategies[sid], wanted, book)  # a person's isolation: reduce only
+    desired = hold_small_changes(wanted, book, su.values, inp.specs, inp.config, rp.sizing_leverage * su.capital[sid])
+    return OneBook(desired, zero_lots(sized.quantities, inp.specs), sized.instruments,
+                   sized.adjustments + clamped + by_state, sized.duplicates)
+
+
+def decide(inp: CommanderInputs, arrays: bool | None = None) -> Plan:
+    """Classify, allocate, size, isolate, aggregate, apply risk and diff.
+
+    Strategies whose intent is not fresh, names a symbol the venue gave neither a spec
+    nor a quote for (unknown to it), or cannot be sized, are ``errored`` with the reason
+    and keep their current book as their target. Bad strategy data never raises; an impossible
+    allocation raises :class:`commander.allocate.AllocationError`.
+
+    Args:
+        arrays: run on arrays (:mod:`commander.decide_arrays`, the plan's documents built on first read)
+            or on dictionaries; None: arrays from :data:`ARRAY_MIN_TARGETS` target positions on.
+    """
+    usable = [i for i in inp.intents.values() if i is not None and i.status == "success"]
+    if arrays is None:
+        arrays = sum(len(i.target_positions) for i in usable) >= ARRAY_MIN_TARGETS
+    if arrays:
+        from commander.decide_arrays import decide_arrays  # it builds on this module
+        return decide_arrays(inp)
+    return _decide_dicts(inp, _setup(inp, None))
+
+
+def _decide_dicts(inp: CommanderInputs, su: Setup) -> Plan:
+    """:func:`decide` on dictionaries, one book at a time."""
+    snap, cfg, cls = inp.snapshot, inp.config, su.cls
+    instruments, desired, adjustments = su.instruments, su.desired, su.adjustments
     flagged: dict[str, dict[str, float]] = {}
     duplicates, confidence = {}, {}
     for sid, intent in sorted(cls.fresh.items()):
-        rp = inp.strategies[sid].risk_parameters
         try:
-            if sid not in capital:
-                raise SizingError(unvalued.get(sid, "no capital: another book cannot be valued, so no book opens"))
-            sized = size_targets(inp.strategies[sid], intent.target_positions, capital[sid], values)
+            one = size_one(inp, su, sid, intent)
         except SizingError as exc:
             cls.errored.append(sid)
             cls.reasons[sid] = str(exc)
             continue
-        book = books.get(sid, {})
-        wanted = {**{s: 0.0 for s in book}, **sized.quantities}
-        wanted, clamped = isolate(isolations.get(sid), wanted, book)
-        wanted, by_state = apply_state(inp.strategies[sid], wanted, book)  # a person's isolation: reduce only
-        clamped += by_state
-        desired[sid] = hold_small_changes(wanted, book, values, inp.specs, cfg, rp.max_leverage * capital[sid])
-        if small := zero_lots(sized.quantities, inp.specs):
-            flagged[sid] = small
-        for sym, t in sized.instruments.items():
+        desired[sid] = one.desired
+        if one.zero_lots:
+            flagged[sid] = one.zero_lots
+        for sym, t in one.instruments.items():
             if sym not in instruments:
                 instruments[sym] = Instrument(symbol=sym, secType=t.secType, exchange=t.exchange, currency=t.currency,
                                               contract_details=t.contract_details)
-        adjustments += sized.adjustments + clamped
-        if sized.duplicates:
-            duplicates[sid] = sized.duplicates
+        adjustments += one.adjustments
+        if one.duplicates:
+            duplicates[sid] = one.duplicates
         for t in intent.target_positions:
             if t.confidence is not None:
                 confidence[(sid, t.symbol)] = t.confidence
     cls.errored.sort()
     cls.fresh = {sid: i for sid, i in cls.fresh.items() if sid in desired}
+    books = su.books
     targets = {sid: dict(books[sid]) for sid in inp.strategies if sid not in desired and books.get(sid)}
     targets.update(desired)
     holdings = {h.symbol: h.quantity for h in snap.holdings}
@@ -244,7 +350,7 @@ def decide(inp: CommanderInputs) -> Plan:
     diff_lines, unmanaged = diff(final, snap, inp.specs, inp.prices, cfg.model_copy(update={"rebalance_band": 0.0}),
                                  frozenset(o.client_order_id for o in cancels))
     band_clips(diff_lines, {a.symbol for a in risk_adj}, cfg.rebalance_band)
-    decision = Decision(allocations=capital, capital_moves=moves, isolation=list(isolations.values()),
+    decision = Decision(allocations=su.capital, capital_moves=su.moves, isolation=list(su.isolations.values()),
                         zero_lots=flagged, aggregated_target=aggregated, final_target=final, diff=diff_lines,
                         conflicts=conflicts + crossed(desired, books) + resource,
                         risk_adjustments=adjustments + risk_adj)

@@ -24,18 +24,22 @@ def round_to_lot(quantity: float, lot: float) -> float:
 
 
 def pending_by_symbol(open_orders: list[OpenOrder]) -> dict[str, float]:
-    """Signed units still working per symbol (BUY positive)."""
+    """Signed units still working per symbol (BUY positive). A resting protective exit (stop-loss or
+    take-profit, :attr:`OpenOrder.protective`) is conditional: it is not pending until it triggers."""
     out: dict[str, float] = {}
     for o in open_orders:
-        out[o.symbol] = out.get(o.symbol, 0.0) + o.signed_quantity
+        if not o.protective:
+            out[o.symbol] = out.get(o.symbol, 0.0) + o.signed_quantity
     return out
 
 
 def expired_orders(open_orders: list[OpenOrder], managed: set[str], as_of: datetime,
                    ttl_seconds: int) -> list[OpenOrder]:
-    """Open orders on managed symbols placed more than ``ttl_seconds`` before ``as_of``: to cancel."""
+    """Open orders on managed symbols placed more than ``ttl_seconds`` before ``as_of``: to cancel.
+    Protective exits rest until the position closes (their own step amends or cancels them)."""
     limit = timedelta(seconds=ttl_seconds)
-    return [o for o in open_orders if o.symbol in managed and as_of - o.created_at > limit]
+    return [o for o in open_orders
+            if o.symbol in managed and not o.protective and as_of - o.created_at > limit]
 
 
 def diff(final: list[TargetLine], snapshot: PortfolioSnapshot, specs: dict[str, InstrumentSpec],
@@ -48,17 +52,23 @@ def diff(final: list[TargetLine], snapshot: PortfolioSnapshot, specs: dict[str, 
     Returns:
         (one :class:`DiffLine` per managed symbol, sorted unmanaged held symbols).
     """
+    return diff_quantities([(t.symbol, t.quantity) for t in final], snapshot, specs, prices, config, cancelled)
+
+
+def diff_quantities(final: list[tuple[str, float]], snapshot: PortfolioSnapshot, specs: dict[str, InstrumentSpec],
+                    prices: dict[str, float], config: TradingConfig, cancelled: frozenset[str] = frozenset()
+                    ) -> tuple[list[DiffLine], list[str]]:
+    """:func:`diff` of the final target given as (symbol, units) pairs."""
     holdings = {h.symbol: h.quantity for h in snapshot.holdings}
     pending = pending_by_symbol([o for o in snapshot.open_orders if o.client_order_id not in cancelled])
-    managed = {t.symbol for t in final}
+    managed = {sym for sym, _ in final}
     lines = []
-    for t in sorted(final, key=lambda x: x.symbol):
-        sym = t.symbol
+    for sym, target in sorted(final, key=lambda x: x[0]):
         held, pend = holdings.get(sym, 0.0), pending.get(sym, 0.0)
-        raw = t.quantity - held - pend
+        raw = target - held - pend
         spec = specs.get(sym) or DEFAULT_SPEC
         price = prices.get(sym)
-        closing = abs(t.quantity) < QTY_EPS
+        closing = abs(target) < QTY_EPS
         qty = round(raw, 10) if closing else round_to_lot(raw, spec.lot_size)
         reason = None
         notional = abs(qty) * price * spec.multiplier if price else 0.0
@@ -72,9 +82,9 @@ def diff(final: list[TargetLine], snapshot: PortfolioSnapshot, specs: dict[str, 
         elif notional < min_notional and not closing:
             reason = f"notional {notional:.2f} below minimum {min_notional:.2f}"
         elif (not closing and abs(held + pend) > QTY_EPS
-              and notional < config.rebalance_band * abs(t.quantity) * price * spec.multiplier):
+              and notional < config.rebalance_band * abs(target) * price * spec.multiplier):
             reason = f"within rebalance band {config.rebalance_band:g}"
-        lines.append(DiffLine(symbol=sym, target=t.quantity, holding=held, pending=pend, raw_quantity=raw,
+        lines.append(DiffLine(symbol=sym, target=target, holding=held, pending=pend, raw_quantity=raw,
                               quantity=0.0 if reason else qty, price=price,
                               notional=0.0 if reason else notional, reason=reason))
     unmanaged = sorted(s for s, q in holdings.items() if s not in managed and abs(q) > QTY_EPS)

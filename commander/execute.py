@@ -91,7 +91,9 @@ def _as_record(o: OrderRecord, doc: OrderLifecycle) -> OrderRecord:
 def place_one(broker: Broker, o: OrderRecord, doc: OrderLifecycle, as_of: datetime) -> tuple[OrderLifecycle, float]:
     """Place one order; returns its record after the venue's answer and seconds to wait before the next order."""
     req = OrderRequest(client_order_id=o.client_order_id, symbol=o.symbol, action=o.action,
-                       quantity=o.totalQuantity, secType=o.secType, exchange=o.exchange, currency=o.currency)
+                       quantity=o.totalQuantity, secType=o.secType, exchange=o.exchange, currency=o.currency,
+                       order_type=o.orderType, limit_price=o.lmtPrice, trigger_price=o.auxPrice,
+                       reduce_only=o.reduce_only, oca_group=o.ocaGroup)
     try:
         return _answered(doc, broker.place_order(req, as_of)), 0.0
     except DuplicateOrder as exc:

@@ -11,24 +11,28 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bus.constants import QTY_EPS
-from bus.models import OrderRecord, OrderTicket
+from bus.models import PROTECTIVE_ORDER_TYPES, OrderRecord, OrderTicket
 from bus.orders import BLOCKING_STATUSES, OrderLifecycle
 
 
 def planned_orders(execution_id: str, mode: str, orders: list[OrderRecord],
-                   wanted: dict[str, dict[str, float]], now: datetime) -> list[OrderLifecycle]:
+                   wanted: dict[str, dict[str, float]], now: datetime,
+                   shares: dict[str, dict[str, float]] | None = None) -> list[OrderLifecycle]:
     """The ``planned`` write-ahead record of each order, with each strategy's share.
 
     Args:
         orders: the orders the decision asks for.
         wanted: symbol -> strategy id -> signed units that strategy wanted to change
             (its desired units minus its book's). A fill is split pro rata to these.
+        shares: client order id -> strategy id -> signed units, for orders whose share is their own
+            rather than their symbol's (a protective exit belongs to one strategy); overrides ``wanted``.
     """
     out = []
     for o in orders:
+        mine = (shares or {}).get(o.client_order_id, wanted.get(o.symbol, {}))
         out.append(OrderLifecycle(
             **o.model_dump(include=set(OrderTicket.model_fields), exclude={"orderId"}), execution_id=execution_id,
-            mode=mode, shares={s: q for s, q in wanted.get(o.symbol, {}).items() if abs(q) > QTY_EPS},
+            mode=mode, shares={s: q for s, q in mine.items() if abs(q) > QTY_EPS},
             status="planned", created_at=now, updated_at=now))
     return out
 
@@ -41,11 +45,13 @@ def sells_first(orders: list[OrderRecord]) -> list[OrderRecord]:
 def blocked_symbols(open_orders: list[OrderLifecycle]) -> dict[str, str]:
     """Symbol -> client order id of an earlier order the venue has not answered for (``planned`` or ``unknown``).
 
-    No new order may go out on such a symbol: the earlier one may have reached the venue.
+    No new order may go out on such a symbol: the earlier one may have reached the venue. A protective
+    exit (``STP`` / ``MIT``) never blocks: it is reduce-only and conditional, so it cannot double a
+    position, and a resting one stays ``submitted`` for days (:mod:`commander.protect`).
     """
     out: dict[str, str] = {}
     for o in sorted(open_orders, key=lambda o: o.created_at):
-        if o.status in BLOCKING_STATUSES:
+        if o.status in BLOCKING_STATUSES and o.orderType not in PROTECTIVE_ORDER_TYPES:
             out.setdefault(o.symbol, o.client_order_id)
     return out
 

@@ -39,6 +39,8 @@ Notional = |quantity| × price × multiplier, in base currency.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from bus.constants import NOISE_EPS, REL_EPS
@@ -53,18 +55,6 @@ from bus.models import (
     TargetLine,
     TradingConfig,
 )
-
-
-def _scale(line: TargetLine, factor: float, rule: str, note: str, adj: list[RiskAdjustment],
-           conflicts: list[Conflict]) -> None:
-    before = line.quantity
-    shared = {s: q for s, q in line.contributions.items() if abs(q) > NOISE_EPS}
-    line.quantity *= factor
-    line.contributions = {s: q * factor for s, q in line.contributions.items()}
-    adj.append(RiskAdjustment(rule=rule, symbol=line.symbol, before=before, after=line.quantity, note=note))
-    if len(shared) > 1:
-        conflicts.append(Conflict(type="resource", symbol=line.symbol, strategies=sorted(shared), wanted=shared,
-                                  policy=rule, outcome=line.quantity, note=note))
 
 
 def reduce_only(target: float, holding: float) -> float:
@@ -130,63 +120,124 @@ def halt_reasons(snapshot: PortfolioSnapshot, prev_close_nav: float | None, conf
     return out
 
 
-def apply_global_risk(aggregated: list[TargetLine], snapshot: PortfolioSnapshot, prices: dict[str, float],
-                      specs: dict[str, InstrumentSpec], config: TradingConfig, prev_close_nav: float | None = None
-                      ) -> tuple[list[TargetLine], list[RiskAdjustment], list[Conflict]]:
-    """Return (final target lines, adjustments, resource conflicts). ``aggregated`` is not modified."""
+@dataclass
+class Scale:
+    """One scaling a global limit made: line ``index`` (of the aggregated lines) times ``factor``; ``before``
+    and ``after`` its quantity (units) around it, ``rule`` and ``note`` as recorded."""
+
+    index: int
+    factor: float
+    rule: str
+    note: str
+    before: float
+    after: float
+
+
+@dataclass
+class RiskPlan:
+    """The global limits' outcome on the line quantities alone (units), before any document is built.
+
+    ``quantities``: the final quantity of each aggregated line, in their order; ``scales``: every scaling
+    in the order applied (each is one ``RiskAdjustment`` and, when several strategies share the line, one
+    ``resource`` conflict); ``in_force``: the adjustment of a halt that needed no clamping, else None.
+    """
+
+    quantities: list[float]
+    scales: list[Scale] = field(default_factory=list)
+    in_force: RiskAdjustment | None = None
+
+
+def plan_global_risk(symbols: list[str], quantities: list[float], snapshot: PortfolioSnapshot,
+                     prices: dict[str, float], specs: dict[str, InstrumentSpec], config: TradingConfig,
+                     prev_close_nav: float | None = None) -> RiskPlan:
+    """The global limits (module docstring) on one target line per symbol: ``symbols`` and their netted
+    ``quantities`` (units). Pure numbers: :func:`render_global_risk` turns the result into documents."""
     nav = snapshot.net_liquidation
     lim = config.risk
-    final = [line.model_copy(update={"contributions": dict(line.contributions)}) for line in aggregated]
-    adj: list[RiskAdjustment] = []
-    conflicts: list[Conflict] = []
+    q = list(quantities)
+    out = RiskPlan(q)
+    price = [prices.get(s) for s in symbols]
+    mult = [(specs.get(s) or DEFAULT_SPEC).multiplier for s in symbols]
 
-    def spec(sym: str) -> InstrumentSpec:
-        return specs.get(sym) or DEFAULT_SPEC
+    def notional(i: int) -> float:
+        p = price[i]
+        return abs(q[i]) * p * mult[i] if p else 0.0
 
-    def notional(line: TargetLine) -> float:
-        p = prices.get(line.symbol)
-        return abs(line.quantity) * p * spec(line.symbol).multiplier if p else 0.0
+    def scale(i: int, factor: float, rule: str, note: str) -> None:
+        before = q[i]
+        q[i] *= factor
+        out.scales.append(Scale(i, factor, rule, note, before, q[i]))
 
+    n = len(symbols)
     cap = lim.max_symbol_exposure * nav
-    for line in final:
-        v = notional(line)
+    for i in range(n):
+        v = notional(i)
         if v > cap * (1 + REL_EPS):
-            _scale(line, cap / v, "max_symbol_exposure", f"{v:.2f} > {lim.max_symbol_exposure:g} x NAV", adj, conflicts)
-    live = sorted((line for line in final if abs(line.quantity) > NOISE_EPS), key=lambda x: (-notional(x), x.symbol))
-    for line in live[lim.max_open_positions:]:
-        _scale(line, 0.0, "max_open_positions", f"more than {lim.max_open_positions} positions; smallest removed",
-               adj, conflicts)
-    margin = sum(notional(line) / spec(line.symbol).max_leverage for line in final)
+            scale(i, cap / v, "max_symbol_exposure", f"{v:.2f} > {lim.max_symbol_exposure:g} x NAV")
+    live = sorted((i for i in range(n) if abs(q[i]) > NOISE_EPS), key=lambda i: (-notional(i), symbols[i]))
+    for i in live[lim.max_open_positions:]:
+        scale(i, 0.0, "max_open_positions", f"more than {lim.max_open_positions} positions; smallest removed")
+    margin = sum(notional(i) / (specs.get(symbols[i]) or DEFAULT_SPEC).max_leverage for i in range(n))
     mcap = lim.max_margin_use * nav
     if margin > mcap * (1 + REL_EPS):
-        for line in final:
-            if abs(line.quantity) > NOISE_EPS:
-                _scale(line, mcap / margin, "max_margin_use", f"margin {margin:.2f} > {mcap:.2f}", adj, conflicts)
-    gross = sum(notional(line) for line in final)
+        for i in range(n):
+            if abs(q[i]) > NOISE_EPS:
+                scale(i, mcap / margin, "max_margin_use", f"margin {margin:.2f} > {mcap:.2f}")
+    gross = sum(notional(i) for i in range(n))
     gcap = lim.max_gross_leverage * nav
     if gross > gcap * (1 + REL_EPS):
-        for line in final:
-            if abs(line.quantity) > NOISE_EPS:
-                _scale(line, gcap / gross, "max_gross_leverage", f"gross {gross:.2f} > {gcap:.2f}", adj, conflicts)
+        for i in range(n):
+            if abs(q[i]) > NOISE_EPS:
+                scale(i, gcap / gross, "max_gross_leverage", f"gross {gross:.2f} > {gcap:.2f}")
     halts = halt_reasons(snapshot, prev_close_nav, config)
     if halts:
-        _halt(final, snapshot, halts, adj, conflicts)
-    return final, adj, conflicts
+        _halt(symbols, q, snapshot, halts, out, scale)
+    return out
 
 
-def _halt(final: list[TargetLine], snapshot: PortfolioSnapshot, halts: list[str], adj: list[RiskAdjustment],
-          conflicts: list[Conflict]) -> None:
+def _halt(symbols: list[str], q: list[float], snapshot: PortfolioSnapshot, halts: list[str], out: RiskPlan,
+          scale: Callable[[int, float, str, str], None]) -> None:
     """Clamp every line between 0 and its holding (reduce only), in place. A halt in force is recorded
     even when no target had to be clamped (every book only holds or reduces)."""
     rule = halts[0].split(":")[0]
     held = {h.symbol: h.quantity for h in snapshot.holdings}
-    clamps = len(adj)
-    for line in final:
-        clamped = reduce_only(line.quantity, held.get(line.symbol, 0.0))
-        if abs(clamped - line.quantity) > NOISE_EPS:
-            factor = clamped / line.quantity if line.quantity else 0.0
-            _scale(line, factor, rule, "; ".join(halts), adj, conflicts)
-            line.quantity = clamped
-    if len(adj) == clamps:
-        adj.append(RiskAdjustment(rule=rule, before=0.0, after=0.0,
-                                  note="; ".join(halts) + " (in force; no target needed clamping)"))
+    clamps = len(out.scales)
+    for i, sym in enumerate(symbols):
+        clamped = reduce_only(q[i], held.get(sym, 0.0))
+        if abs(clamped - q[i]) > NOISE_EPS:
+            scale(i, clamped / q[i] if q[i] else 0.0, rule, "; ".join(halts))
+            q[i] = clamped
+    if len(out.scales) == clamps:
+        out.in_force = RiskAdjustment(rule=rule, before=0.0, after=0.0,
+                                      note="; ".join(halts) + " (in force; no target needed clamping)")
+
+
+def render_global_risk(aggregated: list[TargetLine], plan: RiskPlan,
+                       ) -> tuple[list[TargetLine], list[RiskAdjustment], list[Conflict]]:
+    """(final target lines, adjustments, resource conflicts) of ``plan`` on ``aggregated`` (not modified):
+    each line's contributions are scaled with it, factor by factor, as the limits applied them."""
+    final = [line.model_copy(update={"contributions": dict(line.contributions)}) for line in aggregated]
+    adj: list[RiskAdjustment] = []
+    conflicts: list[Conflict] = []
+    for s in plan.scales:
+        line = final[s.index]
+        shared = {k: v for k, v in line.contributions.items() if abs(v) > NOISE_EPS}
+        line.contributions = {k: v * s.factor for k, v in line.contributions.items()}
+        adj.append(RiskAdjustment(rule=s.rule, symbol=line.symbol, before=s.before, after=s.after, note=s.note))
+        if len(shared) > 1:
+            conflicts.append(Conflict(type="resource", symbol=line.symbol, strategies=sorted(shared), wanted=shared,
+                                      policy=s.rule, outcome=s.after, note=s.note))
+    for line, q in zip(final, plan.quantities, strict=True):
+        line.quantity = q
+    if plan.in_force is not None:
+        adj.append(plan.in_force)
+    return final, adj, conflicts
+
+
+def apply_global_risk(aggregated: list[TargetLine], snapshot: PortfolioSnapshot, prices: dict[str, float],
+                      specs: dict[str, InstrumentSpec], config: TradingConfig, prev_close_nav: float | None = None
+                      ) -> tuple[list[TargetLine], list[RiskAdjustment], list[Conflict]]:
+    """Return (final target lines, adjustments, resource conflicts). ``aggregated`` is not modified."""
+    plan = plan_global_risk([line.symbol for line in aggregated], [line.quantity for line in aggregated], snapshot,
+                            prices, specs, config, prev_close_nav)
+    return render_global_risk(aggregated, plan)

@@ -9,7 +9,8 @@ the latest portfolio snapshot and account state, and one query for the account's
 1. writes ahead, in one batch: the execution as ``placing``, one ``planned``
    ``orders/{client_order_id}`` per order, and the account's ``orders_planned_at``;
 2. places the orders sells first, writing each order's record as the venue answers
-   (:mod:`commander.execute`);
+   (:mod:`commander.execute`), then the protective exits (stop-loss / take-profit legs that rest
+   at the venue: placed, kept, amended or cancelled, written ahead the same way; :mod:`commander.exits`);
 3. audits, in one batch when it fits (else in batches, the execution last): the books
    with this run's fills and any late fills of earlier orders, the orders marked
    booked, the execution's final status and the account state.
@@ -41,6 +42,7 @@ from bus.models import (
     LateFillRecord,
     OrderRecord,
     PortfolioSnapshot,
+    ProtectiveExitRecord,
     StateChange,
 )
 from bus.orders import NEVER_SENT_STATUS, OrderLifecycle
@@ -48,9 +50,11 @@ from bus.store import FIRESTORE_BATCH_LIMIT, Store
 from commander.attribute import Booking, BookUpdate, Fill, split_fill, update_books
 from commander.decide import CommanderInputs, Plan, decide, symbols_involved
 from commander.execute import place
+from commander.exits import execute_exits, exit_inputs, unsettled_symbols
 from commander.gate import GateResult, gate
 from commander.lifecycle import retired_flat
 from commander.orders import LateFill, blocked_symbols, mark_booked, planned_orders, sells_first, unbooked_fills
+from commander.protect import exits_summary, plan_exits
 from commander.record import PARTS_PER_BATCH, build_execution, split_execution
 from commander.state import LoadedState, inputs_from_state, late_cash, load_state, next_account_state
 
@@ -134,11 +138,14 @@ class Outcome:
     orders: list[OrderRecord]
     cancelled: list[OrderRecord]
     lifecycle: list[OrderLifecycle] = field(default_factory=list)
+    exits: list[ProtectiveExitRecord] = field(default_factory=list)
 
     @property
     def refused(self) -> bool:
-        """Some order or cancel was refused, or its answer lost (the run is a ``partial_success``)."""
-        return any(o.status in ("Rejected", "CancelFailed", "Unknown") for o in self.orders + self.cancelled)
+        """Some order, cancel or protective exit was refused by the venue, or its answer lost (the run is a
+        ``partial_success``); an exit the plan itself refused (wrong trigger side, no venue support) is not."""
+        return any(o.status in ("Rejected", "CancelFailed", "Unknown") for o in self.orders + self.cancelled) or \
+            any(x.status in ("Rejected", "CancelFailed", "Unknown") for x in self.exits)
 
 
 def run_commander(store: Store, broker: Broker, as_of: datetime, dry_run: bool = False, trigger: str = "manual",
@@ -210,6 +217,7 @@ def _trade(run: CommanderRun, skip_reason: str | None) -> Execution:
                                             None, [], run.inputs, reason=reason, notes=g.notes))
     run.blocked = _block(run, plan)
     outcome = _execute(run, plan, g.dry_run)
+    _protect(run, plan, outcome, g.dry_run)
     return _audit(run, plan, outcome, g, run.blocked)
 
 
@@ -311,6 +319,27 @@ def _execute(run: CommanderRun, plan: Plan, dry_run: bool) -> Outcome:
     return Outcome(placed, cancelled, lifecycle)
 
 
+def _protect(run: CommanderRun, plan: Plan, outcome: Outcome, dry_run: bool) -> None:
+    """Step 8b, after the main orders: plan the protective exits (:mod:`commander.protect`) and, unless dry,
+    cancel, write ahead and place them (:mod:`commander.exits`); the records go to ``outcome``."""
+    st, inputs = run.st, run.inputs
+    assert st.snapshot is not None and inputs is not None
+    inp = exit_inputs(run.execution_id, run.broker, plan.classification.fresh, plan.desired, inputs.books,
+                      st.snapshot, inputs.prices, inputs.specs, plan.instruments, st.open_orders,
+                      unsettled_symbols(run.blocked, outcome.orders))
+    xplan = plan_exits(inp)
+    if not xplan.records:
+        return
+
+    def ahead(orders: list[OrderRecord], docs: list[OrderLifecycle]) -> None:
+        _write_ahead(run, plan, run.placed + orders, docs, datetime.now(timezone.utc))
+
+    outcome.exits, changed = execute_exits(
+        run.broker, xplan, st.open_orders, run.as_of, run.execution_id, st.config.mode, dry_run, ahead,
+        record=lambda d: run.store.set(paths.order(d.client_order_id), d.to_store()))
+    outcome.lifecycle += changed
+
+
 def _write_ahead(run: CommanderRun, plan: Plan, orders: list[OrderRecord], docs: list[OrderLifecycle],
                  now: datetime) -> None:
     """One batch: the execution as ``placing`` (with its decision), the ``planned`` orders, and the
@@ -367,6 +396,9 @@ def _audit(run: CommanderRun, plan: Plan, outcome: Outcome, g: GateResult, block
                          external=upd.external)
     ex.blocked, ex.late_fills = blocked, _late_records(late)
     ex.fill_model = run.broker.fill_model
+    ex.protective_exits = outcome.exits
+    ex.dust = upd.dust
+    ex.summary += exits_summary(outcome.exits)
     if g.dry_run:
         run.store.write_batches([_execution_write(run, ex)])
         return ex

@@ -69,6 +69,16 @@ def unit_values(prices: dict[str, float], specs: dict[str, InstrumentSpec]) -> d
     return {sym: p * _multiplier(specs, sym) for sym, p in prices.items() if p and p > 0}
 
 
+def negative_capital(strategy: StrategyConfig, capital: float) -> str | None:
+    """Why a book cannot be sized on ``capital`` (base currency), None when it can: an equity so negative that
+    its caps (``max_single_position_exposure`` and ``max_leverage`` × equity) are below zero beyond float
+    noise (no position can meet them; scaling would flip their signs)."""
+    rp = strategy.risk_parameters
+    if max(rp.max_single_position_exposure, rp.max_leverage) * capital < -LIMIT_EPS:
+        return f"book equity {capital:.2f} is negative: its targets cannot be sized"
+    return None
+
+
 def size_targets(strategy: StrategyConfig, targets: list[TargetPosition], capital: float,
                  values: dict[str, float]) -> Sized:
     """Size one strategy's whole target book and apply its own caps.
@@ -77,8 +87,11 @@ def size_targets(strategy: StrategyConfig, targets: list[TargetPosition], capita
         values: symbol -> base currency per unit (:func:`unit_values`).
 
     Raises:
-        SizingError: a weight or notional target on a symbol without a price.
+        SizingError: a negative ``capital`` (:func:`negative_capital`), or a weight or notional target on a
+            symbol without a price.
     """
+    if (negative := negative_capital(strategy, capital)) is not None:
+        raise SizingError(negative)
     out = Sized()
     q_of, inst = out.quantities, out.instruments
     for t in targets:
@@ -109,7 +122,7 @@ def size_targets(strategy: StrategyConfig, targets: list[TargetPosition], capita
             q_of[sym] = new
             v = cap_pos
         gross += v
-    cap_gross = rp.max_leverage * capital
+    cap_gross = rp.sizing_leverage * capital
     if gross > cap_gross + LIMIT_EPS:
         f = cap_gross / gross
         for sym, q in q_of.items():

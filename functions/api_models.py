@@ -42,6 +42,11 @@ class LeaderRow(Open):
     max_drawdown: float | None = None
     win_rate: float | None = None
     trades: int = 0
+    model: str | None = Field(None, description="LLM trader: the model of its latest answered decision")
+    decisions: int | None = Field(None, description="LLM trader: decisions counted (its latest, at most 200)")
+    tokens: int | None = Field(None, description="LLM trader: prompt + completion tokens of those decisions")
+    cost_usd: float | None = Field(None, description="LLM trader: US dollars those decisions cost")
+    failure_rate: float | None = Field(None, description="LLM trader: fraction of those decisions that errored")
 
 
 class Leaderboard(BaseModel):

@@ -101,7 +101,12 @@ class AllocationBody(Body):
     Attributes:
         executionId: the id ``/reconcile`` returned (it holds the lease); empty for a fresh one.
         reconcileError: why reconcile failed; set, the Commander records ``skipped`` and trades nothing.
-        strategyErrors: strategy id -> why its step failed; each gets an ``error`` intent first.
+        strategyErrors: strategy id -> why its step failed; each gets an ``error`` intent first (at most
+            100: for a direct caller; the workflow leaves failures in the store, see ``checkIntents``).
+        checkIntents: the caller ran ``strategies`` (empty: every enabled strategy) as of ``asOf``: each one
+            whose latest intent is older than this as-of (its step failed, timed out or was never reached) gets
+            an ``error`` intent first, so the Commander lists it as errored instead of using an earlier intent.
+        strategies: the ids ``checkIntents`` checks (at most 100, no duplicates); empty: every enabled strategy.
     """
 
     dryRun: StrictBool = True
@@ -110,10 +115,25 @@ class AllocationBody(Body):
     executionId: Annotated[ExecutionId | None, BeforeValidator(_empty_is_none)] = None
     reconcileError: Annotated[Message | None, BeforeValidator(_empty_is_none)] = None
     strategyErrors: Annotated[dict[StrategyId, Message], Field(max_length=100)] = Field(default_factory=dict)
+    checkIntents: StrictBool = False
+    strategies: Annotated[list[StrategyId], Field(max_length=100), AfterValidator(_unique)] = Field(
+        default_factory=list)
+
+
+#: Strategy ids per page of ``GET /strategy`` (one batch of the workflow's fan-out): 100 ids of at most
+#: 64 characters keep the answer under 7 KB.
+MAX_PAGE = 100
 
 
 class PlanQuery(Body):
-    """``GET /strategy?asOf=YYYY-MM-DD``: which strategies are enabled, and the resolved as-of (the date
-    ``asOf`` and the exact instant ``as_of``)."""
+    """``GET /strategy?asOf=YYYY-MM-DD&after=ID&limit=N``: one page of the enabled strategies (by id, after
+    the cursor ``after``), and the resolved as-of (the date ``asOf`` and the exact instant ``as_of``).
+
+    Attributes:
+        after: the cursor: the ``next`` of the previous page; empty or absent: the first page.
+        limit: strategy documents read for this page, 1..:data:`MAX_PAGE` (default 25).
+    """
 
     asOf: AsOf = None
+    after: Annotated[StrategyId | None, BeforeValidator(_empty_is_none)] = None
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE)] = 25

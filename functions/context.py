@@ -1,8 +1,10 @@
 """What a function needs to run a step: the store, the history, the configuration, the broker.
 
-In the cloud the configuration lives in Firestore: ``config/trading`` and
-``strategies/{id}`` are read from the store at every request (a person may
-flip ``enabled`` or the kill switch in the console between runs). The broker
+In the cloud the configuration lives in Firestore: the Commander's steps
+(``/allocation``, ``/orchestrator``) read ``config/trading`` and ``strategies/*``
+at every request (a person may flip ``enabled`` or the kill switch in the
+console between runs); a strategy step reads only its own ``strategies/{id}``
+and ``config/trading`` once per run (:mod:`functions.step_context`). The broker
 account (``brokers.yaml``) and the venue rules (``instruments.yaml``) are files
 deployed with the source; ``$INTENT_BUS_CONFIG_DIR`` points elsewhere.
 
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from bus.constants import CONFIG_DIR_ENV
 
 if TYPE_CHECKING:  # functions/ may import only pipeline and bus (DESIGN.md)
-    from bus.models import StrategyConfig
+    from bus.models import StrategyConfig, TradingConfig
     from bus.store import Store
     from pipeline.settings import Settings
 
@@ -144,6 +146,27 @@ class Runtime:
         return make_broker(self.store, self.settings, self.provider)
 
 
+def read_trading_config(st: "Store", files: "Settings") -> "TradingConfig":
+    """``config/trading`` from the store, checked against the deployed files' mode.
+
+    Raises:
+        NotConfigured: the document is missing, or its mode has no broker account in ``brokers.yaml``.
+        pydantic.ValidationError: the document is invalid.
+    """
+    from bus import paths
+    from bus.models import TradingConfig
+
+    raw = st.get(paths.TRADING_CONFIG)
+    if raw is None:
+        raise NotConfigured("config/trading is missing in the store: apply the configuration first "
+                            "(python main.py deploy --apply-config, or python main.py serve locally)")
+    trading = TradingConfig.model_validate(raw)
+    if trading.mode != files.trading.mode:
+        raise NotConfigured(f"config/trading mode {trading.mode!r} has no broker account here: "
+                            f"brokers.yaml was loaded for mode {files.trading.mode!r}")
+    return trading
+
+
 def runtime() -> Runtime:
     """Read ``config/trading`` and the ``strategies`` collection (two reads, no write).
 
@@ -154,19 +177,11 @@ def runtime() -> Runtime:
     """
     from dataclasses import replace
 
-    from bus import paths
-    from bus.models import StrategyConfig, TradingConfig
+    from bus.models import StrategyConfig
 
     st = store()
     files = file_settings()
-    raw = st.get(paths.TRADING_CONFIG)
-    if raw is None:
-        raise NotConfigured("config/trading is missing in the store: apply the configuration first "
-                            "(python main.py deploy --apply-config, or python main.py serve locally)")
-    trading = TradingConfig.model_validate(raw)
-    if trading.mode != files.trading.mode:
-        raise NotConfigured(f"config/trading mode {trading.mode!r} has no broker account here: "
-                           f"brokers.yaml was loaded for mode {files.trading.mode!r}")
+    trading = read_trading_config(st, files)
     strategies = {sid: StrategyConfig.model_validate(doc) for sid, doc in st.list_docs("strategies")}
     settings = replace(files, trading=trading, strategies=[strategies[k] for k in sorted(strategies)])
     return Runtime(st, market(st, settings), settings, strategies)

@@ -12,6 +12,9 @@ the file or the venue gave them, so that nothing is dropped or merged silently.
 from __future__ import annotations
 
 import hashlib
+import threading
+import weakref
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -73,10 +76,12 @@ def with_close_times(bars: pd.DataFrame, timeframe: str, equity: bool) -> pd.Dat
     return df
 
 
-def bars_digest(bars: pd.DataFrame) -> str:
-    """``sha256:`` + the hex SHA-256 of the bars: for each row, oldest first, its open time as
-    int64 nanoseconds since the epoch (UTC) then open, high, low, close, volume as float64,
-    all little-endian. Equal bars give equal digests whatever their source or extra columns."""
+#: Bytes per row of the digested layout (:func:`bars_digest`): open time int64, then five float64.
+ROW_BYTES = 8 * (1 + len(COLUMNS))
+
+
+def _packed_rows(bars: pd.DataFrame) -> bytes:
+    """The rows of ``bars`` as :func:`bars_digest` hashes them, :data:`ROW_BYTES` each, oldest first."""
     idx = bars.index if isinstance(bars.index, pd.DatetimeIndex) else pd.DatetimeIndex(bars.index)
     if idx.tz is None:
         idx = idx.tz_localize("UTC")
@@ -84,4 +89,60 @@ def bars_digest(bars: pd.DataFrame) -> str:
     rows["t"] = idx.as_unit("ns").asi8  # epoch nanoseconds, UTC, whatever the index's zone
     for c in COLUMNS:
         rows[c] = bars[c].to_numpy()
-    return "sha256:" + hashlib.sha256(rows.tobytes()).hexdigest()
+    return rows.tobytes()
+
+
+def bars_digest(bars: pd.DataFrame) -> str:
+    """``sha256:`` + the hex SHA-256 of the bars: for each row, oldest first, its open time as
+    int64 nanoseconds since the epoch (UTC) then open, high, low, close, volume as float64,
+    all little-endian. Equal bars give equal digests whatever their source or extra columns."""
+    return "sha256:" + hashlib.sha256(_packed_rows(bars)).hexdigest()
+
+
+#: id(series frame) -> (a weak reference to it, name -> value derived from it): :func:`derived`'s cache.
+_DERIVED: dict[int, tuple[weakref.ref, dict[str, Any]]] = {}
+_DERIVED_LOCK = threading.Lock()
+
+
+def derived(frame: pd.DataFrame, name: str, build: Callable[[pd.DataFrame], Any]) -> Any:
+    """``build(frame)``, computed once per live ``frame`` and ``name`` and then reused.
+
+    For a provider's whole series, treated as immutable (providers cache them and hand out slices):
+    values derived from it (packed rows, times as datetimes) are kept while the frame lives and dropped
+    with it. A frame changed in place after a value was derived would keep the stale value: don't.
+    """
+    key = id(frame)
+    with _DERIVED_LOCK:
+        hit = _DERIVED.get(key)
+        if hit is not None and hit[0]() is frame and name in hit[1]:
+            return hit[1][name]
+    value = build(frame)
+    with _DERIVED_LOCK:
+        hit = _DERIVED.get(key)
+        if hit is None or hit[0]() is not frame:
+
+            def forget(_: object, key: int = key) -> None:
+                with _DERIVED_LOCK:
+                    cur = _DERIVED.get(key)
+                    if cur is not None and cur[0]() is None:
+                        del _DERIVED[key]
+
+            hit = _DERIVED[key] = (weakref.ref(frame, forget), {})
+        hit[1][name] = value
+    return value
+
+
+def window_digest(frame: pd.DataFrame, start: int, stop: int) -> str:
+    """:func:`bars_digest` of ``frame.iloc[start:stop]`` (the same value), without slicing or re-packing.
+
+    ``frame`` is a provider's whole series (see :func:`derived`): its rows are packed once and each
+    window hashes a slice of them. A backtest digests a moving window of the same series every step;
+    this costs one SHA-256 over the window's bytes.
+
+    Raises:
+        ValueError: not ``0 <= start <= stop <= len(frame)``.
+    """
+    if not 0 <= start <= stop <= len(frame):
+        raise ValueError(f"window [{start}:{stop}] outside a series of {len(frame)} bars")
+    packed = derived(frame, "packed_rows", _packed_rows)
+    return "sha256:" + hashlib.sha256(memoryview(packed)[start * ROW_BYTES:stop * ROW_BYTES]).hexdigest()

@@ -67,4 +67,6 @@ class FundingHistory:
     def between(self, symbol: str, start: datetime, end: datetime) -> pd.Series:
         """Settlements in (start, end]: what a position held over that span pays or receives."""
         s = self.series(symbol)
-        return s[(s.index > pd.Timestamp(start)) & (s.index <= pd.Timestamp(end))]
+        lo = int(s.index.searchsorted(pd.Timestamp(start), side="right"))
+        hi = int(s.index.searchsorted(pd.Timestamp(end), side="right"))
+        return s.iloc[lo:hi]

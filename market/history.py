@@ -34,6 +34,7 @@ import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -83,8 +84,11 @@ class SeriesKey:
         return self.venue in EQUITY_VENUES
 
 
+@lru_cache(maxsize=4096)
 def _is_bundled(path: Path) -> bool:
-    """Whether ``path`` is a file of ``market/data`` (or a folder below it, such as ``hourly``)."""
+    """Whether ``path`` is a file of ``market/data`` (or a folder below it, such as ``hourly``).
+
+    Cached per path (``Path.resolve`` is a system call; a run asks once per series read per strategy)."""
     return path.resolve().is_relative_to(BUNDLED_DIR)
 
 
@@ -322,8 +326,10 @@ class MarketView:
         self._provider = provider
         self.as_of = pd.Timestamp(as_of).tz_convert("UTC")
 
-    def bars(self, symbol: str, timeframe: str = "1d", lookback: int | None = None) -> pd.DataFrame:
-        """Bars closed by ``as_of``, oldest first; the last ``lookback`` when given.
+    def window(self, symbol: str, timeframe: str = "1d", lookback: int | None = None) -> tuple[pd.DataFrame, int, int]:
+        """Where the bars :meth:`bars` returns sit in the provider's series: ``(frame, start, stop)``, the bars
+        being ``frame.iloc[start:stop]`` (``0 <= start < stop``; ``frame`` is the provider's whole series, not
+        to be modified). Lets a reader (:class:`market.usage.RecordingView`) record a read without copying it.
 
         Raises:
             MarketDataError: unknown symbol, or no bar closed yet at ``as_of``.
@@ -332,8 +338,16 @@ class MarketView:
         n = int(df["close_time"].searchsorted(self.as_of, side="right"))
         if n == 0:
             raise MarketDataError(f"no {timeframe} bar of {symbol} has closed by {self.as_of.isoformat()}")
-        start = max(0, n - lookback) if lookback else 0
-        return df.iloc[start:n]
+        return df, (max(0, n - lookback) if lookback else 0), n
+
+    def bars(self, symbol: str, timeframe: str = "1d", lookback: int | None = None) -> pd.DataFrame:
+        """Bars closed by ``as_of``, oldest first; the last ``lookback`` when given (:meth:`window`).
+
+        Raises:
+            MarketDataError: unknown symbol, or no bar closed yet at ``as_of``.
+        """
+        df, start, stop = self.window(symbol, timeframe, lookback)
+        return df.iloc[start:stop]
 
     def last_price(self, symbol: str, timeframe: str = "1d") -> float:
         """Close of the newest visible bar of ``symbol`` (base currency per unit)."""

@@ -129,8 +129,13 @@ def order_alerts(unknown_orders: Iterable[dict[str, Any]]) -> list[Alert]:
         if o.get("status") != "unknown":
             continue
         coid, sym, eid = str(o.get("client_order_id", "?")), o.get("symbol"), o.get("execution_id")
-        text = (f"{o.get('action')} {o.get('quantity')} {sym} (execution {eid}); no new order on {sym} "
-                f"until the venue answers for it. {_short(o.get('error'), 300)}")
+        qty = o.get("totalQuantity", o.get("quantity"))
+        if o.get("orderType") in ("STP", "MIT"):  # a protective exit: conditional, reduce-only, blocks nothing
+            text = (f"protective exit {o.get('orderType')} {o.get('action')} {qty} {sym} at {o.get('auxPrice')} "
+                    f"(execution {eid}); the next run asks the venue again. {_short(o.get('error'), 300)}")
+        else:
+            text = (f"{o.get('action')} {qty} {sym} (execution {eid}); no new order on {sym} "
+                    f"until the venue answers for it. {_short(o.get('error'), 300)}")
         out.append(Alert("order_unknown", coid, "critical", f"order {coid} unknown: the venue's answer was lost",
                          text.strip(), eid))
     return out

@@ -10,6 +10,9 @@ same two functions.
 
 A book's curve starts at its starting capital on the day before its first equity
 point, so the first day's return (its first fills, fees and move) counts.
+
+An LLM trader's row also has its model, tokens, cost and failure rate over its
+latest decisions (:func:`llm_columns`); other rows have None there.
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ EVERY_DAY = "24/7"
 READ_THREADS = 8
 #: Instrument types marked on exchange sessions only.
 SESSION_SEC_TYPES = frozenset({"STK", "ETF"})
+#: The journal fields :func:`llm_columns` reads (never the prompts).
+JOURNAL_FIELDS = ["status", "model", "total_tokens", "cost_usd"]
+#: The columns an LLM trader's row adds (None on other rows).
+LLM_COLUMNS = ("model", "decisions", "tokens", "cost_usd", "failure_rate")
 
 
 def book_calendar(universe: Iterable[str], instruments: Mapping[str, InstrumentSpec]) -> tuple[str, int]:
@@ -197,6 +204,47 @@ def _configs_and_books(store: Store, cache: MetricsCache | None
                      for s in configs}
 
 
+def _primary_model(cfg: StrategyConfig) -> str | None:
+    """The configured primary model id of an LLM trader (its ``llm`` block's first model), or None."""
+    chain = (cfg.llm or {}).get("model_chain") or []
+    first = chain[0] if chain else None
+    return first.get("id") if isinstance(first, dict) else None
+
+
+def llm_columns(store: Store, configs: Mapping[str, StrategyConfig]) -> dict[str, dict[str, Any]]:
+    """Per kind-``llm`` strategy: its model, decisions, tokens, cost and failure rate.
+
+    Over the decisions its state indexes (``strategies/{id}/llm/state``: the latest 200 journal
+    entries), reading only :data:`JOURNAL_FIELDS` of each entry, in two ``get_all`` calls for all traders.
+
+    Returns:
+        strategy id -> ``model`` (the id of the model that answered its latest answered decision; the
+        configured primary before any), ``decisions`` (count), ``tokens`` (Σ prompt + completion tokens),
+        ``cost_usd`` (Σ US dollars), ``failure_rate`` (fraction of decisions with status ``error``; None
+        without decisions).
+
+    Raises:
+        bus.store.StoreError: the store is unreachable.
+    """
+    llm = sorted(sid for sid, c in configs.items() if c.kind == "llm")
+    if not llm:
+        return {}
+    states = store.get_all([paths.llm_state(s) for s in llm], fields=["recent_decisions"])
+    ids = {s: list((states.get(paths.llm_state(s)) or {}).get("recent_decisions") or []) for s in llm}
+    wanted = [paths.journal(s, d) for s in llm for d in ids[s]]
+    entries = store.get_all(wanted, fields=JOURNAL_FIELDS) if wanted else {}
+    out: dict[str, dict[str, Any]] = {}
+    for sid in llm:
+        docs = [e for d in ids[sid] if (e := entries.get(paths.journal(sid, d)))]
+        answered = [e["model"] for e in docs if e.get("model")]
+        n = len(docs)
+        out[sid] = {"model": answered[-1] if answered else _primary_model(configs[sid]), "decisions": n,
+                    "tokens": int(sum(e.get("total_tokens") or 0 for e in docs)),
+                    "cost_usd": float(sum(e.get("cost_usd") or 0.0 for e in docs)),
+                    "failure_rate": (sum(1 for e in docs if e.get("status") == "error") / n) if n else None}
+    return out
+
+
 def leaderboard(store: Store, instruments: Mapping[str, InstrumentSpec] | None = None,
                 cache: MetricsCache | None = None) -> list[dict[str, Any]]:
     """One row per strategy with a book, best total return first.
@@ -213,7 +261,8 @@ def leaderboard(store: Store, instruments: Mapping[str, InstrumentSpec] | None =
     Row: strategy_id, name, kind, equity, starting_cash, total_return (fraction of
     starting cash), sharpe, max_drawdown (negative fraction), win_rate (fraction of
     closed reductions with realized PnL > 0), trades (closed reductions, count), fees
-    (base currency), calendar (``XNYS`` | ``24/7``), periods_per_year (252 | 365).
+    (base currency), calendar (``XNYS`` | ``24/7``), periods_per_year (252 | 365), and
+    :data:`LLM_COLUMNS` (:func:`llm_columns`; None on a row that is not an LLM trader).
     Metrics use the starting cash the day before the first daily equity point
     ``strategies/{id}/equity/*``, then those points on the book's calendar; trades are
     ``strategies/{id}/trades/*``.
@@ -223,14 +272,17 @@ def leaderboard(store: Store, instruments: Mapping[str, InstrumentSpec] | None =
     ranked = [(sid, cfg, book, *book_calendar(cfg.universe, specs)) for sid, cfg in sorted(configs.items())
               if (book := books[paths.book(sid)]) is not None]
     with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:  # the books not cached are read at once
+        llm_read = pool.submit(llm_columns, store, {r[0]: r[1] for r in ranked})
         metrics = list(pool.map(lambda r: _book_metrics(store, r[0], r[2], r[3], r[4], cache), ranked))
+        llm = llm_read.result()
     rows: list[dict[str, Any]] = []
     for (sid, cfg, book, cal, ppy), m in zip(ranked, metrics, strict=True):
         start = book.starting_cash
         rows.append({"strategy_id": sid, "name": cfg.name, "kind": cfg.kind, "equity": book.equity,
                      "starting_cash": start, "total_return": (book.equity / start - 1) if start > 0 else None,
                      "sharpe": m["sharpe"], "max_drawdown": m["max_drawdown"], "win_rate": m["win_rate"],
-                     "trades": int(m["trades"] or 0), "fees": book.fees, "calendar": cal, "periods_per_year": ppy})
+                     "trades": int(m["trades"] or 0), "fees": book.fees, "calendar": cal, "periods_per_year": ppy,
+                     **(llm.get(sid) or dict.fromkeys(LLM_COLUMNS))})
     rows.sort(key=lambda r: (r["total_return"] is None, -(r["total_return"] or 0.0), r["strategy_id"]))
     for i, r in enumerate(rows, 1):
         r["rank"] = i

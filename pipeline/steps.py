@@ -13,8 +13,8 @@ its execution id, and the Commander re-enters the lease as the same holder
 * :func:`run_strategy_step` — one strategy's intent (``POST /strategy``).
 * :func:`run_reconcile_step` — lease + snapshot (``POST /reconcile``); the lease
   stays held for the allocation step, which gets the execution id.
-* :func:`run_allocation_step` — record failed strategies, then the Commander
-  (``POST /allocation``); idempotent per execution id.
+* :func:`run_allocation_step` — record failed strategies (:func:`record_missing_intents`: those
+  without an intent of this as-of), then the Commander (``POST /allocation``); idempotent per execution id.
 * :func:`resolve_step_as_of` — a step's as-of: a date, nothing, or the exact instant the plan
   (``GET /strategy``) resolved, which the workflow passes on so that every step of a run as of
   now sees one instant (not the date's configured run time, nor each step's own "now").
@@ -44,13 +44,14 @@ if TYPE_CHECKING:
     from market.provider import MarketData
     from pipeline.settings import Settings
 from reconcile import reconcile
-from strategies.runner import compute_intent, intent_writes, write_intent
+from strategies.runner import INTENTS_PER_BATCH, compute_intent, write_intent, write_intents
 
 log = logging.getLogger(__name__)
 FAILED_STEP_CODE_VERSION = "workflow/strategy-step-failed"
 
-__all__ = ["LEASE_TTL_SECONDS", "ReconcileOutcome", "history_provider", "lease_refused", "record_strategy_failures",
-           "resolve_step_as_of", "run_allocation_step", "run_exclusive", "run_reconcile_step", "run_strategy_step"]
+__all__ = ["LEASE_TTL_SECONDS", "ReconcileOutcome", "history_provider", "lease_refused", "record_missing_intents",
+           "record_strategy_failures", "resolve_step_as_of", "run_allocation_step", "run_exclusive",
+           "run_reconcile_step", "run_strategy_step"]
 
 #: How far an instant may lie after this process's clock and still be taken (clock skew between instances).
 CLOCK_SKEW = timedelta(seconds=60)
@@ -209,27 +210,60 @@ def run_reconcile_step(store: Store, broker: Broker, as_of: datetime, mode: str)
     return ReconcileOutcome(execution_id, snapshot=snap)
 
 
+def _error_intents(store: Store, messages: dict[str, str], as_of: datetime) -> list[Intent]:
+    """Write an ``error`` intent per strategy id -> message (never over a ``latest`` of a later as-of)."""
+    now = datetime.now(timezone.utc)
+    intents = [Intent(intent_id=new_id(as_of), strategy_id=sid, updated_at=now, as_of=as_of, status="error",
+                      error_message=msg, source=IntentSource(code_version=FAILED_STEP_CODE_VERSION))
+               for sid, msg in sorted(messages.items())]
+    if intents:
+        write_intents(store, intents)
+    return intents
+
+
 def record_strategy_failures(store: Store, failures: dict[str, str], as_of: datetime) -> list[Intent]:
     """Write an ``error`` intent for each strategy whose step failed outside its own code.
 
-    The workflow calls this (through the allocation step) for a strategy
-    function that answered with an error or not at all: the strategy then
+    A direct caller of the allocation step names them (``strategyErrors``): the strategy then
     keeps its book and is listed as errored in the execution.
+
+    Raises:
+        bus.store.StoreError: the store is unreachable.
     """
-    now = datetime.now(timezone.utc)
-    intents = [Intent(intent_id=new_id(as_of), strategy_id=sid, updated_at=now, as_of=as_of, status="error",
-                      error_message=f"strategy step failed: {msg}",
-                      source=IntentSource(code_version=FAILED_STEP_CODE_VERSION))
-               for sid, msg in sorted(failures.items())]
-    if intents:
-        store.write_batch([w for i in intents for w in intent_writes(i)])
-    return intents
+    return _error_intents(store, {sid: f"strategy step failed: {msg}" for sid, msg in failures.items()}, as_of)
+
+
+def record_missing_intents(store: Store, strategy_ids: list[str], as_of: datetime) -> list[Intent]:
+    """Write an ``error`` intent for each of ``strategy_ids`` whose ``latest`` intent is older than ``as_of``
+    (or absent): the caller ran them as of ``as_of``, so its step failed, timed out or was never reached.
+
+    The workflow's strategy calls that fail after their retries are recorded this way: the workflow
+    passes no list of failures (its memory and each request stay bounded), the store says which strategy
+    has no intent of this run. Reads: one ``get_all`` of the ``as_of`` field per :data:`INTENTS_PER_BATCH`
+    strategies. A ``latest`` of a later as-of (a run after this one) is left alone: the Commander calls it stale.
+
+    Raises:
+        bus.store.StoreError: the store is unreachable.
+    """
+    missing: dict[str, str] = {}
+    for start in range(0, len(strategy_ids), INTENTS_PER_BATCH):
+        chunk = strategy_ids[start:start + INTENTS_PER_BATCH]
+        docs = store.get_all([paths.intent(sid) for sid in chunk], fields=["as_of"])
+        for sid in chunk:
+            seen = (docs.get(paths.intent(sid)) or {}).get("as_of")
+            if not isinstance(seen, datetime) or seen < as_of:
+                last = seen.isoformat() if isinstance(seen, datetime) else "none"
+                missing[sid] = (f"strategy step failed: no intent as of {as_of.isoformat()} (latest: {last}); "
+                                "its function failed, timed out or was not reached (see the workflow's log)")
+    if missing:
+        log.error("%d strategies have no intent as of %s: recorded as errored", len(missing), as_of.isoformat())
+    return _error_intents(store, missing, as_of)
 
 
 def run_allocation_step(store: Store, broker: Broker, as_of: datetime, *, dry_run: bool = True,
                         trigger: str = "manual", execution_id: str | None = None,
-                        reconcile_error: str | None = None,
-                        strategy_errors: dict[str, str] | None = None) -> tuple[Execution, bool]:
+                        reconcile_error: str | None = None, strategy_errors: dict[str, str] | None = None,
+                        expected: list[str] | None = None) -> tuple[Execution, bool]:
     """Record failed strategies, then run the Commander. Returns (execution, replayed).
 
     Idempotent per ``execution_id``: when ``executions/{execution_id}`` already
@@ -238,16 +272,22 @@ def run_allocation_step(store: Store, broker: Broker, as_of: datetime, *, dry_ru
 
     ``reconcile_error`` set, the Commander records ``skipped`` and trades
     nothing: without this run's snapshot it would trade on an older one.
+    ``strategy_errors`` (id -> message) get an ``error`` intent each; so does every id of ``expected``
+    without an intent as of ``as_of`` (:func:`record_missing_intents`).
 
     Raises:
         bus.store.StoreError: the store is unreachable.
     """
     if execution_id:
-        existing = store.get(paths.execution(execution_id))
+        from commander.replay import load_execution
+
+        existing = load_execution(store, execution_id)  # its parts joined, when it was split
         if existing is not None:
-            return Execution.model_validate(existing), True
+            return existing, True
     if strategy_errors:
         record_strategy_failures(store, strategy_errors, as_of)
+    if expected:
+        record_missing_intents(store, [sid for sid in expected if sid not in (strategy_errors or {})], as_of)
     ex = run_commander(store, broker, as_of, dry_run=dry_run, trigger=trigger, execution_id=execution_id,
                        skip_reason=f"reconcile failed: {reconcile_error}" if reconcile_error else None)
     return ex, False

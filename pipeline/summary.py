@@ -42,6 +42,7 @@ def summarize(res: PipelineResult) -> dict[str, Any]:
         "conflicts": [c.model_dump() for c in ex.decision.conflicts] if ex else [],
         "risk_adjustments": [r.model_dump() for r in ex.decision.risk_adjustments] if ex else [],
         "orders": [o.model_dump(exclude_none=True) for o in ex.orders_placed] if ex else [],
+        "protective_exits": [r.model_dump(exclude_none=True) for r in ex.protective_exits] if ex else [],
         "unmanaged": ex.unmanaged if ex else [],
         "not_used": {} if not ex else {"missing": ex.missing_strategies, "stale": ex.stale_strategies,
                                        "errored": ex.errored_strategies, "skipped": ex.skipped_strategies},
@@ -142,4 +143,8 @@ def render(doc: dict[str, Any], console: Console) -> None:
     _render_adjustments(doc, console)
     if doc["orders"]:
         console.print(_orders_table(doc))
+    for r in doc.get("protective_exits", []):
+        console.print(f"Exit {r['action']} ({r['strategy_id']}) {r['leg']} {r['side']} {_num(r['quantity'])} "
+                      f"{r['symbol']} at {_num(r.get('trigger'), 2)}: {r.get('status') or '-'}"
+                      + (f" ({r['reason']})" if r.get("reason") else ""))
     _render_outcome(doc, console)

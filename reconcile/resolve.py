@@ -5,7 +5,8 @@ Every reconcile runs this before it snapshots the account. An order written ahea
 whose answer was lost (``unknown``), or one still working (``submitted`` /
 ``partially_filled``, e.g. an IB order held until the open) is looked up by its
 client order id. Its status and fills move forward in ``orders/{client_order_id}``;
-the Commander books the new fills to the strategies that placed the order.
+the Commander books the new fills to the strategies that placed the order. An order still
+resting as it was (a protective exit waiting for its trigger) is not rewritten.
 
 An order the venue has never heard of was never sent: it is closed as
 ``cancelled`` with that reason, which unblocks its symbol. When the venue cannot be
@@ -20,6 +21,7 @@ from datetime import datetime, timezone
 
 from brokers.base import Broker, BrokerError, OrderNotFound
 from bus import paths
+from bus.constants import QTY_EPS
 from bus.orders import NEVER_SENT_STATUS, OrderLifecycle, lifecycle_status
 from bus.store import Store
 
@@ -70,6 +72,8 @@ def resolve_orders(store: Store, broker: Broker, mode: str, now: datetime | None
         status = lifecycle_status(r.status, r.filled_quantity, o.totalQuantity)
         if status == "filled" and (r.fill_price is None or r.fill_price <= 0):
             status = "unknown"  # filled, but at no known price: never booked at 0, asked again next run
+        if status == o.status == "submitted" and r.status == o.venue_status and r.filled_quantity <= QTY_EPS:
+            continue  # still resting, nothing filled (a protective exit rests for days): no event to add
         nxt = o.transition(now, status, venue_status=r.status, filled_quantity=r.filled_quantity,
                            avg_fill_price=r.fill_price, commission=r.commission, orderId=r.orderId,
                            message=f"resolved: {r.status}, {r.filled_quantity:g} filled"

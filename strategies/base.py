@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 
 import pandas as pd
 
@@ -33,7 +34,13 @@ class StrategyContext:
 
     def max_data_age(self, default_days: float) -> pd.Timedelta:
         """Allowed age of the newest bar: ``params.max_data_age_days`` or ``default_days``."""
-        return pd.Timedelta(days=float(self.param("max_data_age_days", default_days)))
+        return _days(float(self.param("max_data_age_days", default_days)))
+
+
+@lru_cache(maxsize=64)
+def _days(days: float) -> pd.Timedelta:
+    """``pd.Timedelta(days=days)``, built once per value (immutable; strategies ask every run)."""
+    return pd.Timedelta(days=days)
 
 
 @dataclass

@@ -20,7 +20,12 @@ simple returns r_t = E_t / E_{t−1} − 1 between the kept points, ppy = 252 or
   is side × (exit notional − entry notional) × multiplier, before fees and funding; **win rate** =
   closed round trips with PnL > 0 / closed round trips (a trim is not a trade);
 * exposure: a book's gross = Σ |units × mark × multiplier|, net = Σ units × mark × multiplier
-  (base currency); gross / net leverage = gross / equity, net / equity;
+  (base currency); gross / net leverage = gross / equity, net / equity, after each step (marked at its
+  as-of prices); a book's leverage is also taken at two other instants: at the Commander's decision (its
+  final target at the decision's prices over the capital it was sized on) and right after its fills (fill
+  prices; with ``next_open`` the gap from the decision's close to the next open and the costs show here),
+  ``max_gross_leverage_at_decision`` / ``max_gross_leverage_after_fills``. The decision is capped at
+  ``max_leverage``; the other two drift with prices between runs, and the next run sizes the book again;
 * turnover = traded notional (both sides) / mean equity per year of 365 days (:func:`bus.metrics.annual_turnover`);
 * costs: fees = commissions paid; slippage = what the paper broker's half-spread and impact moved the fills
   against the orders (Σ Δunits × (fill − reference) × multiplier, see ``StepRecord.slippage`` in
@@ -257,7 +262,21 @@ def _exposure(result: BacktestResult, name: str, max_leverage: float | None) -> 
         "days_over_max_leverage": (sum(1 for v in glev.values() if v > max_leverage + 1e-9)
                                    if max_leverage is not None else None),
         "days_invested": sum(1 for v in gross.values() if v > 0),
+        **_leverage_instants(result, name),
     }
+
+
+def _leverage_instants(result: BacktestResult, name: str) -> dict[str, Any]:
+    """A book's worst gross leverage at the Commander's decision and right after its fills (the engine's
+    ``decision_leverage`` / ``fill_leverage``), with the day; None for the account or without data.
+    ``max_gross_leverage`` above is the third instant: after the step, marked at its as-of prices."""
+    out: dict[str, Any] = {}
+    for key, attr in (("at_decision", "decision_leverage"), ("after_fills", "fill_leverage")):
+        series = {s.day: getattr(s, attr)[name] for s in result.steps if name in getattr(s, attr)}
+        worst = max(series, key=lambda d: series[d]) if series else None
+        out[f"max_gross_leverage_{key}"] = series[worst] if worst else None
+        out[f"max_gross_leverage_{key}_day"] = worst
+    return out
 
 
 def _fill_model(result: BacktestResult) -> dict[str, Any]:

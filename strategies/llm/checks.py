@@ -20,7 +20,7 @@ stop_take_profit_side  a long's stop not below / target not above the price (a s
 min_risk_reward        reward / risk < ``min_risk_reward``
 max_position_size      notional = |size| (quantity x price) > ``max_position_size``
 max_positions          the book would hold more than ``max_positions`` positions
-equity_unknown         the trader's equity is unknown (no book, no portfolio snapshot)
+equity_unknown         the trader's equity is unknown or not positive (no book and a zero allocation)
 max_margin_use         Σ notional / leverage of the resulting book > ``max_margin_use`` x equity
 =====================  =====================================================================
 
@@ -283,7 +283,7 @@ def _max_positions(d: TradeDecision, c: OpenContext) -> str | None:
 
 def _equity_unknown(d: TradeDecision, c: OpenContext) -> str | None:
     if c.equity is None or c.equity <= 0:
-        return "the trader's equity is not known yet (no book, no portfolio snapshot)"
+        return f"the trader's equity is not known or not positive ({c.equity}): no book and no allocated capital"
     return None
 
 

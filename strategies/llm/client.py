@@ -49,6 +49,7 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -67,6 +68,8 @@ from strategies.llm.decisions import MalformedReply, Reply, parse_reply, respons
 from strategies.llm.prompts import RenderedPrompt, request_digest
 
 log = logging.getLogger(__name__)
+#: Background budget charges of models without a daily limit (:func:`_charge`).
+_charges = ThreadPoolExecutor(max_workers=8, thread_name_prefix="llm-charge")
 MAX_CACHED_CHARS = 200_000
 _clients: dict[tuple[str, str, float], tuple[str, openai.OpenAI]] = {}
 _clients_lock = threading.Lock()
@@ -101,6 +104,21 @@ class ChainResult:
     last_raw: str | None = None
     writes: list[tuple[str, dict]] = field(default_factory=list)
     refusal: str | None = None
+    usage_before: dict[str, BudgetUsage | None] = field(default_factory=dict)
+    pending: list[Future] = field(default_factory=list)
+
+    def wait(self, raise_errors: bool = True) -> None:
+        """Wait for the budget charges still in flight (:func:`_charge`: a model without a daily limit
+        is charged in the background while the decision is checked and journalled).
+
+        Raises:
+            bus.store.StoreError: a charge failed (only with ``raise_errors``).
+        """
+        pending, self.pending = self.pending, []
+        errors = [f.exception() for f in pending]
+        first = next((e for e in errors if e is not None), None)
+        if first is not None and raise_errors:
+            raise first
 
     @property
     def prompt_tokens(self) -> int:
@@ -260,6 +278,32 @@ def _note_budget(res: ChainResult, model: ModelSpec, usage: BudgetUsage, alert: 
                             note=usage.alerts[-1] if usage.alerts else None)
 
 
+def _charge(store: Store, spec: TraderSpec, model: ModelSpec, now: datetime, r: "_Reply",
+            resv: budget.Reservation, res: ChainResult) -> tuple[BudgetUsage, bool]:
+    """Charge one reply's tokens to the model's daily usage (:func:`budget.settle`); return the usage
+    after it and whether it crossed the alert threshold.
+
+    A model with a daily limit is charged at once: the limit and the alert need the exact count. A
+    model without one cannot cross anything, so its charge (one store write) runs in the background
+    while the decision is checked and journalled (:meth:`ChainResult.wait` joins it before the intent
+    is returned), and the usage returned is the one read before the chain was asked plus this chain's
+    replies (a concurrent trader's requests on the same model may be missing from it).
+    """
+    if model.daily_token_budget or model.daily_cost_budget or resv.tokens:
+        return budget.settle(store, model, now, r.prompt_tokens, r.completion_tokens, spec.alert_threshold,
+                             resv, estimated=r.estimated)
+    res.pending.append(_charges.submit(budget.settle, store, model, now, r.prompt_tokens, r.completion_tokens,
+                                       spec.alert_threshold, resv, estimated=r.estimated))
+    before = res.usage_before.get(model.id) or BudgetUsage(deployment=model.id, day=budget.day_of(now), updated_at=now)
+    pt, ct = int(r.prompt_tokens), int(r.completion_tokens)
+    after = before.model_copy(update={
+        "updated_at": now, "requests": before.requests + 1, "prompt_tokens": before.prompt_tokens + pt,
+        "completion_tokens": before.completion_tokens + ct, "total_tokens": before.total_tokens + pt + ct,
+        "cost_usd": before.cost_usd + model.cost(pt, ct), "alerts": []})
+    res.usage_before[model.id] = after
+    return after, False
+
+
 def _ask_one(store: Store, spec: TraderSpec, model: ModelSpec, api_key: str, prompt: RenderedPrompt,
              now: datetime, decision_id: str, res: ChainResult, archive: cache.ReplyArchive | None) -> Answer | None:
     """Ask one model until it answers well, or give up on it (outcomes appended to ``res.attempts``).
@@ -297,8 +341,7 @@ def _ask_one(store: Store, spec: TraderSpec, model: ModelSpec, api_key: str, pro
         ms = (time.perf_counter() - t0) * 1000
         res.model_wait_ms += ms
         r = _read_reply(resp, prompt)
-        usage, alert = budget.settle(store, model, now, r.prompt_tokens, r.completion_tokens, spec.alert_threshold,
-                                     resv, estimated=r.estimated)
+        usage, alert = _charge(store, spec, model, now, r, resv, res)
         _note_budget(res, model, usage, alert)
         telemetry.observe_llm(model.id, r.prompt_tokens, r.completion_tokens,
                               model.cost(r.prompt_tokens, r.completion_tokens), ms / 1000)
@@ -432,7 +475,8 @@ def ask_chain(store: Store, spec: TraderSpec, prompt: RenderedPrompt, now: datet
         res.skipped = ("replay: no recorded reply for this prompt (request digests "
                        + ", ".join(f"{m.id} {digests[m.id][:16]}" for m in keyed) + "); no model was asked")
         return res
-    plan = budget.plan_models(keyed, budget.usages(read, keyed, now))
+    res.usage_before = budget.usages(read, keyed, now)
+    plan = budget.plan_models(keyed, res.usage_before)
     res.attempts.extend(plan.passed_over)
     if plan.skipped:
         res.skipped = plan.skipped

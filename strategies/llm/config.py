@@ -95,6 +95,9 @@ class ChainSettings(_Strict):
     failure_window: int = Field(20, ge=1)
     max_failure_rate: float = Field(0.10, ge=0, le=1)
     memory_decisions: int = Field(10, ge=0, le=50)
+    assumed_nav: float = Field(100_000.0, gt=0, description=(
+        "account NAV (base currency) a trader without a book assumes before the first portfolio snapshot; "
+        "its opens are sent as fractions of allocation x this NAV, so they scale to the capital its book opens with"))
 
 
 class ModelsFile(ChainSettings):
@@ -116,6 +119,9 @@ class ModelsFile(ChainSettings):
         failure_window, max_failure_rate: a trader whose errored decisions among its last
             ``failure_window`` exceed ``max_failure_rate`` (a fraction) is paused until resumed.
         memory_decisions: how many of its own latest decisions the prompt shows.
+        assumed_nav: the account NAV (base currency) a trader without a book assumes while no portfolio
+            snapshot exists (the very first run: strategies run before reconcile); see
+            :func:`strategies.llm.trader.capital_estimate`.
         rate_limit_retries: extra requests after HTTP 429, with exponential backoff
             (``backoff_initial_seconds`` doubling, at most ``backoff_max_seconds``, at least Retry-After).
     """

@@ -30,6 +30,7 @@ trades, total return.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections import OrderedDict
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import ta
 
@@ -56,6 +58,7 @@ _CACHE_MAX = 256
 _cache: OrderedDict[tuple, dict[str, dict[str, Any]]] = OrderedDict()
 _cache_lock = threading.Lock()
 _inflight: dict[tuple, threading.Lock] = {}
+_symbol_cache: OrderedDict[tuple, tuple[dict[str, Any], MarketRef]] = OrderedDict()
 _funding_default: FundingHistory | None = None
 
 
@@ -80,16 +83,29 @@ def indicators(bars: pd.DataFrame) -> pd.DataFrame:
         "rsi14": ta.momentum.RSIIndicator(c, 14).rsi(),
         "volume_avg20": bars["volume"].rolling(20).mean(),
     }, index=bars.index)
-    # ta's ATR is a Python loop: run it on the last ATR_BARS bars (Wilder smoothing forgets its
+    # The ATR is Wilder's recursion: run it on the last ATR_BARS bars (Wilder smoothing forgets its
     # seed within them: (13/14)^86 < 0.2 %); earlier rows stay NaN.
     t = bars.iloc[-ATR_BARS:]
     n = len(t)
-    atr = ta.volatility.AverageTrueRange
-    out["atr3"] = atr(t["high"], t["low"], t["close"], 3).average_true_range() if n > 3 else math.nan
-    out["atr14"] = atr(t["high"], t["low"], t["close"], 14).average_true_range() if n > 14 else math.nan
+    out["atr3"] = average_true_range(t, 3) if n > 3 else math.nan
+    out["atr14"] = average_true_range(t, 14) if n > 14 else math.nan
     if "close_time" in bars:
         out["close_time"] = bars["close_time"]
     return out
+
+
+def average_true_range(bars: pd.DataFrame, window: int) -> pd.Series:
+    """``ta.volatility.AverageTrueRange(high, low, close, window).average_true_range()``, value for value
+    (the same true range, seed and recursion in the same float64 order), without ta's per-bar
+    ``Series.iloc`` loop (~0.5 ms instead of ~5 ms for 100 bars). Rows before ``window - 1`` are 0, as in ta.
+    """
+    tr = ta.utils.IndicatorMixin._true_range(bars["high"], bars["low"], bars["close"].shift(1))
+    vals = tr.to_numpy(dtype=float)
+    atr = np.zeros(len(vals))
+    atr[window - 1] = tr.iloc[0:window].mean()
+    for i in range(window, len(atr)):
+        atr[i] = (atr[i - 1] * (window - 1) + vals[i]) / float(window)
+    return pd.Series(data=atr, index=tr.index, name="atr")
 
 
 def _summary(frame: pd.DataFrame) -> dict[str, Any]:
@@ -107,6 +123,12 @@ def _summary(frame: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+def _content_key(name: str, bars: pd.DataFrame, as_of: pd.Timestamp) -> tuple:
+    """What identifies a series' bars as of a time: name, count, first and last open, last close and volume."""
+    return (name, len(bars), bars.index[0], bars.index[-1], float(bars["close"].iloc[-1]),
+            float(bars["volume"].iloc[-1]), as_of)
+
+
 def cached_frames(name: str, bars: pd.DataFrame, as_of: pd.Timestamp) -> dict[str, dict[str, Any]]:
     """Timeframe -> :func:`_summary` of the indicators of the 4h bars (last :data:`INTRADAY_BARS`)
     and of the whole days built from them.
@@ -115,8 +137,7 @@ def cached_frames(name: str, bars: pd.DataFrame, as_of: pd.Timestamp) -> dict[st
     traders of one run compute each symbol once; traders asking at the same
     moment wait for the first one's result. Callers must not modify the result.
     """
-    key = (name, len(bars), bars.index[0], bars.index[-1], float(bars["close"].iloc[-1]),
-           float(bars["volume"].iloc[-1]), as_of)
+    key = _content_key(name, bars, as_of)
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None:
@@ -174,10 +195,31 @@ def symbol_context(market: MarketView, symbol: str, funding: FundingHistory,
                    max_age: timedelta) -> tuple[dict[str, Any], MarketRef]:
     """One symbol's template dict and its market ref.
 
+    Cached by the bars' content (as :func:`cached_frames`), the as-of time, the funding
+    history and ``max_age`` (thread-safe, at most 256 entries): the traders of one run
+    share one context per symbol. Callers must not modify the result.
+
     Raises:
         MarketDataError: no bars, or the newest 4h bar is older than ``max_age`` (stale).
     """
     name, bars = _pick_series(market, symbol)
+    key = (symbol, _content_key(name, bars, market.as_of), funding, max_age)
+    with _cache_lock:
+        hit = _symbol_cache.get(key)
+        if hit is not None:
+            _symbol_cache.move_to_end(key)
+            return hit
+    out = _symbol_context(market, symbol, funding, max_age, name, bars)
+    with _cache_lock:
+        _symbol_cache[key] = out
+        while len(_symbol_cache) > _CACHE_MAX:
+            _symbol_cache.popitem(last=False)
+    return out
+
+
+def _symbol_context(market: MarketView, symbol: str, funding: FundingHistory, max_age: timedelta, name: str,
+                    bars: pd.DataFrame) -> tuple[dict[str, Any], MarketRef]:
+    """:func:`symbol_context` of the series ``name``'s ``bars``, uncached."""
     last_close = bars["close_time"].iloc[-1]
     if market.as_of - last_close > pd.Timedelta(max_age):
         raise MarketDataError(f"stale: newest {name} 4h bar closed {last_close.isoformat()}, "
@@ -236,12 +278,15 @@ def liquidation_price(entry: float, quantity: float, leverage: float,
 
 
 def account_view(book: Book | None, prices: dict[str, float], plans: dict[str, PositionPlan],
-                 capital_estimate: float | None, as_of: datetime | None = None) -> dict[str, Any]:
+                 capital_estimate: float | None, as_of: datetime | None = None,
+                 capital_basis: str | None = None) -> dict[str, Any]:
     """The trader's book for the prompt and the checks.
 
     Equity = cash + Σ quantity x price (the Commander's book accounting), with
     positions marked at ``prices`` (their entry price where the symbol has no
-    fresh price). Without a book, equity is ``capital_estimate`` (None: unknown).
+    fresh price). Without a book, equity is ``capital_estimate`` (None: unknown), whose
+    ``capital_basis`` (``snapshot``: allocation x the last snapshot's NAV; ``assumed``:
+    allocation x an assumed NAV, before the first snapshot) the prompt names.
 
     Returns:
         dict with ``cash``, ``equity``, ``starting_cash``, ``margin_used``,
@@ -249,7 +294,7 @@ def account_view(book: Book | None, prices: dict[str, float], plans: dict[str, P
         side, quantity, entry_price, price, notional, leverage, margin,
         unrealized_pnl, liquidation_price, stop_loss, take_profit,
         invalidation_condition, held_hours: hours since the trader opened it, None
-        when not known), ``has_book``.
+        when not known), ``has_book``, ``capital_basis`` (``book`` with a book).
     """
     positions: list[dict[str, Any]] = []
     if book is None:
@@ -278,9 +323,16 @@ def account_view(book: Book | None, prices: dict[str, float], plans: dict[str, P
             })
         equity = cash + value
     margin_used = sum(p["margin"] for p in positions)
-    return {"has_book": book is not None, "cash": cash, "equity": equity, "starting_cash": starting,
+    return {"has_book": book is not None, "capital_basis": "book" if book is not None else capital_basis,
+            "cash": cash, "equity": equity, "starting_cash": starting,
             "margin_used": margin_used,
             "margin_use": (margin_used / equity) if equity and equity > 0 else None, "positions": positions}
+
+
+@functools.lru_cache(maxsize=1024)
+def _curve_sharpe(curve: tuple[tuple[str, float], ...], periods_per_year: int) -> float | None:
+    """:func:`bus.metrics.sharpe` of a daily equity curve (memoized: an unchanged book is not recomputed)."""
+    return sharpe(returns_from_curve(dict(curve)), periods_per_year)
 
 
 def performance_view(book: Book | None, trades: list[Trade], equity: float | None,
@@ -294,7 +346,7 @@ def performance_view(book: Book | None, trades: list[Trade], equity: float | Non
     pnls = [t.realized_pnl for t in trades]
     start = book.starting_cash if book else 0.0
     return {
-        "sharpe": sharpe(returns_from_curve(book.equity_curve), periods_per_year) if book else None,
+        "sharpe": _curve_sharpe(tuple(sorted(book.equity_curve.items())), periods_per_year) if book else None,
         "win_rate": (sum(1 for p in pnls if p > 0) / len(pnls)) if pnls else None,
         "trades": len(pnls),
         "total_return": (equity / start - 1) if equity is not None and start and start > 0 else None,

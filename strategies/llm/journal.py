@@ -75,13 +75,26 @@ def _shrink(entry: JournalEntry, limit: int) -> JournalEntry:
     return e
 
 
+def _has_long_text(e: JournalEntry, limit: int) -> bool:
+    """Would :func:`_shrink` at ``limit`` summarise any text of ``e`` (the same thresholds)?"""
+    small = max(200, limit // 8)
+    return (any(isinstance(v, str) and len(v) > limit
+                for v in (e.system_prompt, e.user_prompt, e.raw_response, e.error_message))
+            or any(isinstance(v, str) and len(v) > small for d in e.decisions for v in d.values())
+            or any((a.error and len(a.error) > small) or (a.refusal and len(a.refusal) > limit) for a in e.attempts)
+            or any(len(r.reason) > small for r in e.rejections))
+
+
 def fit(entry: JournalEntry, max_bytes: int = DOC_LIMIT_BYTES) -> JournalEntry:
-    """The entry with long texts summarised so that its JSON is at most ``max_bytes``.
+    """The entry with long texts summarised so that its JSON is at most ``max_bytes`` (``entry`` itself,
+    not a copy, when nothing needs summarising).
 
     Raises:
         ValueError: it cannot be brought under ``max_bytes`` (too many decisions, say).
     """
     limit = TEXT_LIMIT_CHARS
+    if not _has_long_text(entry, limit) and size_bytes(entry) <= max_bytes:
+        return entry
     e = _shrink(entry, limit)
     while size_bytes(e) > max_bytes:
         if limit <= 500:

@@ -16,6 +16,7 @@ key of the digest cache.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -81,7 +82,15 @@ def num(x: Any, digits: int = 6) -> str:
 
 
 def nums(xs: Any, digits: int = 6) -> str:
-    """A series as ``[a, b, c]`` with :func:`num`."""
+    """A series as ``[a, b, c]`` with :func:`num` (memoized by value: the traders of one run show the same series)."""
+    try:
+        return _nums(tuple(xs), digits)
+    except TypeError:  # an unhashable value in the series
+        return "[" + ", ".join(num(x, digits) for x in xs) + "]"
+
+
+@functools.lru_cache(maxsize=4096)
+def _nums(xs: tuple, digits: int) -> str:
     return "[" + ", ".join(num(x, digits) for x in xs) + "]"
 
 

@@ -7,14 +7,17 @@
 2. paused (its failure rate passed ``max_failure_rate``, see :func:`failure_pause`) -> ``skipped``
    with the reason, until ``python main.py llm resume``; not due (less than the decision
    interval since the last decision) -> ``skipped``;
-3. reads its book, its state, the trading config and today's budget documents
-   (and, without a book, the last portfolio snapshot, to estimate its capital),
-   and, in parallel, its closed trades;
+3. reads its book, its state, the trading config and today's budget documents in
+   one ``get_all`` (without a book, also the NAV of the latest portfolio snapshot: its
+   capital is its allocation x that NAV, or an assumed NAV before the first snapshot,
+   :func:`capital_estimate`, and its opens are weights of it), and, in parallel, its
+   closed trades;
 4. builds the market context as of the run and renders its prompt;
 5. asks the model chain (cache, budget, retries, fallbacks); the digest cache is
    consulted when the trader already decided at this as-of time (a replay);
 6. checks each decision, turns what passes into its whole target book;
-7. journals the decision in ``strategies/{id}/journal/{decision_id}`` and
+7. journals the decision in ``strategies/{id}/journal/{decision_id}`` (while the
+   reply's budget charge of a model without a daily limit is written, in parallel) and
    updates its state (the prompt's memory of its latest decisions, the failure-rate
    window), then returns the intent (``success``, ``skipped`` when the budget is
    exhausted or a replay has no recorded reply, ``error`` when every model failed).
@@ -41,7 +44,6 @@ from bus.models import (
     Intent,
     IntentMetadata,
     IntentSource,
-    PortfolioSnapshot,
     StrategyConfig,
     TargetPosition,
     Trade,
@@ -87,14 +89,35 @@ class Timings:
         return self.total_ms - self.model_wait_ms
 
 
-def _capital_estimate(store: Store, config: StrategyConfig, trading: TradingConfig | None) -> float | None:
-    """capital_allocation x NAV of the last portfolio snapshot (None without one)."""
-    if trading is None:
-        return None
-    raw = store.get(bus_paths.portfolio(trading.mode))
-    if not raw:
-        return None
-    return config.capital_allocation * PortfolioSnapshot.model_validate(raw).net_liquidation
+def capital_estimate(config: StrategyConfig, spec: TraderSpec, nav: float | None) -> tuple[float, str]:
+    """The capital of a trader without a book: (base currency, basis).
+
+    ``capital_allocation`` x the NAV of the account's latest portfolio snapshot (basis
+    ``snapshot``): the starting capital the Commander gives a new book
+    (:func:`commander.allocate.book_capital`, before its cap at the cash no book holds).
+    Without a snapshot (the very first run: strategies run before reconcile),
+    ``capital_allocation`` x ``spec.assumed_nav`` (basis ``assumed``). Either way the
+    trader's opens are sent as weights of this amount (:func:`build_targets`), so the
+    Commander scales them to the capital the book really opens with.
+
+    Args:
+        nav: the latest snapshot's net liquidation (base currency; :func:`snapshot_nav`), None without one.
+    """
+    if nav is not None:
+        return config.capital_allocation * nav, "snapshot"
+    return config.capital_allocation * spec.assumed_nav, "assumed"
+
+
+def snapshot_nav(store: Store, trading: TradingConfig | None) -> float | None:
+    """The net liquidation (base currency) of the account's latest portfolio snapshot
+    (``positions/{mode}/portfolio/latest``, mode ``paper`` without a trading config), or None without one.
+
+    Raises:
+        bus.store.StoreError: the store is unreachable.
+    """
+    path = bus_paths.portfolio(trading.mode if trading else "paper")
+    raw = store.get_all([path], fields=["net_liquidation"]).get(path)
+    return float(raw["net_liquidation"]) if raw and raw.get("net_liquidation") is not None else None
 
 
 def _trades(store: Store, strategy_id: str) -> list[Trade]:
@@ -179,6 +202,13 @@ class _Reads:
     trading: TradingConfig | None
     docs: dict[str, dict | None]
 
+    def capital(self, call: "_Call") -> tuple[float, str] | None:
+        """:func:`capital_estimate` when the trader has no book (one more read: the snapshot's NAV);
+        None when it has one."""
+        if self.book:
+            return None
+        return capital_estimate(call.config, call.spec, snapshot_nav(call.store, self.trading))
+
 
 @dataclass
 class _View:
@@ -223,7 +253,7 @@ def _decide(config: StrategyConfig, spec: TraderSpec, market: MarketView, store:
     not_due = _paused(reads.state) or _not_due(call, reads.state)
     if not_due:
         return Intent(**base, status="skipped", source=source, error_message=not_due)
-    capital = None if reads.book else _capital_estimate(store, config, reads.trading)
+    capital = reads.capital(call)
     trades = trades_read.result()
     lap("read_store")
 
@@ -240,13 +270,17 @@ def _decide(config: StrategyConfig, spec: TraderSpec, market: MarketView, store:
     if timings is not None:
         timings.model_wait_ms += chain.model_wait_ms
     lap("ask_chain")
-
-    entry = _journal_entry(call, base["intent_id"], decision_id, invocation, prompt, chain, view, reads.book)
-    state = reads.state
-    state.invocations, state.last_invocation_as_of, state.updated_at = invocation, call.as_of, now
-    targets, meta = _outcome(call, chain, view, state, decision_id, entry, source)
-    lap("checks")
-    source.journal_ref = journal.write(store, entry, state, chain.writes)
+    try:
+        entry = _journal_entry(call, base["intent_id"], decision_id, invocation, prompt, chain, view, reads.book)
+        state = reads.state
+        state.invocations, state.last_invocation_as_of, state.updated_at = invocation, call.as_of, now
+        targets, meta = _outcome(call, chain, view, state, decision_id, entry, source)
+        lap("checks")
+        source.journal_ref = journal.write(store, entry, state, chain.writes)
+    except BaseException:
+        chain.wait(raise_errors=False)
+        raise
+    chain.wait()  # the budget charges that ran while the decision was journalled (ChainResult.wait)
     lap("journal_write")
     return _intent(base, entry, targets, meta, source)
 
@@ -298,7 +332,7 @@ def _not_due(call: _Call, state: TraderState) -> str | None:
 
 
 def _market_view(call: _Call, market: MarketView, funding: FundingHistory | None, reads: _Reads,
-                 trades: list[Trade], capital: float | None) -> _View:
+                 trades: list[Trade], capital: tuple[float, str] | None) -> _View:
     """The market context as of the run of the universe and the held symbols, the account and its performance.
 
     Raises:
@@ -311,7 +345,8 @@ def _market_view(call: _Call, market: MarketView, funding: FundingHistory | None
     if not any(s in mkt.prices for s in universe):
         raise LLMTraderError("no fresh market data for any symbol of the universe: "
                              + "; ".join(f"{s}: {mkt.unavailable.get(s)}" for s in universe))
-    account = account_view(reads.book, mkt.prices, reads.state.plans, capital, call.as_of)
+    account = account_view(reads.book, mkt.prices, reads.state.plans, capital[0] if capital else None, call.as_of,
+                           capital_basis=capital[1] if capital else None)
     perf = performance_view(reads.book, trades, account["equity"])
     return _View(universe, held, symbols, mkt, account, perf)
 
@@ -356,7 +391,7 @@ def render_only(config: StrategyConfig, market: MarketView, store: Store, now: d
     spec = trader_spec(config)
     call = _Call(config, spec, store, now, market.as_of.to_pydatetime())
     reads = _read_documents(call)
-    capital = None if reads.book else _capital_estimate(store, config, reads.trading)
+    capital = reads.capital(call)
     view = _market_view(call, market, funding, reads, _trades(store, call.sid), capital)
     return _render_prompt(call, reads.state, view, _invocation(reads.state, call.as_of))
 
@@ -432,8 +467,10 @@ def _outcome(call: _Call, chain: ChainResult, view: _View, state: TraderState, d
         return [], IntentMetadata(indicators={"decision_id": decision_id})
     ans = chain.answer
     checked = check_decisions(ans.reply.decisions, call.spec.risk, view.universe, view.mkt.prices, view.account)
+    # Without a book, opens are weights of the estimated capital: the Commander sizes them on the real one.
+    basis = None if view.account["has_book"] else view.account["equity"]
     targets, plans = build_targets(checked.accepted, view.held, state.plans, call.spec.instrument, call.as_of,
-                                   decision_id)
+                                   decision_id, weight_of=basis)
     _journal_answer(entry, ans, checked, targets)
     state.plans, state.last_decision_as_of, state.last_decision_id = plans, call.as_of, decision_id
     _remember(call, state, entry, view, checked)

@@ -39,6 +39,12 @@ orders with ``completedTime`` ("20240603 09:30:00 US/Eastern") and ``completedSt
 ("Filled Size: 10", "Cancelled by Trader", "Cancelled by System:\\n" for a DAY order
 expired at the close); as in TWS it carries no order id or client id.
 
+Protective orders (:mod:`tests.fakes.fake_tws_exits`): ``STP`` / ``MIT`` with ``auxPrice`` rest
+``PreSubmitted`` (IB simulates them) until :meth:`FakeTWS.set_price` (or a gap at the open) touches the
+trigger; they then fill as market orders at that price (:meth:`~FakeTWS.trigger_slippage` worse), and an
+``ocaGroup`` with ``ocaType`` 1 cancels the group's other working orders (:meth:`~FakeTWS.late_oca_cancels`
+holds those cancels back for some requests).
+
 Failure scripting: :meth:`FakeTWS.drop_connections` closes every client socket (the
 nightly reset); :meth:`FakeTWS.down` refuses connections (``"refuse"``) or accepts
 them and never answers (``"silent"``); :meth:`FakeTWS.stall` keeps connections open
@@ -105,6 +111,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from tests.fakes.fake_tws_exits import ExitDesk
 from tests.fakes.fake_tws_orders import UNSET_DOUBLE, FakeExecution, FakeOrder, OrderDesk, contract_fields
 
 SERVER_VERSION = 176
@@ -188,7 +195,7 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return buf
 
 
-class FakeTWS(OrderDesk):
+class FakeTWS(OrderDesk, ExitDesk):
     """The fake server. Use as a context manager; ``host``/``port`` to connect.
 
     Args:
@@ -222,6 +229,7 @@ class FakeTWS(OrderDesk):
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._init_orders()
+        self._init_exits()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "FakeTWS":
@@ -370,6 +378,7 @@ class FakeTWS(OrderDesk):
                 for o in self.orders:
                     if o.status == "Submitted" and o.contract.symbol == symbol and self._crosses(o, price):
                         self._fill(o, o.lmtPrice if o.lmtPrice is not None else price)
+                self._check_exit_triggers(symbol, float(price))  # STP / MIT (fake_tws_exits.py)
             self._push_account()
 
     def seed_position(self, symbol: str, quantity: float, avg_cost: float) -> None:
@@ -458,6 +467,7 @@ class FakeTWS(OrderDesk):
                 self.unhandled.append(msg)
                 return
             handler(conn, f)
+            self._after_request()  # OCA cancels held by late_oca_cancels (fake_tws_exits.py)
 
     # ------------------------------------------------------------------ encoders
     _contract_fields = staticmethod(contract_fields)

@@ -22,6 +22,8 @@ from datetime import time as dtime
 from typing import TYPE_CHECKING, Any, Callable
 from zoneinfo import ZoneInfo
 
+from tests.fakes.fake_tws_exits import PROTECTIVE
+
 if TYPE_CHECKING:
     from tests.fakes.fake_tws import FakeContract, _Conn
 
@@ -60,6 +62,10 @@ class FakeOrder:
     partial: float | None = None  # the first fill is only this many shares (partial_next)
     completed_time: datetime | None = None
     completed_status: str = ""  # as reqCompletedOrders reports it: "Filled Size: 10", "Cancelled by Trader"
+    auxPrice: float | None = None  # STP / MIT trigger (fake_tws_exits.py)
+    ocaGroup: str = ""
+    ocaType: int = 0
+    triggered: bool = False  # an STP / MIT that fired (now a market order)
 
 
 @dataclass
@@ -124,6 +130,10 @@ class OrderDesk:
     _send_position: Callable[..., None]
     _push_account: Callable[[], None]
     values: Callable[[], dict[str, float]]
+    _check_exit_triggers: Callable[[str, float], None]
+    _after_fill: Callable[[FakeOrder, float], None]
+    _touched: Callable[[FakeOrder, float], bool]
+    _fire: Callable[[FakeOrder, float], None]
 
     def _init_orders(self) -> None:
         self.orders: list[FakeOrder] = []
@@ -198,7 +208,7 @@ class OrderDesk:
         with none connected the fills are only booked, for reqExecutions / reqCompletedOrders later.
         Returns the orders that were held."""
         with self._lock:
-            held = [o for o in self.orders if o.status == "PreSubmitted"]
+            held = [o for o in self.orders if o.status == "PreSubmitted" and o.orderType not in PROTECTIVE]
             if isinstance(price, dict):
                 opens = {s: float(p) for s, p in price.items()}
             elif price is not None:
@@ -225,6 +235,8 @@ class OrderDesk:
                 if o.status == "Submitted" and o not in held and o.contract.symbol in opens:
                     if self._crosses(o, opens[o.contract.symbol]):
                         self._fill(o, opens[o.contract.symbol])
+            for sym in sorted({o.contract.symbol for o in self.orders if o.orderType in PROTECTIVE}):
+                self._check_exit_triggers(sym, self.prices[sym])  # a gap through a stop fills at the open
             self._push_account()
             return held
 
@@ -277,10 +289,11 @@ class OrderDesk:
         c = o.contract
         lmt = o.lmtPrice if o.lmtPrice is not None else UNSET_DOUBLE
         fields: list[Any] = [5, o.orderId, *contract_fields(c),
-                             o.action, o.totalQuantity, o.orderType, lmt, 0.0, o.tif, "", o.account, "O", 0,
+                             o.action, o.totalQuantity, o.orderType, lmt, o.auxPrice or 0.0, o.tif, o.ocaGroup,
+                             o.account, "O", 0,
                              o.orderRef, o.clientId, o.permId, 0, 0, 0.0, "", "", "", "", ""]  # ..faPercentage
         fields += [""]  # faProfile (server < 177)
-        fields += ["", "", "", "", "", -1, "", "", 0, "", "", "", "", "", 0, 0, 0, 0, "", 3, 0, 0, "",
+        fields += ["", "", "", "", "", -1, "", "", 0, "", "", "", "", "", 0, 0, 0, 0, "", o.ocaType or 3, 0, 0, "",
                    0, "", "", 0, "", ""]  # modelCode .. deltaNeutralAuxPrice (empty type: no extra block)
         fields += [0, 0, "", "", "", "", ""]  # continuousUpdate .. comboLegsDescrip
         fields += [0, 0, 0]  # combo legs, order combo legs, smart combo routing params
@@ -320,10 +333,11 @@ class OrderDesk:
         lmt = o.lmtPrice if o.lmtPrice is not None else UNSET_DOUBLE
         done = eastern(o.completed_time) + " US/Eastern" if o.completed_time else ""
         fields: list[Any] = [101, *contract_fields(c),
-                             o.action, o.totalQuantity, o.orderType, lmt, 0.0, o.tif, "", o.account, "", 0,
+                             o.action, o.totalQuantity, o.orderType, lmt, o.auxPrice or 0.0, o.tif, o.ocaGroup,
+                             o.account, "", 0,
                              o.orderRef, o.permId, 0, 0, 0.0, "", "", "", ""]  # action .. faPercentage
         fields += [""]  # faProfile (server < 177)
-        fields += ["", "", "", "", "", 0, "", -1, "", "", "", "", "", 2147483647, 0, 0, "", 3, 0, "", 0,
+        fields += ["", "", "", "", "", 0, "", -1, "", "", "", "", "", 2147483647, 0, 0, "", o.ocaType or 3, 0, "", 0,
                    "", ""]  # modelCode .. deltaNeutralAuxPrice (empty type: no extra block)
         fields += [0, 0, "", "", ""]  # continuousUpdate, referencePriceType, trailStopPrice, trailingPercent, ..
         fields += [0, 0, 0]  # combo legs, order combo legs, smart combo routing params
@@ -433,6 +447,7 @@ class OrderDesk:
                     self._send_position(conn, o.contract.symbol)
 
         self._notify(report, e.execId)
+        self._after_fill(o, qty)  # OCA siblings (fake_tws_exits.py)
         return e
 
     def _margin_ok(self, symbol: str, signed_qty: float, price: float) -> tuple[bool, float, float]:
@@ -448,7 +463,9 @@ class OrderDesk:
         order_id, symbol = int(f[1]), f[3]
         action, qty, otype = f[16], float(f[17] or 0), f[18]
         lmt = float(f[19]) if f[19] else None
-        tif, account, order_ref = f[21], f[23] or self.account, f[26]
+        aux = float(f[20]) if f[20] and float(f[20]) < UNSET_DOUBLE else None
+        tif, oca_group, account, order_ref = f[21], f[22], f[23] or self.account, f[26]
+        oca_type = int(f[47] or 0) if len(f) > 47 else 0
         self.placed.append({"orderId": order_id, "clientId": conn.clientId, "orderRef": order_ref, "action": action,
                             "totalQuantity": qty, "orderType": otype, "lmtPrice": lmt, "account": account})
         if any(o.orderId == order_id and o.clientId == conn.clientId for o in self.orders):
@@ -472,6 +489,10 @@ class OrderDesk:
             self._error(conn, order_id, 110, "The price does not conform to the minimum price variation for this "
                                              "contract.")
             return
+        if otype in PROTECTIVE and (aux is None or abs(aux / c.minTick - round(aux / c.minTick)) > 1e-6):
+            self._error(conn, order_id, 110, "The price does not conform to the minimum price variation for this "
+                                             "contract.")
+            return
         px = self.prices[symbol]
         sign = 1.0 if action == "BUY" else -1.0
         ok, ewl, init = self._margin_ok(symbol, sign * qty, px)
@@ -481,7 +502,7 @@ class OrderDesk:
                                              f"EXCEED THE INITIAL MARGIN [{init:.2f} USD]")
             return
         o = FakeOrder(order_id, conn.clientId, next(self._perm), c, action, qty, otype, lmt, tif or "DAY", account,
-                      order_ref)
+                      order_ref, auxPrice=aux, ocaGroup=oca_group, ocaType=oca_type)
         if self._partial:
             o.partial = self._partial_qty(self._partial.pop(0), qty, c.sizeIncrement)
         if self._tif_preset == "every" or (self._tif_preset == "missing" and tif != "DAY"):
@@ -495,6 +516,12 @@ class OrderDesk:
             self._error(conn, order_id, 399, MSG_HELD.format(
                 action=action, qty=qty, symbol=symbol, exchange=c.primaryExchange,
                 until=eastern(self._reopen or next_regular_open(self.now()), "%Y-%m-%d %H:%M:%S")))
+        elif otype in PROTECTIVE:  # simulated by IB: rests PreSubmitted until touched
+            o.status = "PreSubmitted"
+            self._send_open_order(conn, o)
+            self._send_status(conn, o)
+            if self._touched(o, px):
+                self._fire(o, px)
         else:
             self._send_open_order(conn, o)
             self._send_status(conn, o)

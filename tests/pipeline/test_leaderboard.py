@@ -124,3 +124,26 @@ def test_the_cache_gives_the_same_rows_and_recomputes_a_book_the_commander_rewro
     (fresh,) = leaderboard(store, INSTRUMENTS)
     assert warm == fresh and warm["sharpe"] != plain[0]["sharpe"]
     assert warm["sharpe"] == pytest.approx(_sharpe([START, *crypto.values(), 9_000.0], 365), rel=1e-9)
+
+
+def test_an_llm_traders_row_has_its_model_tokens_cost_and_failure_rate(srv, store, llm_env):
+    from market.history import HistoryProvider
+    from strategies.llm.trader import llm_intent
+    from tests.fakes.fake_openai import Behaviour
+    from tests.support.llm import AS_OF, decision, fund, model, reply, trader
+
+    _put(store, "crypto_book", "BTC-USDT", _crypto_curve())
+    cfg = trader([model(srv, "m-lb")], strategy_id="llm_lb")
+    store.set(paths.strategy("llm_lb"), cfg.to_store())
+    fund(store, "llm_lb", cash=10_000.0)
+    srv.script("m-lb", [Behaviour.ok(reply(decision("BTC-USDT", "hold")), prompt_tokens=3000, completion_tokens=250)])
+    srv.set_default("m-lb", Behaviour.server_error())
+    provider = HistoryProvider()
+    assert llm_intent(cfg, provider.view(AS_OF), store).status == "success"
+    assert llm_intent(cfg, provider.view(AS_OF + timedelta(hours=4)), store).status == "error"
+    rows = {r["strategy_id"]: r for r in leaderboard(store, INSTRUMENTS)}
+    r = rows["llm_lb"]
+    assert (r["kind"], r["model"], r["decisions"], r["tokens"]) == ("llm", "m-lb", 2, 3250)
+    assert r["cost_usd"] == pytest.approx((3000 * 1.0 + 250 * 2.0) / 1e6)  # the test models' prices per million
+    assert r["failure_rate"] == pytest.approx(0.5)
+    assert all(rows["crypto_book"][c] is None for c in ("model", "decisions", "tokens", "cost_usd", "failure_rate"))

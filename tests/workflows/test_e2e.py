@@ -8,11 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
-import urllib.error
-import urllib.request
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
@@ -25,6 +21,7 @@ from ops.workflow_runner import local_argument, run_workflow
 from pipeline.steps import lease_refused
 from tests.support.functions import ROOT, documents
 from tests.support.venues import fake_market_venues, market_yaml
+from tests.workflows.proxy import StepProxy
 
 AS_OF = "2020-03-16"
 IDS = {"spy_macd_vixy", "crypto_trend", "test_signal_generator"}  # the classic strategies
@@ -37,63 +34,16 @@ def functions(cloud):
         yield fns
 
 
-class FailingStrategy:
-    """A loopback proxy in front of the strategy function that answers 503 for one strategy id."""
-
-    def __init__(self, target: str, victim: str) -> None:
-        self.calls: dict[str, int] = {}
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
-            def _forward(self, body: bytes | None) -> None:
-                req = urllib.request.Request(target + self.path.removeprefix("/strategy"), data=body,
-                                             method=self.command, headers={"Content-Type": "application/json"})
-                try:
-                    with urllib.request.urlopen(req, timeout=60) as r:
-                        code, payload = r.status, r.read()
-                except urllib.error.HTTPError as e:
-                    code, payload = e.code, e.read()
-                self._answer(code, payload)
-
-            def _answer(self, code: int, payload: bytes) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def do_GET(self):
-                self._forward(None)
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                sid = json.loads(body).get("strategy")
-                proxy.calls[sid] = proxy.calls.get(sid, 0) + 1
-                if sid == victim:
-                    self._answer(503, json.dumps({"error": {"code": 503, "message": "instance crashed"}}).encode())
-                else:
-                    self._forward(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/strategy"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_the_workflow_runs_the_pipeline_and_the_execution_refers_to_its_documents(cloud, project, functions):
     arg = local_argument(functions.urls(), dry_run=False)
     arg.update(asOf=AS_OF, trigger="scheduled")
-    result = run_workflow(arg)
+    result = run_workflow(arg, store=cloud)
     assert result["status"] == "completed" and result["strategy_failures"] == {} and result["reconcile_error"] == ""
+    assert result["strategy_calls"] == {"called": 6, "failed": 0}
+    assert result["strategies"] == {"intents": 6, "errored": 0, "missing": 0, "stale": 0, "skipped": 3}
     # Filled at once (fill_at: close) or resting for the next open (the paper broker's next_open): placed.
-    assert result["orders"] and all(o["status"] in ("Filled", "Submitted") for o in result["orders"])
+    placed = result["orders_placed"]
+    assert placed and len(placed) == result["orders"] and all(o["status"] in ("Filled", "Submitted") for o in placed)
     ex = read(cloud, paths.execution(result["execution_id"]), Execution)
     assert ex.trigger == "scheduled" and not ex.dry_run and ex.as_of.date().isoformat() == AS_OF
     assert set(ex.context.strategy_intents_refs) == IDS | LLM_IDS
@@ -106,26 +56,23 @@ def test_the_workflow_runs_the_pipeline_and_the_execution_refers_to_its_document
 
 
 def test_a_failing_strategy_function_is_recorded_and_the_commander_runs_without_it(cloud, project, functions):
-    proxy = FailingStrategy(functions.urls()["strategy"], victim="crypto_trend")
-    try:
-        urls = {**functions.urls(), "strategy": proxy.url}
-        result = run_workflow({**local_argument(urls, dry_run=False), "asOf": AS_OF})
-    finally:
-        proxy.close()
+    with StepProxy(functions.urls(), victims={"crypto_trend"}) as proxy:
+        result = run_workflow({**local_argument(proxy.urls(), dry_run=False), "asOf": AS_OF}, store=cloud)
     assert proxy.calls["crypto_trend"] == 3  # the call and its two retries
     assert proxy.calls["spy_macd_vixy"] == proxy.calls["test_signal_generator"] == 1
-    assert result["status"] == "completed" and list(result["strategy_failures"]) == ["crypto_trend"]
-    assert "503" in result["strategy_failures"]["crypto_trend"]
+    assert result["status"] == "completed" and result["strategy_calls"] == {"called": 6, "failed": 1}
+    assert list(result["strategy_failures"]) == ["crypto_trend"]  # read from the execution by the local runner
+    assert "no intent as of 2020-03-16T21:30:00+00:00" in result["strategy_failures"]["crypto_trend"]
     ex = read(cloud, paths.execution(result["execution_id"]), Execution)
     assert ex.errored_strategies == ["crypto_trend"] and ex.orders_placed
     failed = read(cloud, paths.intent("crypto_trend"), Intent)
-    assert failed.status == "error" and "503" in failed.error_message
+    assert failed.status == "error" and "its function failed, timed out or was not reached" in failed.error_message
     assert not any(o.symbol.endswith("USDT") for o in ex.orders_placed)  # crypto_trend keeps its (empty) book
 
 
 def test_a_held_lease_ends_the_workflow_as_skipped(cloud, project, functions):
     cloud.try_lease(paths.lock("paper"), "another-run", 600)
-    result = run_workflow({**local_argument(functions.urls(), dry_run=False), "asOf": AS_OF})
+    result = run_workflow({**local_argument(functions.urls(), dry_run=False), "asOf": AS_OF}, store=cloud)
     assert result["status"] == "skipped" and "409" in result["reconcile_error"]
     ex = read(cloud, paths.execution(result["execution_id"]), Execution)
     assert lease_refused(ex) and not ex.orders_placed
@@ -139,8 +86,9 @@ def test_workflow_run_command_dry_run(emulator, cloud, project):
                        text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(r.stdout)
-    assert result["dry_run"] is True and result["status"] == "completed"
-    assert all(o["status"] == "DryRun" for o in result["orders"])
+    assert result["dry_run"] is True and result["status"] == "completed" and result["strategy_failures"] == {}
+    assert result["orders"] == len(result["orders_placed"]) > 0  # expanded from the store by the local runner
+    assert all(o["status"] == "DryRun" for o in result["orders_placed"])
     assert read(cloud, paths.execution(result["execution_id"]), Execution).dry_run
     assert all(json.loads(line)["severity"] for line in r.stderr.splitlines() if line.startswith("{"))
 
@@ -154,7 +102,7 @@ def test_as_of_now_passes_the_plans_exact_instant_to_every_step(cloud, project, 
         (cfg / "market.yaml").write_text(yaml.safe_dump(market_yaml(binance.base_url, yahoo.base_url, as_of_now=True)))
         monkeypatch.setenv("INTENT_BUS_CONFIG_DIR", str(cfg))
         started = datetime.now(timezone.utc)
-        result = run_workflow(local_argument(functions.urls(), dry_run=False, strategies=sorted(IDS)))
+        result = run_workflow(local_argument(functions.urls(), dry_run=False, strategies=sorted(IDS)), store=cloud)
         ended = datetime.now(timezone.utc)
     assert result["status"] == "completed" and result["strategy_failures"] == {}, result
     ex = read(cloud, paths.execution(result["execution_id"]), Execution)
@@ -165,4 +113,4 @@ def test_as_of_now_passes_the_plans_exact_instant_to_every_step(cloud, project, 
         assert intent.as_of == ex.as_of, (sid, intent.as_of, ex.as_of)
     snap = read(cloud, ex.context.portfolio_snapshot_ref, PortfolioSnapshot)
     assert snap.as_of == ex.as_of
-    assert result["orders"] and all(o["status"] in ("Filled", "Submitted") for o in result["orders"])  # placed
+    assert result["orders_placed"] and all(o["status"] in ("Filled", "Submitted") for o in result["orders_placed"])

@@ -120,6 +120,6 @@ def test_every_function_call_is_retried_and_caught():
                 yield from tries(v)
 
     steps = list(tries(doc["main"]))
-    assert len(steps) == 4  # plan, each strategy, reconcile, allocation
+    assert len(steps) == 5  # plan, each next page, each strategy, reconcile, allocation
     assert all("retry" in s and s["retry"]["backoff"]["initial_delay"] > 0 for s in steps)
     assert sum("except" in s for s in steps) == 3  # a failing plan fails the run: nothing can go on without it

@@ -191,3 +191,31 @@ def test_the_prompt_remembers_decisions_shows_holding_time_cadence_and_funding_o
     sol = p.user.split("ALL SOL-USDT DATA")[1].split("ALL ")[0]
     btc = p.user.split("ALL BTC-USDT DATA")[1].split("ALL SOL-USDT DATA")[0]
     assert "Funding rate" in btc and "Funding rate" not in sol  # SOL is spot here: no funding
+
+
+def test_traders_of_one_run_share_each_symbols_context_and_another_as_of_gets_its_own(provider):
+    from strategies.llm.context import market_context
+
+    as_of = datetime(2024, 3, 15, 21, 30, tzinfo=timezone.utc)
+    first = market_context(provider.view(as_of), ["BTC-USDT", "ETH-USDT"])
+    second = market_context(provider.view(as_of), ["BTC-USDT", "ETH-USDT"])
+    assert all(a is b for a, b in zip(first.symbols, second.symbols, strict=True))  # computed once
+    assert first.prices == second.prices
+    later = market_context(provider.view(as_of + timedelta(hours=4)), ["BTC-USDT"])
+    assert later.symbols[0] is not first.symbols[0]
+    assert later.refs[0].last_close_4h > first.refs[0].last_close_4h
+    stale = market_context(provider.view(as_of), ["BTC-USDT"], max_age=timedelta(minutes=1))
+    assert "BTC-USDT" in stale.unavailable and not stale.symbols  # max_age is part of the key
+
+
+def test_the_atr_is_tas_value_for_value(provider):
+    from strategies.llm.context import average_true_range
+
+    view = provider.view(datetime(2024, 3, 15, 21, 30, tzinfo=timezone.utc))
+    for sym in ("BTC-USDT-PERP", "ETH-USDT-PERP", "SOL-USDT"):
+        t = view.bars(sym, "4h", lookback=100)
+        for w in (3, 14):
+            want = ta.volatility.AverageTrueRange(t["high"], t["low"], t["close"], w).average_true_range()
+            got = average_true_range(t, w)
+            assert got.to_numpy().tolist() == want.to_numpy().tolist()  # bit for bit
+            assert got.index.equals(want.index)

@@ -61,9 +61,12 @@ def test_three_llm_traders_and_the_classic_strategies_in_one_pipeline(srv, store
     s = with_strategies(settings, llm, {"spy_macd_vixy": 0.3, "crypto_trend": 0.2, "test_signal_generator": 0.1})
     first = run(store, s, provider, DAY1)
     assert first.execution.status == "completed"
-    # No book and no portfolio snapshot yet: the traders cannot size, their opens are rejected and journalled.
+    # No book and no portfolio snapshot yet: the open is a weight of allocation x the assumed NAV, and the
+    # Commander sizes it on the capital the new book opens with (0.1 x the paper account's 100,000).
     j = read(store, first.intents["llm_1"].source.journal_ref, JournalEntry)
-    assert [r.rule for r in j.rejections] == ["equity_unknown"]
+    assert j.rejections == [] and first.intents["llm_1"].target_positions[0].weight == pytest.approx(0.3)
+    day1 = books(store, ["llm_1"])["llm_1"].positions["BTC-USDT"]
+    assert day1.quantity * day1.avg_price == pytest.approx(3000, rel=0.05)
     second = run(store, s, provider, DAY2)
     ex = second.execution
     assert ex.status == "completed", ex.summary

@@ -151,13 +151,13 @@ def test_length_twice_falls_back(srv, store, market, llm_env):
 
 def test_length_retry_that_does_not_fit_the_budget_is_not_sent(srv, store, market, llm_env):
     srv.set_default("m-a", Behaviour.truncated(reply(decision(reasoning="x" * 20_000)), prompt_tokens=100))
-    # room for the first request's worst case (prompt bound ~7,200 + 512), not for the retry's (+ 1,024)
-    cfg = trader([model(srv, "m-a", daily_token_budget=8_400)], cache_enabled=False)
+    # room for the first request's worst case (prompt bound ~7,900 + 512), not for the retry's (+ 1,024)
+    cfg = trader([model(srv, "m-a", daily_token_budget=8_900)], cache_enabled=False)
     intent = llm_intent(cfg, market, store, now=NOW)
     assert intent.status == "error" and srv.calls("m-a") == 1
     j = journal_of(store, intent)
     assert [a.outcome for a in j.attempts] == ["truncated", "over_budget"]
-    assert usage(store, "m-a").total_tokens <= 8_400
+    assert usage(store, "m-a").total_tokens <= 8_900
 
 
 def test_a_tool_call_answer_is_read_as_the_reply(srv, store, market, llm_env):
