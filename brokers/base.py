@@ -177,6 +177,10 @@ class Broker(ABC):
     #: Whether :meth:`place_order` takes protective exits (``STP`` / ``MIT``, reduce-only, OCA) that rest at the
     #: venue between runs. Without them the Commander records the exits it could not place.
     supports_protective: bool = False
+    #: Whether the venue cannot clip an exit to the position (no reduce-only, as IB for stocks): the Commander then
+    #: sizes a symbol's exit on the position before this run while its main order has not filled, and protects
+    #: the new units at the next run (see :mod:`commander.exits`).
+    exits_need_fill: bool = False
 
     def catch_up(self, as_of: datetime) -> None:
         """Bring a simulated account up to ``as_of`` (its resting orders fill, its funding settles) before

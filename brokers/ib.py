@@ -117,6 +117,7 @@ class IBBroker(Broker):
     """
 
     name = "ib"
+    exits_need_fill = True
     supports_protective = True
 
     def __init__(self, host: str, port: int, client_id: int, mode: Mode = "paper", account: str = "",

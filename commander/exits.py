@@ -74,9 +74,12 @@ def exit_inputs(execution_id: str, broker: Broker, intents: dict[str, Intent], d
                       instruments=instruments, owners=owners)
 
 
-def unsettled_symbols(blocked: dict[str, str], orders: list[OrderRecord]) -> set[str]:
-    """Symbols whose main order was held back (``blocked``) or refused or lost this run."""
-    return set(blocked) | {o.symbol for o in orders if o.status in _UNSETTLED}
+def unsettled_symbols(blocked: dict[str, str], orders: list[OrderRecord], need_fill: bool = False) -> set[str]:
+    """Symbols whose main order was held back (``blocked``) or refused or lost this run; with ``need_fill``
+    (a venue without reduce-only, :attr:`brokers.base.Broker.exits_need_fill`) also those whose order has not
+    filled yet (an order held until the open), so no exit goes out for units not held."""
+    return set(blocked) | {o.symbol for o in orders
+                           if o.status in _UNSETTLED or (need_fill and o.status not in ("Filled", "DryRun"))}
 
 
 def _cancel(broker: Broker, o: OpenOrder) -> tuple[str, str | None]:

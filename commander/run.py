@@ -326,7 +326,7 @@ def _protect(run: CommanderRun, plan: Plan, outcome: Outcome, dry_run: bool) -> 
     assert st.snapshot is not None and inputs is not None
     inp = exit_inputs(run.execution_id, run.broker, plan.classification.fresh, plan.desired, inputs.books,
                       st.snapshot, inputs.prices, inputs.specs, plan.instruments, st.open_orders,
-                      unsettled_symbols(run.blocked, outcome.orders))
+                      unsettled_symbols(run.blocked, outcome.orders, run.broker.exits_need_fill))
     xplan = plan_exits(inp)
     if not xplan.records:
         return
