@@ -52,13 +52,15 @@ class Columns:
 @dataclass
 class Book:
     """One strategy's input to :func:`size_books`: its targets and their symbols (in order), the capital it is
-    sized on (base currency) and its book (symbol -> units)."""
+    sized on (base currency) and its book (symbol -> units); ``weights``: the targets' weights (fractions, None
+    where not given), read from ``targets`` when not given."""
 
     strategy: StrategyConfig
     targets: list[TargetPosition]
     symbols: list[str]
     capital: float
     book: dict[str, float]
+    weights: list[float | None] | None = None
 
 
 @dataclass
@@ -128,8 +130,10 @@ def by_column(row: np.ndarray, col: np.ndarray, n_rows: int, n_cols: int) -> np.
     return np.argsort(key)
 
 
-def _read(books: list[Book], cols: Columns) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(row, col, quantity, weight, notional) per target, NaN for a size not given."""
+def _read(books: list[Book], cols: Columns
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(row, col, quantity, weight, notional) per target, NaN for a size not given, and per book whether it
+    lists the same symbols, in the same order, as the book before it (bool)."""
     counts = [len(b.targets) for b in books]
     total = sum(counts)
     row = np.repeat(np.arange(len(books)), counts)
@@ -143,7 +147,8 @@ def _read(books: list[Book], cols: Columns) -> tuple[np.ndarray, np.ndarray, np.
     else:
         col = np.fromiter(map(cols.index.__getitem__, chain.from_iterable(b.symbols for b in books)), np.int64,
                           total)
-    weight = np.fromiter(map(_WEIGHT, chain.from_iterable(b.targets for b in books)), float, total)  # None: NaN
+    weights = (map(_WEIGHT, b.targets) if b.weights is None else b.weights for b in books)
+    weight = np.fromiter(chain.from_iterable(weights), float, total)  # None: NaN
     qty, notional = np.full(total, np.nan), np.full(total, np.nan)
     other = np.flatnonzero(np.isnan(weight))
     if len(other):
@@ -154,7 +159,7 @@ def _read(books: list[Book], cols: Columns) -> tuple[np.ndarray, np.ndarray, np.
                 qty[k] = t.quantity
             elif t.notional is not None:
                 notional[k] = t.notional
-    return row, col, qty, weight, notional
+    return row, col, qty, weight, notional, np.array(repeated, dtype=bool)
 
 
 def _errors(books: list[Book], row: np.ndarray, value: np.ndarray, qty: np.ndarray, weight: np.ndarray,
@@ -175,14 +180,21 @@ def _errors(books: list[Book], row: np.ndarray, value: np.ndarray, qty: np.ndarr
     return out
 
 
-def _duplicated_rows(row: np.ndarray, col: np.ndarray, n_rows: int, n_cols: int) -> set[int]:
-    """Rows listing a column more than once."""
-    key = row * n_cols + col
-    if n_rows * n_cols <= 16 * len(key) + 1_000_000:  # a count per cell fits: no sort
-        twice = np.bincount(key, minlength=n_rows * n_cols) > 1
-        return set((np.flatnonzero(twice) // n_cols).tolist()) if twice.any() else set()
-    uniq, counts = np.unique(key, return_counts=True)
-    return set((uniq[counts > 1] // n_cols).tolist()) if (counts > 1).any() else set()
+def _duplicated_rows(row: np.ndarray, col: np.ndarray, n_cols: int, repeated: np.ndarray) -> set[int]:
+    """Rows listing a column more than once. ``repeated`` (bool per row): the row lists the same columns, in the
+    same order, as the row before it, so only the first row of each such run is checked (its answer is theirs)."""
+    first = ~repeated
+    if not first.all():
+        leader = np.cumsum(first) - 1  # each row's run, numbered from 0
+        keep = first[row]
+        runs = _duplicated_rows(leader[row[keep]], col[keep], n_cols, np.zeros(int(leader[-1]) + 1, dtype=bool))
+        if not runs:
+            return set()
+        return set(np.flatnonzero(np.isin(leader, np.array(sorted(runs), dtype=np.int64))).tolist())
+    # rows come one after the other, so the keys are runs in order: a stable sort (a merge of runs) is near linear
+    key = np.sort(row * n_cols + col, kind="stable")
+    twice = key[1:] == key[:-1]
+    return set((key[1:][twice] // n_cols).tolist()) if twice.any() else set()
 
 
 def size_books(books: list[Book], cols: Columns, config: TradingConfig) -> SizedBooks:
@@ -194,10 +206,10 @@ def size_books(books: list[Book], cols: Columns, config: TradingConfig) -> Sized
         the books' desired units and what was recorded on the way (:class:`SizedBooks`); a book that
         cannot be sized is in ``errors``, one that lists a symbol twice in ``fallback``, neither has entries.
     """
-    row, col, qty, weight, notional = _read(books, cols)
+    row, col, qty, weight, notional, repeated = _read(books, cols)
     value = cols.value[col]
     errors = _errors(books, row, value, qty, weight, notional)
-    fallback = _duplicated_rows(row, col, len(books), len(cols.symbols)) - set(errors)
+    fallback = _duplicated_rows(row, col, len(cols.symbols), repeated) - set(errors)
     if errors or fallback:
         keep = ~np.isin(row, np.array(sorted(set(errors) | fallback), dtype=np.int64))
         row, col, value = row[keep], col[keep], value[keep]

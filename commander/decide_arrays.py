@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import chain
-from operator import attrgetter
 
 import numpy as np
 
@@ -29,8 +28,6 @@ from commander.execute import order_records
 from commander.risk import RiskPlan, plan_global_risk, render_global_risk
 from commander.size import SizingError
 
-_SYMBOL = attrgetter("symbol")
-
 
 @dataclass
 class _Books:
@@ -43,15 +40,14 @@ class _Books:
 
 def decide_arrays(inp: CommanderInputs) -> Plan:
     """:func:`commander.decide.decide` on arrays (see the module docstring): the same plan and documents."""
-    symbols = {sid: list(map(_SYMBOL, i.target_positions)) for sid, i in inp.intents.items()
-               if i is not None and i.status == "success"}
+    symbols, weights = _symbols_weights(inp.intents)
     su = _setup(inp, symbols)
     cls, cfg, snap = su.cls, inp.config, inp.snapshot
     fresh = sorted(cls.fresh.items())
     universe = union(symbols[sid] for sid, _ in fresh)
     universe.update(chain.from_iterable(su.books.values()))
     cols = Columns.build(list(universe), su.values, inp.specs)
-    out = _size(inp, su, cols, fresh, symbols)
+    out = _size(inp, su, cols, fresh, symbols, weights)
     for sid, reason in sorted(out.errors.items()):
         cls.errored.append(sid)
         cls.reasons[sid] = reason
@@ -83,8 +79,22 @@ def decide_arrays(inp: CommanderInputs) -> Plan:
     return Plan(cls, decision, orders, cancels, unmanaged, desired=desired, instruments=su.instruments)
 
 
+def _symbols_weights(intents: dict[str, Intent | None]
+                     ) -> tuple[dict[str, list[str]], dict[str, list[float | None]]]:
+    """Strategy id -> its targets' symbols, and -> their weights (fractions, None where not given), in target
+    order, of the intents that succeeded. One loop reads both while a strategy's targets are still in cache."""
+    symbols: dict[str, list[str]] = {}
+    weights: dict[str, list[float | None]] = {}
+    for sid, i in intents.items():
+        if i is not None and i.status == "success":
+            tp = i.target_positions
+            symbols[sid] = [t.symbol for t in tp]
+            weights[sid] = [t.weight for t in tp]
+    return symbols, weights
+
+
 def _size(inp: CommanderInputs, su: Setup, cols: Columns, fresh: list[tuple[str, Intent]],
-          symbols: dict[str, list[str]]) -> _Books:
+          symbols: dict[str, list[str]], weights: dict[str, list[float | None]]) -> _Books:
     """Size the fresh books: on arrays, or on dictionaries when the arrays do not model them."""
     plain: list[Book] = []
     other: list[tuple[str, Intent]] = []
@@ -92,7 +102,7 @@ def _size(inp: CommanderInputs, su: Setup, cols: Columns, fresh: list[tuple[str,
         iso = su.isolations.get(sid)
         if sid in su.capital and inp.strategies[sid].state == "active" and (iso is None or iso.status != "locked"):
             plain.append(Book(inp.strategies[sid], intent.target_positions, symbols[sid], su.capital[sid],
-                              su.books.get(sid, {})))
+                              su.books.get(sid, {}), weights[sid]))
         else:
             other.append((sid, intent))
     sized = size_books(plain, cols, inp.config)

@@ -13,9 +13,15 @@ cancelled first and stop counting as pending.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from operator import itemgetter
+
+from pydantic import TypeAdapter
 
 from bus.constants import QTY_EPS
 from bus.models import DEFAULT_SPEC, DiffLine, InstrumentSpec, OpenOrder, PortfolioSnapshot, TargetLine, TradingConfig
+
+_FIRST = itemgetter(0)
+_DIFF_LINES = TypeAdapter(list[DiffLine])
 
 
 def round_to_lot(quantity: float, lot: float) -> float:
@@ -58,12 +64,14 @@ def diff(final: list[TargetLine], snapshot: PortfolioSnapshot, specs: dict[str, 
 def diff_quantities(final: list[tuple[str, float]], snapshot: PortfolioSnapshot, specs: dict[str, InstrumentSpec],
                     prices: dict[str, float], config: TradingConfig, cancelled: frozenset[str] = frozenset()
                     ) -> tuple[list[DiffLine], list[str]]:
-    """:func:`diff` of the final target given as (symbol, units) pairs."""
+    """:func:`diff` of the final target given as (symbol, units) pairs. The lines are validated in one call (the
+    same documents as ``DiffLine(**fields)`` each)."""
     holdings = {h.symbol: h.quantity for h in snapshot.holdings}
     pending = pending_by_symbol([o for o in snapshot.open_orders if o.client_order_id not in cancelled])
     managed = {sym for sym, _ in final}
-    lines = []
-    for sym, target in sorted(final, key=lambda x: x[0]):
+    band, floor = config.rebalance_band, config.min_order_notional
+    fields = []
+    for sym, target in sorted(final, key=_FIRST):
         held, pend = holdings.get(sym, 0.0), pending.get(sym, 0.0)
         raw = target - held - pend
         spec = specs.get(sym) or DEFAULT_SPEC
@@ -72,7 +80,7 @@ def diff_quantities(final: list[tuple[str, float]], snapshot: PortfolioSnapshot,
         qty = round(raw, 10) if closing else round_to_lot(raw, spec.lot_size)
         reason = None
         notional = abs(qty) * price * spec.multiplier if price else 0.0
-        min_notional = max(spec.min_notional, config.min_order_notional)
+        min_notional = max(spec.min_notional, floor)
         if abs(qty) < QTY_EPS:
             reason = "below one lot" if abs(raw) > QTY_EPS else None
         elif price is None:
@@ -82,10 +90,10 @@ def diff_quantities(final: list[tuple[str, float]], snapshot: PortfolioSnapshot,
         elif notional < min_notional and not closing:
             reason = f"notional {notional:.2f} below minimum {min_notional:.2f}"
         elif (not closing and abs(held + pend) > QTY_EPS
-              and notional < config.rebalance_band * abs(target) * price * spec.multiplier):
-            reason = f"within rebalance band {config.rebalance_band:g}"
-        lines.append(DiffLine(symbol=sym, target=target, holding=held, pending=pend, raw_quantity=raw,
-                              quantity=0.0 if reason else qty, price=price,
-                              notional=0.0 if reason else notional, reason=reason))
+              and notional < band * abs(target) * price * spec.multiplier):
+            reason = f"within rebalance band {band:g}"
+        fields.append(dict(symbol=sym, target=target, holding=held, pending=pend, raw_quantity=raw,
+                           quantity=0.0 if reason else qty, price=price, notional=0.0 if reason else notional,
+                           reason=reason))
     unmanaged = sorted(s for s, q in holdings.items() if s not in managed and abs(q) > QTY_EPS)
-    return lines, unmanaged
+    return _DIFF_LINES.validate_python(fields), unmanaged

@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+from pydantic import TypeAdapter
+
 from brokers.base import (
     Broker,
     BrokerError,
@@ -40,6 +42,7 @@ from bus.models import DiffLine, Instrument, OrderRecord
 from bus.orders import OrderLifecycle, lifecycle_status
 
 log = logging.getLogger(__name__)
+_ORDER_RECORDS = TypeAdapter(list[OrderRecord])
 #: Longest wait after a rate limit before the next order (seconds).
 MAX_BACKOFF_SECONDS = 30.0
 #: Wait after a rate limit that names no Retry-After (seconds).
@@ -47,20 +50,25 @@ DEFAULT_BACKOFF_SECONDS = 1.0
 
 
 def order_records(execution_id: str, lines: list[DiffLine], instruments: dict[str, Instrument]) -> list[OrderRecord]:
-    """The orders a diff asks for, status ``DryRun`` until placed.
+    """The orders a diff asks for (one per line with a non-zero quantity, in the lines' order), status ``DryRun``
+    until placed; ``totalQuantity`` is the line's quantity without its sign (units).
 
-    Each client order id is derived from the execution id and symbol.
+    Each client order id is derived from the execution id and symbol. The records are validated in one call
+    (the same documents as ``OrderRecord(**fields)`` each).
+
+    Raises:
+        pydantic.ValidationError: a record is invalid (a NaN quantity).
     """
-    out = []
+    fields = []
     for d in lines:
-        if not d.quantity:
+        q = d.quantity
+        if not q:
             continue
         inst = instruments.get(d.symbol) or Instrument(symbol=d.symbol)
-        out.append(OrderRecord(client_order_id=client_order_id(execution_id, d.symbol), symbol=d.symbol,
-                               secType=inst.secType, exchange=inst.exchange, currency=inst.currency,
-                               action="BUY" if d.quantity > 0 else "SELL", totalQuantity=abs(d.quantity),
-                               status="DryRun"))
-    return out
+        fields.append(dict(client_order_id=client_order_id(execution_id, d.symbol), symbol=d.symbol,
+                           secType=inst.secType, exchange=inst.exchange, currency=inst.currency,
+                           action="BUY" if q > 0 else "SELL", totalQuantity=abs(q), status="DryRun"))
+    return _ORDER_RECORDS.validate_python(fields)
 
 
 def _now() -> datetime:

@@ -81,7 +81,7 @@ def test_ctrl_c_stops_the_schedule_cleanly(tmp_path):
         if "next run at" in line:
             break
     p.send_signal(signal.SIGINT)
-    _, rest = p.communicate(timeout=60)
+    _, rest = p.communicate(timeout=120)
     assert p.returncode == 130, "".join(seen) + rest
     assert "scheduler stopped" in rest and "Traceback" not in rest
     assert any("daily at 00:00 UTC" in line for line in seen)

@@ -134,7 +134,7 @@ def start_serve(env: dict[str, str], deadline_s: float = 60.0) -> tuple[subproce
     raise AssertionError(f"serve did not start: {''.join(seen)}")
 
 
-def stop_serve(proc: subprocess.Popen[str], timeout: float = 60.0) -> tuple[int, str, str]:
+def stop_serve(proc: subprocess.Popen[str], timeout: float = 120.0) -> tuple[int, str, str]:
     """Ctrl-C to a server from :func:`start_serve`; its exit code, stdout and the rest of its stderr."""
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=timeout)
