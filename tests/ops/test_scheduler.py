@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ops.scheduler import LocalScheduler
+from tests.support.processes import default_sigint
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,7 +62,8 @@ def test_nothing_to_schedule_and_a_bad_time_are_errors():
 def _cli(*args: str, **kw):
     env = {k: v for k, v in os.environ.items() if k != "FIRESTORE_EMULATOR_HOST"}
     return subprocess.Popen([sys.executable, str(ROOT / "main.py"), "schedule", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint,
+                            **kw)
 
 
 def test_schedule_runs_the_pipeline_then_stops(tmp_path):

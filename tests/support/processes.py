@@ -112,6 +112,16 @@ def wait_for_lease(store: Any, proc: subprocess.Popen[str] | None = None, mode: 
     raise AssertionError("no run took the lease")
 
 
+def default_sigint() -> None:
+    """``preexec_fn`` of a child the test stops with Ctrl-C: SIGINT back to its default action and unblocked.
+
+    An ignored SIGINT is inherited across ``exec`` (and Python then never raises KeyboardInterrupt), so a
+    test process whose SIGINT something set to ignore would start children that Ctrl-C cannot stop.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def start_serve(env: dict[str, str], deadline_s: float = 60.0) -> tuple[subprocess.Popen[str], str]:
     """``python main.py serve --port 0`` with exactly ``env``; returns the process and its base URL.
 
@@ -119,7 +129,7 @@ def start_serve(env: dict[str, str], deadline_s: float = 60.0) -> tuple[subproce
         AssertionError: the server did not print its URL within ``deadline_s`` seconds (it is killed).
     """
     proc = subprocess.Popen([sys.executable, "main.py", "serve", "--port", "0"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     deadline = time.monotonic() + deadline_s
     seen = []
     while time.monotonic() < deadline:
