@@ -118,10 +118,13 @@ def tws():
         assert fake.errors == [], fake.errors
 
 
-def test_ib_stop_rests_between_runs_triggers_and_is_booked_to_its_strategy(tws, store):
+@pytest.fixture
+def ib_broker(tws):
+    """Makes a new IBBroker per run (each run is a new process with the same client id: the last broker is
+    closed first); every broker made is closed at the end."""
     made: list[IBBroker] = []
 
-    def broker():  # each run is a new process, the same client id (the last one has ended)
+    def broker() -> IBBroker:
         for old in made:
             old.close()
         b = IBBroker(tws.host, tws.port, client_id=17, mode="paper", instruments=INSTRUMENTS, connect_timeout=2,
@@ -129,17 +132,19 @@ def test_ib_stop_rests_between_runs_triggers_and_is_booked_to_its_strategy(tws, 
         made.append(b)
         return b
 
+    yield broker
+    for b in made:
+        b.close()
+
+
+def test_ib_stop_rests_between_runs_triggers_and_is_booked_to_its_strategy(tws, ib_broker, store):
     def move():
         tws.trigger_slippage(0.03)
         tws.set_price("SPY", 478.0)
 
-    try:
-        doc, fill = check_must_show(
-            store, broker, lambda: {"SPY": tws.position("SPY")}, "SPY", 10, 480.0, 540.0, move,
-            lambda: [o.orderRef for o in tws.open_orders()], {})
-    finally:
-        for b in made:
-            b.close()
+    doc, fill = check_must_show(
+        store, ib_broker, lambda: {"SPY": tws.position("SPY")}, "SPY", 10, 480.0, 540.0, move,
+        lambda: [o.orderRef for o in tws.open_orders()], {})
     assert fill.price == pytest.approx(477.97)  # worse than the trigger: the gap and the slippage
     assert (doc.status, doc.filled_quantity, doc.open) == ("filled", 10.0, False)
     assert [o.orderType for o in tws.oca_cancelled] == ["MIT"]
@@ -182,40 +187,26 @@ def test_binance_stop_rests_between_runs_triggers_and_is_booked_to_its_strategy(
         "STOP_MARKET": "FINISHED", "TAKE_PROFIT_MARKET": "CANCELED"}
 
 
-def test_ib_after_hours_entry_gets_its_exit_at_the_run_after_the_fill_never_a_refusal(tws, store):
+def test_ib_after_hours_entry_gets_its_exit_at_the_run_after_the_fill_never_a_refusal(tws, ib_broker, store):
     """IB has no reduce-only for stocks (``exits_need_fill``): while the entry is held until the open, no exit
     goes out for units not yet held (an exit now would be refused, or open a short if it triggered), and the run
     is ``completed``, not ``partial_success``. The run after the open's fill places the exit for the position."""
-    made: list[IBBroker] = []
-
-    def broker():
-        for old in made:
-            old.close()
-        b = IBBroker(tws.host, tws.port, client_id=18, mode="paper", instruments=INSTRUMENTS, connect_timeout=2,
-                     request_timeout=3, order_wait=5, reconnect_attempts=3, reconnect_wait=0.05)
-        made.append(b)
-        return b
-
-    try:
-        tws.set_session("closed")
-        t1 = now()
-        write_protected(store, t1, "SPY", 10, 480.0, 540.0)
-        ex1 = run_scenario(store, broker(), t1, "ex-ah-1")
-        assert ex1.status == "completed", ex1.summary
-        assert [o.status for o in ex1.orders_placed] == ["PreSubmitted"]
-        assert exits_by_action(ex1).get("place", []) == [], ex1.protective_exits
-        assert all(o.orderType not in ("STP", "MIT") for o in tws.orders), "no exit for units not held yet"
-        tws.open_session(500.0)
-        assert tws.position("SPY") == 10
-        t2 = now()
-        write_protected(store, t2, "SPY", 10, 480.0, 540.0)
-        ex2 = run_scenario(store, broker(), t2, "ex-ah-2")
-        assert ex2.status == "completed", ex2.summary
-        placed = exits_by_action(ex2).get("place", [])
-        assert {(r.leg, r.quantity) for r in placed} == {("stop", 10), ("take_profit", 10)}, ex2.protective_exits
-        assert all(r.status not in ("Rejected", "Unknown") for r in placed), ex2.protective_exits
-        assert sorted(o.orderType for o in tws.orders if o.orderType in ("STP", "MIT")) == ["MIT", "STP"]
-        assert_books_match(store, {"SPY": tws.position("SPY")})
-    finally:
-        for b in made:
-            b.close()
+    tws.set_session("closed")
+    t1 = now()
+    write_protected(store, t1, "SPY", 10, 480.0, 540.0)
+    ex1 = run_scenario(store, ib_broker(), t1, "ex-ah-1")
+    assert ex1.status == "completed", ex1.summary
+    assert [o.status for o in ex1.orders_placed] == ["PreSubmitted"]
+    assert exits_by_action(ex1).get("place", []) == [], ex1.protective_exits
+    assert all(o.orderType not in ("STP", "MIT") for o in tws.orders), "no exit for units not held yet"
+    tws.open_session(500.0)
+    assert tws.position("SPY") == 10
+    t2 = now()
+    write_protected(store, t2, "SPY", 10, 480.0, 540.0)
+    ex2 = run_scenario(store, ib_broker(), t2, "ex-ah-2")
+    assert ex2.status == "completed", ex2.summary
+    placed = exits_by_action(ex2).get("place", [])
+    assert {(r.leg, r.quantity) for r in placed} == {("stop", 10), ("take_profit", 10)}, ex2.protective_exits
+    assert all(r.status not in ("Rejected", "Unknown") for r in placed), ex2.protective_exits
+    assert sorted(o.orderType for o in tws.orders if o.orderType in ("STP", "MIT")) == ["MIT", "STP"]
+    assert_books_match(store, {"SPY": tws.position("SPY")})
