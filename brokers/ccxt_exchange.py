@@ -47,8 +47,9 @@
   (``set_sandbox_mode``); ``base_url`` sends every API request to another host (a
   proxy, a testnet gateway, a fake venue) with each endpoint's path kept, and ccxt
   still maps the venue's errors as it would from the original host.
-* **Protective exits** (``STP`` / ``MIT``, reduce-only, OCA emulated) on Binance USD-M: see
-  :mod:`brokers.ccxt_exits` (conditional orders of Binance's Algo Order API).
+* **Protective exits** (``STP`` / ``MIT``, reduce-only, OCA emulated) on Binance USD-M, see
+  :mod:`brokers.ccxt_exits` (conditional orders of Binance's Algo Order API), and on Hyperliquid, see
+  :mod:`brokers.hyperliquid_exits` (standalone trigger orders).
 """
 
 from __future__ import annotations
@@ -78,9 +79,10 @@ from brokers.base import (
     UnknownInstrument,
     limit_price_for,
 )
-from brokers.ccxt_exits import BinanceExitsMixin, exit_kind, is_algo
+from brokers.ccxt_exits import is_algo
 from brokers.config import CcxtAccount, Mode
 from brokers.errors import from_ccxt
+from brokers.hyperliquid_exits import HyperliquidExitsMixin, exit_kind
 from brokers.protective import oca_group_of
 from brokers.secrets import read_secret
 from brokers.wallclock import require_current
@@ -186,9 +188,10 @@ def venue_client_id(exchange_id: str, client_order_id: str) -> str:
     return "0x" + hashlib.sha256(client_order_id.encode()).hexdigest()[:32]
 
 
-class CcxtBroker(BinanceExitsMixin, Broker):
-    """One account at a ccxt exchange (perpetuals, one-way positions). ``supports_protective`` is true on
-    Binance USD-M only (exits as conditional orders, :mod:`brokers.ccxt_exits`); Hyperliquid refuses them.
+class CcxtBroker(HyperliquidExitsMixin, Broker):
+    """One account at a ccxt exchange (perpetuals, one-way positions). ``supports_protective``: exits as
+    Binance USD-M conditional orders (:mod:`brokers.ccxt_exits`) or Hyperliquid trigger orders
+    (:mod:`brokers.hyperliquid_exits`).
 
     Args:
         exchange: a ccxt exchange object (from :func:`make_exchange`).
@@ -221,7 +224,7 @@ class CcxtBroker(BinanceExitsMixin, Broker):
         self._our_ids: dict[str, str] = {}  # the venue's client order id (a Hyperliquid cloid) -> ours
         self._oca: dict[str, str] = {}
         self._exits: set[str] = set()
-        self.supports_protective = self.name == "binanceusdm"
+        self.supports_protective = self.name in ("binanceusdm", "hyperliquid")
 
     def __repr__(self) -> str:
         return f"CcxtBroker({self.name}, account {self.account}, {self.mode})"
@@ -375,7 +378,7 @@ class CcxtBroker(BinanceExitsMixin, Broker):
                                     market_value=qty * mark * mult,
                                     contract_details={"ccxt_symbol": p["symbol"], "marginMode": p.get("marginMode"),
                                                       "leverage": p.get("leverage")}))
-        orders = [*orders, *self._sweep_oca(self._open_algo_orders())]
+        orders = self._with_exits(orders)
         open_orders = [_open_order(o, self.project_symbol(o["symbol"]), self._our_ids, self._oca) for o in orders]
         total = float(acct["total"])
         return PortfolioSnapshot(
@@ -534,7 +537,7 @@ class CcxtBroker(BinanceExitsMixin, Broker):
             params["slippage"] = str(self.market_slippage)
         kind = "limit" if order.order_type == "LMT" else "market"
         if protective:
-            price = None
+            price = self._exit_price(order)
         self._order_symbols[order.client_order_id] = sym
         try:
             placed = self.exchange.create_order(sym, kind, order.action.lower(), amount, price, params)

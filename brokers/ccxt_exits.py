@@ -1,7 +1,9 @@
 """Protective exits on Binance USD-M through ccxt 4.5.90: conditional orders of the "Algo Order API".
 
-Mixed into :class:`brokers.ccxt_exchange.CcxtBroker` (``supports_protective`` is true for
-``binanceusdm`` only; Binance spot and Hyperliquid trigger orders are not wired).
+Mixed into :class:`brokers.ccxt_exchange.CcxtBroker` under :class:`brokers.hyperliquid_exits.HyperliquidExitsMixin`
+(Hyperliquid's trigger orders; ``supports_protective`` is true for ``binanceusdm`` and ``hyperliquid``; Binance
+spot is not wired). The OCA emulation here (:meth:`BinanceExitsMixin._cancel_siblings`,
+:meth:`BinanceExitsMixin._sweep_oca`) serves both venues through the per-venue hooks.
 
 * **Placing.** ``STP`` -> ``STOP_MARKET`` (ccxt ``stopLossPrice``), ``MIT`` ->
   ``TAKE_PROFIT_MARKET`` (ccxt ``takeProfitPrice``), always ``reduceOnly=true`` (a leg can
@@ -50,8 +52,8 @@ def is_algo(o: dict) -> bool:
     return "algoId" in (o.get("info") or {})
 
 
-def exit_kind(o: dict) -> OrderType | None:
-    """``STP`` / ``MIT`` for a resting conditional order, else None."""
+def algo_kind(o: dict) -> OrderType | None:
+    """``STP`` / ``MIT`` for a resting Binance conditional order, else None."""
     info = o.get("info") or {}
     if not is_algo(o):
         return None
@@ -66,6 +68,7 @@ class BinanceExitsMixin:
     supports_protective: bool  # true for binanceusdm (set by CcxtBroker)
     _oca: dict[str, str]  # client order id -> OCA group, for legs this process placed
     _exits: set[str]  # client order ids of protective legs this process placed
+    _our_ids: dict[str, str]  # the venue's client order id (lowercase) -> ours
 
     # provided by CcxtBroker
     _ctx: Callable[[str], str]
@@ -95,6 +98,24 @@ class BinanceExitsMixin:
             self._oca[order.client_order_id] = order.oca_group
         return {"clientOrderId": self._venue_id(order.client_order_id), key: order.trigger_price,
                 "reduceOnly": True, "workingType": WORKING_TYPE}
+
+    def _exit_price(self, order: OrderRequest) -> float | None:
+        """The price ccxt gets with a leg: none on Binance (the trigger is in the params)."""
+        return None
+
+    def _fired(self, o: dict) -> bool:
+        """Whether a leg, as :meth:`_fetch_algo` finds it, has triggered (Binance: ``algoStatus``)."""
+        return str((o.get("info") or {}).get("algoStatus")) in ("TRIGGERED", "FINISHED")
+
+    def _with_exits(self, orders: list[dict]) -> list[dict]:
+        """The open orders :meth:`portfolio` lists: the regular ones, then the open conditional orders left
+        after the OCA sweep (:meth:`_sweep_oca`)."""
+        return [*orders, *self._sweep_oca(self._open_algo_orders())]
+
+    def _our_id(self, o: dict) -> str:
+        """Our client order id of a venue order (the venue's own when this process does not know it)."""
+        cid = str(o.get("clientOrderId") or "")
+        return self._our_ids.get(cid.lower(), cid)
 
     def _fetch_algo(self, sym: str, client_order_id: str) -> dict | None:
         """The conditional order with this client id on ``sym`` (as ccxt parses it), or None."""
@@ -176,12 +197,12 @@ class BinanceExitsMixin:
         triggered, is cancelled and left out. Returns the open conditional orders that remain."""
         groups: dict[str, int] = {}
         for o in algos:
-            g = self._group_of(str(o.get("clientOrderId") or ""), o["symbol"])
+            g = self._group_of(self._our_id(o), o["symbol"])
             if g:
                 groups[g] = groups.get(g, 0) + 1
         keep = []
         for o in algos:
-            cid = str(o.get("clientOrderId") or "")
+            cid = self._our_id(o)
             g = self._group_of(cid, o["symbol"])
             if g and groups[g] == 1 and self._sibling_triggered(o["symbol"], cid):
                 try:
@@ -200,6 +221,6 @@ class BinanceExitsMixin:
             except BrokerError as exc:
                 log.warning("%s: OCA: sibling %s not read: %s", self._ctx(sym), sid, exc)
                 continue
-            if algo and str((algo.get("info") or {}).get("algoStatus")) in ("TRIGGERED", "FINISHED"):
+            if algo and self._fired(algo):
                 return True
         return False

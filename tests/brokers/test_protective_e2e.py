@@ -2,8 +2,8 @@
 run places the exit at the venue; the next run with nothing changed sees the resting exit and keeps it (no
 cancel, no duplicate); the price crosses the stop between runs; the run after books the fill to that strategy.
 
-On the fake TWS (real ``ib_async``) and the fake Binance USD-M (real ``ccxt``), strategies -> reconcile ->
-Commander (:mod:`tests.fakes.commander_scenario`) on the Firestore emulator.
+On the fake TWS (real ``ib_async``), the fake Binance USD-M and the fake Hyperliquid (real ``ccxt``),
+strategies -> reconcile -> Commander (:mod:`tests.fakes.commander_scenario`) on the Firestore emulator.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import pytest
 
+from brokers.ccxt_exchange import venue_client_id
 from brokers.config import CcxtAccount
 from brokers.factory import build_broker
 from brokers.ib import IBBroker
@@ -24,10 +25,12 @@ from tests.fakes.commander_scenario import (
     assert_books_match,
     book_units,
     order_doc,
+    order_docs,
     run_scenario,
     write_scenario,
 )
 from tests.fakes.fake_binance import FakeBinanceUSDM
+from tests.fakes.fake_hyperliquid import FakeHyperliquid
 from tests.fakes.fake_tws import FakeTWS
 
 INSTRUMENTS = __import__("tests.brokers.test_venue_faults", fromlist=["INSTRUMENTS"]).INSTRUMENTS
@@ -185,6 +188,50 @@ def test_binance_stop_rests_between_runs_triggers_and_is_booked_to_its_strategy(
     assert (doc.status, doc.filled_quantity, doc.open) == ("filled", 0.05, False)
     assert {a["orderType"]: a["algoStatus"] for a in binance.algo_orders()} == {
         "STOP_MARKET": "FINISHED", "TAKE_PROFIT_MARKET": "CANCELED"}
+
+
+# ---------------------------------------------------------------------------------------------- Hyperliquid
+
+HL_WALLET, HL_KEY = "0x" + "ab" * 20, "0x" + "11" * 32
+HBTC = "BTC-USDC-PERP"
+
+
+@pytest.fixture
+def hyperliquid(monkeypatch):
+    monkeypatch.setenv("T_HL_ADDR", HL_WALLET)
+    monkeypatch.setenv("T_HL_KEY", HL_KEY)
+    with FakeHyperliquid(HL_WALLET, usdc="10000") as server:
+        yield server
+        assert server.foreign_urls == [] and server.internal_errors == [] and server.unhandled == []
+
+
+def test_hyperliquid_stop_rests_between_runs_triggers_and_is_booked_to_its_strategy(hyperliquid, store):
+    def broker():  # each run a new process: it knows the legs' cloids only once reconcile has asked for our ids
+        cfg = CcxtAccount(exchange="hyperliquid", account="hl-test", wallet_address_env="T_HL_ADDR",
+                          private_key_env="T_HL_KEY", leverage={HBTC: 5}, retries=1, enable_rate_limit=False,
+                          timeout_ms=1500)
+        b = build_broker(cfg, "paper", instruments={})
+        hyperliquid.point_ccxt(b.exchange)
+        b.retry_wait = 0.01
+        return b
+
+    def position():
+        p = hyperliquid.position("BTC")
+        return {HBTC: float(Decimal(p["position"]["szi"])) if p else 0.0}
+
+    def resting():  # our ids of the trigger orders resting at the venue (a cloid no orders/* record names stays)
+        ours = {venue_client_id("hyperliquid", cid): cid for cid in order_docs(store)}
+        return sorted(ours.get(o["order"]["cloid"], o["order"]["cloid"]) for o in hyperliquid.orders(open_only=True)
+                      if o["order"]["isTrigger"])
+
+    doc, fill = check_must_show(
+        store, broker, position, HBTC, 0.05, 57_000.0, 66_000.0,
+        lambda: hyperliquid.set_mark_price("BTC", "56500"), resting,
+        dict(sec_type="PERP", exchange="HYPERLIQUID", currency="USDC"))
+    assert fill.price == pytest.approx(56_500.0)  # the mark it gapped to, worse than the trigger
+    assert (doc.status, doc.filled_quantity, doc.open) == ("filled", 0.05, False)
+    assert {o["order"]["orderType"]: o["status"] for o in hyperliquid.orders() if o["order"]["isTrigger"]} == {
+        "Stop Market": "filled", "Take Profit Market": "canceled"}  # the take-profit cancelled by the adapter
 
 
 def test_ib_after_hours_entry_gets_its_exit_at_the_run_after_the_fill_never_a_refusal(tws, ib_broker, store):

@@ -2,8 +2,9 @@
 between runs, read back by a later process, triggered by a price move the test drives.
 
 Binance: the real ``ccxt.binanceusdm`` against the fake Binance USD-M (conditional orders on the Algo
-Order API). IB: the real ``ib_async`` client against the fake TWS. Client order ids and OCA groups are
-the Commander's (:func:`commander.protect.exit_id` / :func:`commander.protect.oca_group`).
+Order API). Hyperliquid: the real ``ccxt.hyperliquid`` against the fake Hyperliquid (standalone trigger
+orders, OCA emulated by the adapter). IB: the real ``ib_async`` client against the fake TWS. Client order
+ids and OCA groups are the Commander's (:func:`commander.protect.exit_id` / :func:`commander.protect.oca_group`).
 """
 
 from __future__ import annotations
@@ -11,17 +12,19 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
-import ccxt
 import pytest
 
 from brokers.base import DuplicateOrder, OrderRejected, OrderRequest
-from brokers.ccxt_exchange import CcxtBroker
+from brokers.ccxt_exchange import CcxtBroker, venue_client_id
+from brokers.config import CcxtAccount
+from brokers.factory import build_broker
 from brokers.ib import IBBroker
 from brokers.protective import is_exit_id, oca_group_of, sibling_ids
 from bus.models import InstrumentSpec
 from commander.protect import exit_id, oca_group
 from tests.brokers.test_ccxt import KEY, SECRET, make
 from tests.fakes.fake_binance import FakeBinanceUSDM
+from tests.fakes.fake_hyperliquid import FakeHyperliquid
 from tests.fakes.fake_tws import FakeTWS
 
 BTC = "BTC-USDT-PERP"
@@ -202,9 +205,161 @@ def test_binance_refuses_exits_it_cannot_hold(fake):
     assert fake.algo_orders(open_only=True) == []
 
 
-def test_hyperliquid_takes_no_exits_here():
-    ex = ccxt.hyperliquid({"walletAddress": "0x" + "1" * 40, "privateKey": "0x" + "2" * 64})
-    assert CcxtBroker(ex, "hl").supports_protective is False
+# ---------------------------------------------------------------------- Hyperliquid
+
+HL_WALLET, HL_KEY = "0x" + "ab" * 20, "0x" + "11" * 32
+HBTC = "BTC-USDC-PERP"
+
+
+@pytest.fixture
+def hl(monkeypatch):
+    monkeypatch.setenv("T_HL_ADDR", HL_WALLET)
+    monkeypatch.setenv("T_HL_KEY", HL_KEY)
+    with FakeHyperliquid(HL_WALLET, usdc="10000") as server:
+        yield server
+        assert server.foreign_urls == [] and server.internal_errors == [] and server.unhandled == []
+
+
+def make_hl(fake: FakeHyperliquid) -> CcxtBroker:
+    """A new process: a broker that has remembered nothing."""
+    cfg = CcxtAccount(exchange="hyperliquid", account="hl-test", wallet_address_env="T_HL_ADDR",
+                      private_key_env="T_HL_KEY", enable_rate_limit=False, timeout_ms=2000, retries=0)
+    broker = build_broker(cfg, "paper", instruments={})
+    fake.point_ccxt(broker.exchange)
+    return broker
+
+
+def long_hl(broker, qty=0.01):
+    r = broker.place_order(OrderRequest(f"entry-{qty}-{HBTC}", HBTC, "BUY", qty), now())
+    assert r.status == "Filled"
+
+
+def hl_exit(fake, broker, qty=0.01, stop=57_000.0, take=66_000.0, **kw):
+    sl, tp, group = legs(HBTC, **kw)
+    r1 = broker.place_order(stp(sl, HBTC, "SELL", qty, stop, group), now())
+    r2 = broker.place_order(mit(tp, HBTC, "SELL", qty, take, group), now())
+    return sl, tp, group, r1, r2
+
+
+def hl_status(fake) -> dict[str, str]:
+    """cloid -> the venue's status of every trigger order."""
+    return {o["order"]["cloid"]: o["status"] for o in fake.orders() if o["order"]["isTrigger"]}
+
+
+def test_hyperliquid_exit_rests_as_reduce_only_trigger_orders_a_later_process_reads(hl):
+    broker = make_hl(hl)
+    assert broker.supports_protective and not broker.exits_need_fill
+    long_hl(broker)
+    sl, tp, group, r1, r2 = hl_exit(hl, broker)
+    assert (r1.status, r1.filled_quantity, r1.fill_price, r2.status) == ("Submitted", 0.0, None, "Submitted")
+    sent = hl.actions("order")[-2:]
+    assert [(a["grouping"], o["r"], o["t"], o["c"], o["p"], o["s"], o["b"]) for a in sent for o in a["orders"]] == [
+        ("na", True, {"trigger": {"isMarket": True, "triggerPx": "57000", "tpsl": "sl"}},
+         venue_client_id("hyperliquid", sl), "56430", "0.01", False),
+        ("na", True, {"trigger": {"isMarket": True, "triggerPx": "66000", "tpsl": "tp"}},
+         venue_client_id("hyperliquid", tp), "65340", "0.01", False)]
+    assert hl.position("BTC")["position"]["szi"] == "0.01"  # nothing fired
+    mine = {o.client_order_id: o for o in broker.portfolio(now()).open_orders}
+    assert (mine[sl].orderType, mine[sl].auxPrice, mine[sl].ocaGroup, mine[tp].orderType) == ("STP", 57_000.0,
+                                                                                               group, "MIT")
+    # the next run: another process. Before it asks for our ids it sees the legs by the venue's order ids
+    # (the Commander maps them back through its orders/* records); after, by our ids with their group
+    later = make_hl(hl)
+    first = {o.orderId: o for o in later.portfolio(now()).open_orders}
+    assert set(first) == {r1.orderId, r2.orderId} and all(o.protective for o in first.values())
+    assert later.order_status(sl).status == "Submitted" and later.order_status(tp).status == "Submitted"
+    got = {o.client_order_id: o for o in later.portfolio(now()).open_orders}
+    assert set(got) == {sl, tp}
+    assert (got[sl].orderType, got[sl].auxPrice, got[sl].reduce_only, got[sl].ocaGroup, got[sl].protective,
+            got[sl].action, got[sl].totalQuantity, got[sl].orderId) == ("STP", 57_000.0, True, group, True, "SELL",
+                                                                        0.01, r1.orderId)
+    assert (got[tp].orderType, got[tp].auxPrice, got[tp].reduce_only, got[tp].ocaGroup) == ("MIT", 66_000.0, True,
+                                                                                           group)
+    with pytest.raises(DuplicateOrder):
+        later.place_order(stp(sl, HBTC, "SELL", 0.01, 57_000.0, group), now())
+    assert len(hl.orders(open_only=True)) == 2
+
+
+def test_hyperliquid_stop_triggers_between_runs_fills_worse_and_the_sibling_is_cancelled(hl):
+    broker = make_hl(hl)
+    long_hl(broker)
+    sl, tp, group, _, _ = hl_exit(hl, broker)
+    hl.set_mark_price("BTC", "56500")  # gaps through the stop: the market fill is worse than 57000
+    assert hl.position("BTC") is None
+    assert hl_status(hl) == {venue_client_id("hyperliquid", sl): "filled",
+                             venue_client_id("hyperliquid", tp): "open"}  # the venue cancels no sibling
+    later = make_hl(hl)
+    r = later.order_status(sl)
+    assert (r.status, r.filled_quantity, r.fill_price) == ("Filled", 0.01, 56_500.0)
+    assert r.commission == pytest.approx(0.01 * 56_500 * float(hl.taker_fee))
+    assert hl_status(hl)[venue_client_id("hyperliquid", tp)] == "canceled"  # OCA emulated by order_status
+    assert later.order_status(tp).status == "Cancelled"
+    assert later.portfolio(now()).open_orders == []
+
+
+def test_hyperliquid_portfolio_cancels_the_sibling_of_a_triggered_leg(hl):
+    broker = make_hl(hl)
+    long_hl(broker)
+    sl, tp, group, _, _ = hl_exit(hl, broker)
+    hl.set_mark_price("BTC", "66100")  # the take-profit fires
+    later = make_hl(hl)
+    assert later.order_status(sl).status == "Submitted"  # reconcile asks for every open order, then reads
+    snap = later.portfolio(now())
+    assert snap.open_orders == [] and snap.holdings == []
+    assert hl_status(hl) == {venue_client_id("hyperliquid", sl): "canceled",
+                             venue_client_id("hyperliquid", tp): "filled"}
+    r = make_hl(hl).order_status(tp)
+    assert (r.status, r.filled_quantity, r.fill_price) == ("Filled", 0.01, 66_100.0)
+
+
+def test_hyperliquid_reduce_only_legs_never_flip_the_position(hl):
+    broker = make_hl(hl)
+    long_hl(broker, 0.01)
+    sl, _, group = legs(HBTC)
+    broker.place_order(stp(sl, HBTC, "SELL", 0.02, 57_000.0, group), now())  # bigger than the position
+    hl.set_mark_price("BTC", "56900")
+    assert hl.position("BTC") is None  # clipped at the position, never short
+    r = make_hl(hl).order_status(sl)
+    assert (r.filled_quantity, r.fill_price) == (0.01, 56_900.0)
+    # a leg left resting after its position is gone is cancelled when it fires: still flat
+    hl.set_mark_price("BTC", "60000")
+    long_hl(broker, 0.02)
+    sl2, _, group2 = legs(HBTC, digest="d4e5f6")
+    broker.place_order(stp(sl2, HBTC, "SELL", 0.02, 55_000.0, group2), now())
+    assert broker.place_order(OrderRequest("close-2-BTC-USDC-PERP", HBTC, "SELL", 0.02), now()).status == "Filled"
+    hl.set_mark_price("BTC", "54900")
+    assert hl.position("BTC") is None
+    r = make_hl(hl).order_status(sl2)
+    assert (r.status, r.filled_quantity) == ("Cancelled", 0.0)
+
+
+def test_hyperliquid_leg_whose_answer_is_lost_is_found_by_its_cloid_not_placed_twice(hl):
+    broker = make_hl(hl)
+    long_hl(broker)
+    sl, _, group = legs(HBTC)
+    hl.drop_next(path="/exchange", kind="order")  # carried out, the connection reset before the answer
+    r = broker.place_order(stp(sl, HBTC, "SELL", 0.01, 57_000.0, group), now())
+    assert (r.status, r.client_order_id, r.filled_quantity) == ("Submitted", sl, 0.0)
+    assert [o["order"]["cloid"] for o in hl.orders(open_only=True)] == [venue_client_id("hyperliquid", sl)]
+    with pytest.raises(DuplicateOrder):  # a retried step finds it and does not place it again
+        make_hl(hl).place_order(stp(sl, HBTC, "SELL", 0.01, 57_000.0, group), now())
+    assert len(hl.orders(open_only=True)) == 1
+
+
+def test_hyperliquid_refuses_exits_it_cannot_hold(hl):
+    broker = make_hl(hl)
+    sl, tp, group = legs(HBTC)
+    with pytest.raises(OrderRejected, match="Reduce only"):  # the venue: nothing held, nothing to reduce
+        broker.place_order(stp(sl, HBTC, "SELL", 0.01, 57_000.0, group), now())
+    long_hl(broker)
+    with pytest.raises(OrderRejected, match="reduce-only"):  # ours: an exit may never open a position
+        broker.place_order(OrderRequest(tp, HBTC, "SELL", 0.01, order_type="MIT", trigger_price=66_000.0), now())
+    sl2, _, group2 = legs(HBTC, digest="d4e5f6")
+    broker.place_order(stp(sl2, HBTC, "SELL", 0.01, 57_000.0, group2), now())
+    r = make_hl(hl).cancel_order(sl2)  # amended or no longer wanted: cancelled from another process
+    assert r.status == "Cancelled"
+    assert hl.orders(open_only=True) == []
+    assert hl.actions("cancel")[-1]["cancels"] == [{"a": 0, "o": int(r.orderId)}]
 
 
 # ---------------------------------------------------------------------- IB

@@ -56,8 +56,24 @@ orders keep an oid and a ``...Rejected`` status (names from the venue's status l
 Cloids: with ``cloid_scope="open"`` (default) only a cloid of an OPEN order is refused; a
 finished order's cloid may be reused (no source showed the venue refusing it; ``orderStatus`` then
 answers the newest), ``"all"`` refuses any used cloid.  The fake's own wording (the venue's
-could not be confirmed): duplicate cloid, unknown asset, refused leverage, trigger orders.
-Not modelled: trigger/TWAP orders, an order book (fills at the mark), funding payments,
+could not be confirmed): duplicate cloid, unknown asset, refused leverage, trigger grouping.
+
+Trigger (TP/SL) orders, as ccxt sends them (``t: {"trigger": {"isMarket", "triggerPx", "tpsl"}}``):
+only standalone ones (``grouping: "na"``; ``normalTpsl`` / ``positionTpsl`` are refused with the
+fake's own words).  Checked like an order (cloid, size, tick of ``p`` and ``triggerPx``, reduce-only
+against the position, $10 on the trigger for a non-reduce-only one), plus the limit price ``p`` on the
+far side of the trigger (a sell's ``p <= triggerPx``, else ``Invalid TP/SL price``, as SDK users report
+it), then resting untriggered: ``{"resting": {"oid"}}`` (assumed for a standalone trigger order).
+``frontendOpenOrders`` / ``orderStatus`` show ``isTrigger: true``, ``triggerPx``, ``orderType``
+(``Stop Market``, ``Take Profit Market``, ``... Limit``), ``triggerCondition`` (``Price below 57000.0``)
+and ``tif: null``.  The trigger follows the mark (:meth:`set_mark_price`): a sell ``sl`` / buy ``tp``
+fires at a mark at or below ``triggerPx``, a sell ``tp`` / buy ``sl`` at or above; a trigger already
+reached when placed fires at once (assumed).  A fired market trigger keeps its oid and cloid and fills
+at the mark as a taker (reduce-only: clipped to the position, the rest ``reduceOnlyCanceled``; nothing
+to reduce: ``reduceOnlyCanceled``); a mark past ``p`` cancels it (``iocCancelRejected``, assumed).  The
+venue cancels nothing else by itself: the two legs of a stop and take-profit are independent orders
+(no OCA for grouping ``na``); a leg whose position is gone rests until it fires and is cancelled then.
+Not modelled: TWAP orders, an order book (fills at the mark), funding payments,
 liquidation (``liquidationPx`` null), isolated-margin accounting, spot trading,
 vaults, nonce windows, rate-limit weights.
 
@@ -119,7 +135,9 @@ MSG_POST_ONLY = "Post only order would have immediately matched, bbo was {bbo}. 
 MSG_CANCEL_MISSING = "Order was never placed, already canceled, or filled. asset={a}"
 # The fake's own wording (not confirmed against the venue).
 MSG_DUPLICATE_CLOID = "Order has a duplicate cloid {cloid}. asset={a}"
-MSG_TRIGGER = "fake_hyperliquid does not model trigger orders. asset={a}"
+MSG_TRIGGER = "fake_hyperliquid models trigger orders only with grouping na. asset={a}"
+# Reported by SDK users for a stop whose limit price is on the wrong side of its trigger (suffix assumed).
+MSG_TPSL_PRICE = "Invalid TP/SL price. asset={a}"
 MSG_USER_ACTION_REFUSED = "fake_hyperliquid refuses {kind} (refuse_user_actions is set)"
 
 _DEFAULT_BODIES: dict[int, Any] = {429: None, 500: "Internal Server Error"}  # 429: the JSON "null"
@@ -199,6 +217,10 @@ class _Order:
     sz: Decimal = ZERO
     status: str = "open"
     status_ts: int = 0
+    trigger_px: Decimal | None = None  # a trigger (TP/SL) order: its trigger price
+    tpsl: str | None = None  # "tp" or "sl"
+    is_market: bool = False  # a trigger order that becomes a market order (else a limit at ``px``)
+    triggered: bool = False
 
 
 @dataclass
@@ -444,13 +466,22 @@ class FakeHyperliquid:
     # ------------------------------------------------------------------ scripting: market and account
 
     def set_mark_price(self, coin: str, price: Any) -> list[dict]:
-        """Set ``coin``'s mark; resting orders it reaches fill at their limit as makers.
-        Returns those orders as ``orderStatus`` shows them."""
+        """Set ``coin``'s mark; untriggered trigger orders it reaches fire (see :meth:`_fire`), resting limit
+        orders it reaches fill at their limit as makers. Returns the orders it finished or filled as
+        ``orderStatus`` shows them."""
         with self._lock:
             self._spec(coin)
             self._marks[coin] = mark = _dec(price)
             touched = []
+            for o in list(self._orders.values()):  # trigger orders first: a triggered limit may fill below
+                if o.coin == coin and o.status == "open" and o.trigger_px is not None and not o.triggered \
+                        and self._reached(o, mark):
+                    self._fire(o, mark)
+                    if o.status != "open":
+                        touched.append(self._status_entry(o))
             for o in list(self._orders.values()):
+                if o.trigger_px is not None and not o.triggered:
+                    continue
                 if o.coin == coin and o.status == "open" and (o.px >= mark if o.is_buy else o.px <= mark):
                     pos = self._positions[coin]
                     if o.reduce_only and not (pos.szi < 0 if o.is_buy else pos.szi > 0):
@@ -826,7 +857,7 @@ class FakeHyperliquid:
         orders = action.get("orders")
         if not isinstance(orders, list) or not isinstance(action.get("grouping"), str):
             raise _Refusal()
-        wires = [self._parse_order(o) for o in orders]  # the whole body is refused if one is unreadable
+        wires = [{**self._parse_order(o), "grouping": action["grouping"]} for o in orders]  # all or nothing
         statuses = [self._place(w) for w in wires]
         nostatus = self._take("nostatus", "/exchange", "order")
         if nostatus is not None:
@@ -884,23 +915,37 @@ class FakeHyperliquid:
         cloid = o.get("c")
         if cloid is not None and not (isinstance(cloid, str) and _CLOID_RE.match(cloid)):
             raise _Refusal()
-        t = o["t"]
+        t, trigger = o["t"], {}
         if "limit" in t:
             tif = (t["limit"] or {}).get("tif") if isinstance(t["limit"], dict) else None
             if tif not in _TIFS:
                 raise _Refusal()
         elif "trigger" in t:
             tif = "trigger"
+            trig = t["trigger"]
+            if not isinstance(trig, dict) or not isinstance(trig.get("isMarket"), bool) \
+                    or trig.get("tpsl") not in ("tp", "sl") or not isinstance(trig.get("triggerPx"), str):
+                raise _Refusal()
+            try:
+                trigger = {"trigger_px": Decimal(trig["triggerPx"]), "tpsl": trig["tpsl"],
+                           "is_market": trig["isMarket"]}
+            except InvalidOperation:
+                raise _Refusal() from None
         else:
             raise _Refusal()
         return {"a": o["a"], "b": o["b"], "px": px, "sz": sz, "r": o["r"], "tif": tif,
-                "cloid": cloid.lower() if cloid else None}
+                "cloid": cloid.lower() if cloid else None, **trigger}
 
-    def _reject(self, w: dict, spec: PerpSpec, status: str, msg: str) -> dict:
+    def _new_order(self, w: dict, spec: PerpSpec, status: str = "open") -> _Order:
         now = self._now_ms()
         order = _Order(next(self._oids), spec.name, w["a"], w["b"], w["px"], w["sz"], w["tif"], w["r"], w["cloid"],
-                       now, sz=w["sz"], status=status, status_ts=now)
+                       now, sz=w["sz"], status=status, status_ts=now, trigger_px=w.get("trigger_px"),
+                       tpsl=w.get("tpsl"), is_market=bool(w.get("is_market")))
         self._orders[order.oid] = order
+        return order
+
+    def _reject(self, w: dict, spec: PerpSpec, status: str, msg: str) -> dict:
+        self._new_order(w, spec, status)
         return {"error": msg}
 
     def _refusal(self, w: dict, spec: PerpSpec) -> dict | None:
@@ -937,7 +982,7 @@ class FakeHyperliquid:
             return {"error": f"Asset {a} is out of range."}
         spec = self._specs[a]
         if w["tif"] == "trigger":
-            return {"error": MSG_TRIGGER.format(a=a)}
+            return self._place_trigger(w, spec)
         refusal = self._refusal(w, spec)
         if refusal is not None:
             return refusal
@@ -966,6 +1011,65 @@ class FakeHyperliquid:
         self._finish(order, "canceled")
         return {"filled": {"totalSz": _fmt(qty), "avgPx": _fmt(mark), "oid": order.oid}}
 
+    def _place_trigger(self, w: dict, spec: PerpSpec) -> dict:
+        """A standalone trigger order (grouping ``na``): checked as the venue checks an order, then resting
+        untriggered (``{"resting": {"oid"}}``, assumed); a trigger the mark has already reached fires at once."""
+        a, px, sz, trig, is_buy = w["a"], w["px"], w["sz"], w["trigger_px"], w["b"]
+        if w["grouping"] != "na":
+            return {"error": MSG_TRIGGER.format(a=a)}
+        if w["cloid"] and any(o.cloid == w["cloid"] and (o.status == "open" or self.cloid_scope == "all")
+                              for o in self._orders.values()):
+            return {"error": MSG_DUPLICATE_CLOID.format(cloid=w["cloid"], a=a)}
+        if sz <= 0:
+            return {"error": MSG_ZERO_SIZE.format(a=a)}
+        if _decimals(sz) > spec.sz_decimals:
+            return {"error": MSG_SIZE.format(a=a)}
+        for p in (px, trig):
+            if p <= 0 or _decimals(p) > 6 - spec.sz_decimals or (_sig_figs(p) > 5 and p != p.to_integral_value()):
+                return self._reject(w, spec, "tickRejected", MSG_TICK.format(a=a))
+        if (px < trig) if is_buy else (px > trig):  # the worst price must lie beyond the trigger
+            return self._reject(w, spec, "badTriggerPxRejected", MSG_TPSL_PRICE.format(a=a))
+        pos = self._positions[spec.name]
+        if w["r"] and not (pos.szi < 0 if is_buy else pos.szi > 0):
+            return self._reject(w, spec, "reduceOnlyRejected", MSG_REDUCE_ONLY.format(a=a))
+        if not w["r"] and sz * trig < 10:
+            return self._reject(w, spec, "minTradeNtlRejected", MSG_MIN_VALUE.format(a=a))
+        order = self._new_order(w, spec)
+        if self._reached(order, self._marks[spec.name]):
+            self._fire(order, self._marks[spec.name])
+        return {"resting": {"oid": order.oid}}
+
+    @staticmethod
+    def _above(o: _Order) -> bool:
+        """Whether the trigger fires on a mark at or above it (a sell take-profit, a buy stop), else at or below."""
+        return (o.tpsl == "tp") != o.is_buy
+
+    def _reached(self, o: _Order, mark: Decimal) -> bool:
+        assert o.trigger_px is not None
+        return mark >= o.trigger_px if self._above(o) else mark <= o.trigger_px
+
+    def _fire(self, o: _Order, mark: Decimal) -> None:
+        """The mark reached an untriggered order's trigger. Reduce-only with nothing to reduce: cancelled. A market
+        trigger fills at the mark (a taker, clipped to the position when reduce-only; the rest is cancelled) unless
+        the mark is past its limit price (its slippage bound; then ``iocCancelRejected``, assumed). A limit trigger
+        becomes a resting ``Gtc`` limit at its price."""
+        o.triggered = True
+        pos = self._positions[o.coin]
+        reducing = pos.szi < 0 if o.is_buy else pos.szi > 0
+        if o.reduce_only and not reducing:
+            self._finish(o, "reduceOnlyCanceled")
+            return
+        if not o.is_market:
+            o.tif = "Gtc"
+            return
+        if not (mark <= o.px if o.is_buy else mark >= o.px):
+            self._finish(o, "iocCancelRejected")
+            return
+        qty = min(o.sz, abs(pos.szi)) if o.reduce_only else o.sz
+        self._fill(o, qty, mark, crossed=True)
+        if o.sz > 0:
+            self._finish(o, "reduceOnlyCanceled")
+
     # ------------------------------------------------------------------ state helpers (lock held)
 
     def _spec(self, coin: str) -> PerpSpec:
@@ -983,7 +1087,7 @@ class FakeHyperliquid:
 
     def _order_margin(self) -> Decimal:
         return sum((o.sz * o.px / self._positions[o.coin].leverage for o in self._orders.values()
-                    if o.status == "open" and not o.reduce_only), ZERO)
+                    if o.status == "open" and not o.reduce_only and (o.trigger_px is None or o.triggered)), ZERO)
 
     def _available(self) -> Decimal:
         coins = [s.name for s in self._specs]
@@ -1006,10 +1110,16 @@ class FakeHyperliquid:
             "cumFunding": {"allTime": "0.0", "sinceOpen": "0.0", "sinceChange": "0.0"}}}
 
     def _frontend(self, o: _Order) -> dict:
-        return {"coin": o.coin, "side": "B" if o.is_buy else "A", "limitPx": _fmt(o.px), "sz": _fmt(o.sz),
-                "oid": o.oid, "timestamp": o.timestamp, "triggerCondition": "N/A", "isTrigger": False,
-                "triggerPx": "0.0", "children": [], "isPositionTpsl": False, "reduceOnly": o.reduce_only,
-                "orderType": "Limit", "origSz": _fmt(o.orig_sz), "tif": o.tif, "cloid": o.cloid}
+        row = {"coin": o.coin, "side": "B" if o.is_buy else "A", "limitPx": _fmt(o.px), "sz": _fmt(o.sz),
+               "oid": o.oid, "timestamp": o.timestamp, "triggerCondition": "N/A", "isTrigger": False,
+               "triggerPx": "0.0", "children": [], "isPositionTpsl": False, "reduceOnly": o.reduce_only,
+               "orderType": "Limit", "origSz": _fmt(o.orig_sz), "tif": o.tif, "cloid": o.cloid}
+        if o.trigger_px is not None:
+            kind = ("Take Profit" if o.tpsl == "tp" else "Stop") + (" Market" if o.is_market else " Limit")
+            row.update(isTrigger=True, triggerPx=_fmt(o.trigger_px), orderType=kind, tif=None if not o.triggered
+                       else o.tif, triggerCondition=f"Price {'above' if self._above(o) else 'below'} "
+                                                    f"{_fmt(o.trigger_px)}")
+        return row
 
     def _status_entry(self, o: _Order) -> dict:
         return {"order": self._frontend(o), "status": o.status, "statusTimestamp": o.status_ts}

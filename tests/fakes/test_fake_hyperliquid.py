@@ -220,6 +220,111 @@ def test_partial_fill_of_an_ioc_cancels_the_rest(fake, client):
     assert fake.position("BTC")["position"]["szi"] == "0.01"
 
 
+# ---------------------------------------------------------------------- trigger (TP/SL) orders
+
+
+def long_btc(client, qty=0.02):
+    placed = client.create_order(BTC, "market", "buy", qty, 60000, {"clientOrderId": cloid(100), "slippage": "0.01"})
+    assert placed["filled"] == qty
+
+
+def test_trigger_orders_rest_in_the_venues_shapes(fake, client):
+    """ccxt's stopLossPrice / takeProfitPrice + reduceOnly: standalone trigger orders, listed back as the venue
+    lists them (isTrigger, triggerPx, orderType, triggerCondition) and parsed by ccxt as stops / take-profits."""
+    long_btc(client)
+    sl = client.create_order(BTC, "market", "sell", 0.02, 57000, {"clientOrderId": cloid(101), "slippage": "0.01",
+                                                                  "stopLossPrice": 57000, "reduceOnly": True})
+    tp = client.create_order(BTC, "market", "sell", 0.02, 66000, {"clientOrderId": cloid(102), "slippage": "0.01",
+                                                                  "takeProfitPrice": 66000, "reduceOnly": True})
+    assert sl["id"] and tp["id"] and sl["filled"] is None  # {"resting": {"oid"}}: not filled, not triggered
+    action = fake.actions("order")[-2]
+    assert action["grouping"] == "na"
+    assert action["orders"] == [{"a": 0, "b": False, "p": "56430", "s": "0.02", "r": True, "c": cloid(101),
+                                 "t": {"trigger": {"isMarket": True, "triggerPx": "57000", "tpsl": "sl"}}}]
+    rows = {r["cloid"]: r for r in json.loads(post(fake, "/info", {"type": "frontendOpenOrders", "user": WALLET})[2])}
+    assert {k: (r["isTrigger"], r["triggerPx"], r["orderType"], r["triggerCondition"], r["reduceOnly"], r["tif"],
+                r["limitPx"]) for k, r in rows.items()} == {
+        cloid(101): (True, "57000.0", "Stop Market", "Price below 57000.0", True, None, "56430.0"),
+        cloid(102): (True, "66000.0", "Take Profit Market", "Price above 66000.0", True, None, "65340.0")}
+    got = {o["clientOrderId"]: o for o in client.fetch_open_orders()}
+    assert (got[cloid(101)]["triggerPrice"], got[cloid(101)]["stopLossPrice"], got[cloid(101)]["type"]) == (
+        57000.0, 57000.0, "market")
+    assert (got[cloid(102)]["triggerPrice"], got[cloid(102)]["takeProfitPrice"]) == (66000.0, 66000.0)
+    assert client.fetch_order(None, BTC, {"clientOrderId": cloid(101)})["status"] == "open"
+    assert fake.fills()[-1]["oid"] == int(fake.orders()[0]["order"]["oid"])  # only the entry has filled
+    assert len(fake.fills()) == 1
+
+
+def test_a_stop_fires_when_the_mark_crosses_it_and_the_venue_cancels_no_sibling(fake, client):
+    long_btc(client)
+    for n, key, px in ((101, "stopLossPrice", 57000), (102, "takeProfitPrice", 66000)):
+        client.create_order(BTC, "market", "sell", 0.02, px, {"clientOrderId": cloid(n), "slippage": "0.01",
+                                                              key: px, "reduceOnly": True})
+    assert fake.set_mark_price("BTC", "57100") == []  # above the stop: nothing fires
+    (fired,) = fake.set_mark_price("BTC", "56800")  # through it: a market order at the mark, same oid and cloid
+    assert (fired["status"], fired["order"]["cloid"]) == ("filled", cloid(101))
+    order = client.fetch_order(None, BTC, {"clientOrderId": cloid(101)})
+    assert (order["status"], order["filled"]) == ("closed", 0.02)
+    trade = client.fetch_my_trades(BTC)[-1]
+    assert (trade["order"], trade["price"], trade["amount"], trade["takerOrMaker"]) == (order["id"], 56800.0, 0.02,
+                                                                                         "taker")
+    assert trade["info"]["cloid"] == cloid(101) and trade["info"]["dir"] == "Close Long"
+    assert fake.position("BTC") is None
+    # Hyperliquid has no OCA for standalone trigger orders: the take-profit still rests
+    (left,) = client.fetch_open_orders()
+    assert (left["clientOrderId"], left["status"]) == (cloid(102), "open")
+    # and when it fires with nothing to reduce, it is cancelled, never opening a short
+    (gone,) = fake.set_mark_price("BTC", "66500")
+    assert gone["status"] == "reduceOnlyCanceled" and fake.position("BTC") is None
+
+
+def test_a_reduce_only_trigger_is_clipped_to_the_position(fake, client):
+    long_btc(client, 0.01)
+    client.create_order(BTC, "market", "sell", 0.01, 57000, {"clientOrderId": cloid(103), "slippage": "0.01",
+                                                             "stopLossPrice": 57000, "reduceOnly": True})
+    client.create_order(BTC, "market", "sell", 0.01, 3000, {"clientOrderId": cloid(104), "slippage": "0.01"})
+    client.create_order(BTC, "market", "buy", 0.005, 60000, {"clientOrderId": cloid(105), "slippage": "0.01"})
+    fake.set_mark_price("BTC", "56900")  # the position is 0.005 now: the stop sells that much
+    order = client.fetch_order(None, BTC, {"clientOrderId": cloid(103)})
+    assert (order["filled"], order["remaining"], order["info"]["status"]) == (0.005, 0.005, "reduceOnlyCanceled")
+    assert fake.position("BTC") is None
+
+
+def test_a_buy_stop_covers_a_short_and_a_gap_past_the_worst_price_cancels_it(fake, client):
+    fake.seed_position("ETH", "-0.5", "3000")
+    client.create_order(ETH, "market", "buy", 0.5, 3100, {"clientOrderId": cloid(106), "slippage": "0.01",
+                                                          "stopLossPrice": 3100, "reduceOnly": True})
+    row = fake.orders(open_only=True)[0]["order"]
+    assert (row["triggerCondition"], row["limitPx"], row["side"]) == ("Price above 3100.0", "3131.0", "B")
+    (gone,) = fake.set_mark_price("ETH", "3200")  # beyond the order's worst price 3131
+    assert gone["status"] == "iocCancelRejected"
+    assert fake.position("ETH")["position"]["szi"] == "-0.5"
+
+
+def test_trigger_order_checks(fake, client):
+    with pytest.raises(ccxt.InvalidOrder, match="Reduce only"):  # nothing to reduce
+        client.create_order(BTC, "market", "sell", 0.01, 57000, {"clientOrderId": cloid(107), "stopLossPrice": 57000,
+                                                                 "reduceOnly": True})
+    long_btc(client, 0.01)
+    with pytest.raises(ccxt.ExchangeError, match="Invalid TP/SL price"):  # a sell's worst price above its trigger
+        client.create_order(BTC, "limit", "sell", 0.01, 58000, {"clientOrderId": cloid(108), "stopLossPrice": 57000,
+                                                                "reduceOnly": True})
+    assert [o["status"] for o in fake.orders()] == ["reduceOnlyRejected", "filled", "badTriggerPxRejected"]
+    wire = {"a": 0, "b": False, "p": "56000", "s": "0.01", "r": True,
+            "t": {"trigger": {"isMarket": True, "triggerPx": "57000", "tpsl": "sl"}}}
+    body = {"action": {"type": "order", "orders": [wire], "grouping": "positionTpsl"}, "nonce": 1,
+            "signature": {"r": "0x1", "s": "0x2", "v": 27}}
+    status, _, text = post(fake, "/exchange", body)
+    assert status == 200 and "grouping na" in json.loads(text)["response"]["data"]["statuses"][0]["error"]
+    bad = {**wire, "t": {"trigger": {"isMarket": True, "triggerPx": 57000, "tpsl": "sl"}}}  # a number, not text
+    assert post(fake, "/exchange", {**body, "action": {**body["action"], "orders": [bad]}})[0] == 422
+    # a trigger the mark has already reached fires at once
+    client.create_order(BTC, "market", "sell", 0.01, 60200, {"clientOrderId": cloid(109), "slippage": "0.01",
+                                                             "stopLossPrice": 60200, "reduceOnly": True})
+    assert client.fetch_order(None, BTC, {"clientOrderId": cloid(109)})["status"] == "closed"
+    assert fake.position("BTC") is None
+
+
 def test_ohlcv_serves_the_forming_candle(fake, client):
     now = int(time.time() * 1000)
     current = now // HOUR * HOUR
