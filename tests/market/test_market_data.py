@@ -208,10 +208,13 @@ def test_hyperliquid_candles_by_base_url(tmp_path):
 
 
 def test_etf_daily_bars_through_yfinance_close_at_the_new_york_close(yahoo, tmp_path):
-    rows = etf_rows("SPY", NOW)
-    yahoo.set_bars("SPY", rows, forming=(1.0, 1.0, 1.0, 1.0, 10), forming_at=NOW)
-    md = market(config(yahoo=yahoo.base_url), FileBarCache(tmp_path))
-    bars = md.view(NOW).bars("SPY")
+    # A forming bar exists only while a session is open: the clock sits 3 h before the newest close
+    # (every session, half days included, is at least 3.5 h long), whatever time of day the test runs.
+    during = session_close(sessions_closed_by(NOW, 1)[0]).to_pydatetime() - timedelta(hours=3)
+    rows = etf_rows("SPY", during)
+    yahoo.set_bars("SPY", rows, forming=(1.0, 1.0, 1.0, 1.0, 10), forming_at=during)
+    md = market(config(yahoo=yahoo.base_url), FileBarCache(tmp_path), clock=lambda: during)
+    bars = md.view(during).bars("SPY")
     assert bars.index[-1] == pd.Timestamp(rows[-1][0], tz="UTC")
     assert bars["close"].iloc[-1] == pytest.approx(rows[-1][4])
     assert bars["close_time"].iloc[-1] == session_close(rows[-1][0])
@@ -219,8 +222,8 @@ def test_etf_daily_bars_through_yfinance_close_at_the_new_york_close(yahoo, tmp_
     assert (ny.hour, ny.minute) in ((16, 0), (13, 0))
     assert len(yahoo.chart_requests("SPY")) >= 1
     n = len(yahoo.chart_requests())
-    warm = market(config(yahoo=yahoo.base_url), FileBarCache(tmp_path))
-    assert bars_digest(warm.view(NOW).bars("SPY")) == bars_digest(bars)
+    warm = market(config(yahoo=yahoo.base_url), FileBarCache(tmp_path), clock=lambda: during)
+    assert bars_digest(warm.view(during).bars("SPY")) == bars_digest(bars)
     assert len(yahoo.chart_requests()) == n, "warm cache: no request"
 
 
