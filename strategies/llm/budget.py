@@ -16,7 +16,9 @@ three-process race test saw commits fail after 50 attempts) is needed.
   reported (``usage``), or, for a reply without ``usage``, by a tokenizer
   estimate (:func:`strategies.llm.tokens.estimate`), counted in
   ``estimated_requests`` / ``estimated_tokens``. A request that got no reply
-  (timeout, HTTP error) releases its reservation.
+  (timeout, HTTP error) releases its reservation. A model without a daily
+  limit reserves nothing and cannot cross anything: its charge (:func:`charge`)
+  is written in the decision's journal commit, atomically with the journal entry.
 * At ``alert_threshold`` (a fraction, default 0.8) of either limit a warning is
   logged once and recorded in the usage document (``alerted_at``, ``alerts``);
   the decision's journal entry carries it into the run's records.
@@ -38,7 +40,7 @@ from typing import Any
 
 from bus import paths
 from bus.journal import Attempt, BudgetUsage
-from bus.store import Store
+from bus.store import Increment, Store
 from strategies.llm.config import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -199,6 +201,29 @@ def release(store: Store, reservation: Reservation) -> None:
                                            "reserved_cost_usd": -reservation.cost_usd})
 
 
+def charge(model: ModelSpec, now: datetime, prompt_tokens: int, completion_tokens: int, alert_threshold: float,
+           reservation: Reservation | None = None, estimated: bool = False) -> Increment:
+    """The counter update that charges one request to today's usage of ``model``, releasing its reservation:
+    (usage document path, deltas for ``Increment`` transforms, fields to merge), for :meth:`Store.increment`
+    or a :meth:`Store.commit` (a model without a daily limit is charged in its decision's journal commit).
+
+    Args:
+        prompt_tokens, completion_tokens: the request's tokens (as reported, or a tokenizer estimate).
+        estimated: the tokens are a tokenizer estimate (the reply had no ``usage``).
+    """
+    day = day_of(now)
+    path = reservation.path if reservation else paths.llm_usage(model.id, day)
+    pt, ct = int(prompt_tokens), int(completion_tokens)
+    inc: dict[str, float] = {"requests": 1, "prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct,
+                             "cost_usd": model.cost(pt, ct), "reserved_tokens": 0, "reserved_cost_usd": 0.0,
+                             "estimated_requests": 0, "estimated_tokens": 0}
+    if reservation and reservation.tokens:
+        inc.update(reserved_tokens=-reservation.tokens, reserved_cost_usd=-reservation.cost_usd)
+    if estimated:
+        inc.update(estimated_requests=1, estimated_tokens=pt + ct)
+    return path, inc, _base_fields(model, day, now, alert_threshold)
+
+
 def settle(store: Store, model: ModelSpec, now: datetime, prompt_tokens: int, completion_tokens: int,
            alert_threshold: float, reservation: Reservation | None = None,
            estimated: bool = False) -> tuple[BudgetUsage, bool]:
@@ -219,17 +244,10 @@ def settle(store: Store, model: ModelSpec, now: datetime, prompt_tokens: int, co
         bus.store.StoreError: the store is unreachable.
     """
     day = day_of(now)
-    path = reservation.path if reservation else paths.llm_usage(model.id, day)
     pt, ct = int(prompt_tokens), int(completion_tokens)
     cost = model.cost(pt, ct)
-    inc: dict[str, float] = {"requests": 1, "prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct,
-                             "cost_usd": cost, "reserved_tokens": 0, "reserved_cost_usd": 0.0,
-                             "estimated_requests": 0, "estimated_tokens": 0}
-    if reservation and reservation.tokens:
-        inc.update(reserved_tokens=-reservation.tokens, reserved_cost_usd=-reservation.cost_usd)
-    if estimated:
-        inc.update(estimated_requests=1, estimated_tokens=pt + ct)
-    got = store.increment(path, inc, _base_fields(model, day, now, alert_threshold))
+    path, inc, base = charge(model, now, pt, ct, alert_threshold, reservation, estimated)
+    got = store.increment(path, inc, base)
     after = BudgetUsage.model_validate({
         "deployment": model.id, "day": day, "updated_at": now, "token_limit": model.daily_token_budget,
         "cost_limit_usd": model.daily_cost_budget, "alert_threshold": alert_threshold,

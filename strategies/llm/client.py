@@ -30,14 +30,16 @@ For one rendered prompt, :func:`ask_chain`:
 
 5. settles every answered request in the budget with the tokens the API
    reported, or a tokenizer estimate when the reply has no ``usage`` (flagged
-   ``usage_estimated``); counts failures in the model's circuit breaker; records
+   ``usage_estimated``; a model without a daily limit is charged in the caller's
+   journal commit: :attr:`ChainResult.charges`); counts failures in the model's circuit breaker; records
    every outcome as an :class:`~bus.journal.Attempt`; the cache entry of a good
    reply is returned as a write for the caller's journal batch and recorded in
    the reply archive.
 
 Store round trips: one ``get_all`` for the cache entries, today's budget and
 breaker documents (none when the caller read them and knows no entry can exist),
-two budget transactions per request (reserve, settle).
+two budget writes per request of a model with a daily limit (reserve, settle), none
+for a model without one (its charge goes into the journal's commit).
 
 API keys are read from the environment at call time and never logged nor
 recorded: any error text is scrubbed of the key before it is kept.
@@ -49,7 +51,6 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -61,15 +62,13 @@ from bus import telemetry
 from bus.journal import Attempt, AttemptOutcome, BudgetNote, BudgetUsage, CacheEntry
 from bus.paths import llm_cache as cache_path
 from bus.redaction import redact, register
-from bus.store import Store
+from bus.store import Increment, Store
 from strategies.llm import breaker, budget, cache, tokens
 from strategies.llm.config import ModelSpec, TraderSpec
 from strategies.llm.decisions import MalformedReply, Reply, parse_reply, response_format
 from strategies.llm.prompts import RenderedPrompt, request_digest
 
 log = logging.getLogger(__name__)
-#: Background budget charges of models without a daily limit (:func:`_charge`).
-_charges = ThreadPoolExecutor(max_workers=8, thread_name_prefix="llm-charge")
 MAX_CACHED_CHARS = 200_000
 _clients: dict[tuple[str, str, float], tuple[str, openai.OpenAI]] = {}
 _clients_lock = threading.Lock()
@@ -105,20 +104,17 @@ class ChainResult:
     writes: list[tuple[str, dict]] = field(default_factory=list)
     refusal: str | None = None
     usage_before: dict[str, BudgetUsage | None] = field(default_factory=dict)
-    pending: list[Future] = field(default_factory=list)
+    charges: list[Increment] = field(default_factory=list)
 
-    def wait(self, raise_errors: bool = True) -> None:
-        """Wait for the budget charges still in flight (:func:`_charge`: a model without a daily limit
-        is charged in the background while the decision is checked and journalled).
-
-        Raises:
-            bus.store.StoreError: a charge failed (only with ``raise_errors``).
-        """
-        pending, self.pending = self.pending, []
-        errors = [f.exception() for f in pending]
-        first = next((e for e in errors if e is not None), None)
-        if first is not None and raise_errors:
-            raise first
+    def write_charges(self, store: Store) -> None:
+        """Write the budget charges of :attr:`charges` on their own (one increment each), for a decision
+        whose journal commit - which carries them - was not made; best effort: a failure is logged."""
+        charges, self.charges = self.charges, []
+        for path, deltas, fields in charges:
+            try:
+                store.increment(path, deltas, fields)
+            except Exception as exc:  # the decision already failed; its error is the one reported
+                log.error("LLM budget charge %s %s not written: %s", path, deltas, exc)
 
     @property
     def prompt_tokens(self) -> int:
@@ -280,20 +276,21 @@ def _note_budget(res: ChainResult, model: ModelSpec, usage: BudgetUsage, alert: 
 
 def _charge(store: Store, spec: TraderSpec, model: ModelSpec, now: datetime, r: "_Reply",
             resv: budget.Reservation, res: ChainResult) -> tuple[BudgetUsage, bool]:
-    """Charge one reply's tokens to the model's daily usage (:func:`budget.settle`); return the usage
-    after it and whether it crossed the alert threshold.
+    """Charge one reply's tokens to the model's daily usage; return the usage after it and whether it
+    crossed the alert threshold.
 
-    A model with a daily limit is charged at once: the limit and the alert need the exact count. A
-    model without one cannot cross anything, so its charge (one store write) runs in the background
-    while the decision is checked and journalled (:meth:`ChainResult.wait` joins it before the intent
-    is returned), and the usage returned is the one read before the chain was asked plus this chain's
-    replies (a concurrent trader's requests on the same model may be missing from it).
+    A model with a daily limit is charged at once (:func:`budget.settle`): the limit and the alert need
+    the exact count. A model without one cannot cross anything, so its charge (:func:`budget.charge`)
+    is added to ``res.charges`` and written in the decision's journal commit (one round trip for both,
+    atomically; :meth:`ChainResult.write_charges` when no journal is written), and the usage returned
+    is the one read before the chain was asked plus this chain's replies (a concurrent trader's
+    requests on the same model may be missing from it).
     """
     if model.daily_token_budget or model.daily_cost_budget or resv.tokens:
         return budget.settle(store, model, now, r.prompt_tokens, r.completion_tokens, spec.alert_threshold,
                              resv, estimated=r.estimated)
-    res.pending.append(_charges.submit(budget.settle, store, model, now, r.prompt_tokens, r.completion_tokens,
-                                       spec.alert_threshold, resv, estimated=r.estimated))
+    res.charges.append(budget.charge(model, now, r.prompt_tokens, r.completion_tokens, spec.alert_threshold, resv,
+                                     estimated=r.estimated))
     before = res.usage_before.get(model.id) or BudgetUsage(deployment=model.id, day=budget.day_of(now), updated_at=now)
     pt, ct = int(r.prompt_tokens), int(r.completion_tokens)
     after = before.model_copy(update={
@@ -436,10 +433,12 @@ def ask_chain(store: Store, spec: TraderSpec, prompt: RenderedPrompt, now: datet
 
     Returns a :class:`ChainResult`: ``answer`` set on success; ``skipped`` when
     no key is set, the budget is exhausted or a replay has no recorded reply;
-    ``error`` when every model failed.
+    ``error`` when every model failed. Its ``writes`` (the cache entry) and ``charges`` (the budget
+    charges of models without a daily limit) are for the caller's journal commit
+    (:func:`strategies.llm.journal.write`); :meth:`ChainResult.write_charges` when it makes none.
 
     Raises:
-        bus.store.StoreError: the store is unreachable (budget, cache).
+        bus.store.StoreError: the store is unreachable (budget, cache); charges already due are written.
     """
     res = ChainResult()
     replay = spec.llm_mode == "replay"
@@ -488,7 +487,11 @@ def ask_chain(store: Store, spec: TraderSpec, prompt: RenderedPrompt, now: datet
             continue
         api_key = os.environ.get(m.api_key_env, "")
         register(api_key)  # every error text, journal and log line masks it from now on
-        answer = _ask_one(store, spec, m, api_key, prompt, now, decision_id, res, archive)
+        try:
+            answer = _ask_one(store, spec, m, api_key, prompt, now, decision_id, res, archive)
+        except BaseException:
+            res.write_charges(store)  # the replies already paid for are counted, the chain fails
+            raise
         if answer is not None:
             res.answer = answer
             return res

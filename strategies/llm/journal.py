@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 from bus import paths
 from bus.journal import JournalEntry, TraderState
-from bus.store import Store
+from bus.store import Increment, Store
 
 DOC_LIMIT_BYTES = 256 * 1024
 TEXT_LIMIT_CHARS = 64_000
@@ -105,19 +105,21 @@ def fit(entry: JournalEntry, max_bytes: int = DOC_LIMIT_BYTES) -> JournalEntry:
     return e
 
 
-def write(store: Store, entry: JournalEntry, state: TraderState, extra: Sequence[tuple[str, dict]] = ()) -> str:
-    """Write the (fitted, :func:`compact`) entry, the trader's state and ``extra`` writes in one batch;
-    return the entry's path.
+def write(store: Store, entry: JournalEntry, state: TraderState, extra: Sequence[tuple[str, dict]] = (),
+          increments: Sequence[Increment] = ()) -> str:
+    """Write the (fitted, :func:`compact`) entry, the trader's state, ``extra`` writes (the cache entry)
+    and ``increments`` (the budget charges, :func:`strategies.llm.budget.charge`) in one commit
+    (:meth:`bus.store.Store.commit`: one round trip, all or nothing); return the entry's path.
 
     Raises:
-        bus.store.StoreError: the store is unreachable.
+        bus.store.StoreError: the store is unreachable (nothing was written).
         ValueError: see :func:`fit`.
     """
     e = fit(entry)
     path = paths.journal(e.strategy_id, e.decision_id)
     kept = [d for d in state.recent_decisions if d != e.decision_id]
     state.recent_decisions = [*kept, e.decision_id][-RECENT_DECISIONS:]
-    store.write_batch([*extra, (path, compact(e)), (paths.llm_state(e.strategy_id), compact(state))])
+    store.commit([*extra, (path, compact(e)), (paths.llm_state(e.strategy_id), compact(state))], list(increments))
     return path
 
 

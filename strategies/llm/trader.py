@@ -7,19 +7,19 @@
 2. paused (its failure rate passed ``max_failure_rate``, see :func:`failure_pause`) -> ``skipped``
    with the reason, until ``python main.py llm resume``; not due (less than the decision
    interval since the last decision) -> ``skipped``;
-3. reads its book, its state, the trading config and today's budget documents in
-   one ``get_all`` (without a book, also the NAV of the latest portfolio snapshot: its
-   capital is its allocation x that NAV, or an assumed NAV before the first snapshot,
-   :func:`capital_estimate`, and its opens are weights of it), and, in parallel, its
-   closed trades;
+3. reads its book, its state and today's budget and breaker documents in one
+   ``get_all`` (without a book, also the trading config's mode and the NAV of the latest
+   portfolio snapshot, in one more: its capital is its allocation x that NAV, or an
+   assumed NAV before the first snapshot, :func:`capital_estimate`, and its opens are
+   weights of it), and, in parallel, its closed trades;
 4. builds the market context as of the run and renders its prompt;
 5. asks the model chain (cache, budget, retries, fallbacks); the digest cache is
    consulted when the trader already decided at this as-of time (a replay);
 6. checks each decision, turns what passes into its whole target book;
-7. journals the decision in ``strategies/{id}/journal/{decision_id}`` (while the
-   reply's budget charge of a model without a daily limit is written, in parallel) and
-   updates its state (the prompt's memory of its latest decisions, the failure-rate
-   window), then returns the intent (``success``, ``skipped`` when the budget is
+7. journals the decision in ``strategies/{id}/journal/{decision_id}`` and updates its
+   state (the prompt's memory of its latest decisions, the failure-rate window) in one
+   commit, with the reply's cache entry and the budget charge of a model without a daily
+   limit, then returns the intent (``success``, ``skipped`` when the budget is
    exhausted or a replay has no recorded reply, ``error`` when every model failed).
 
 Any failure becomes an ``error`` intent with the message, so the Commander
@@ -47,7 +47,6 @@ from bus.models import (
     StrategyConfig,
     TargetPosition,
     Trade,
-    TradingConfig,
 )
 from bus.store import Store
 from market.funding import FundingHistory
@@ -108,15 +107,21 @@ def capital_estimate(config: StrategyConfig, spec: TraderSpec, nav: float | None
     return config.capital_allocation * spec.assumed_nav, "assumed"
 
 
-def snapshot_nav(store: Store, trading: TradingConfig | None) -> float | None:
+def snapshot_nav(store: Store) -> float | None:
     """The net liquidation (base currency) of the account's latest portfolio snapshot
-    (``positions/{mode}/portfolio/latest``, mode ``paper`` without a trading config), or None without one.
+    (``positions/{mode}/portfolio/latest``, the mode of ``config/trading``, ``paper`` without one),
+    or None without one. One ``get_all`` of the trading config and both modes' snapshots, projected
+    on ``mode`` and ``net_liquidation``.
 
     Raises:
         bus.store.StoreError: the store is unreachable.
     """
-    path = bus_paths.portfolio(trading.mode if trading else "paper")
-    raw = store.get_all([path], fields=["net_liquidation"]).get(path)
+    modes = ("paper", "live")
+    docs = store.get_all([bus_paths.TRADING_CONFIG, *(bus_paths.portfolio(m) for m in modes)],
+                         fields=["mode", "net_liquidation"])
+    mode = (docs.get(bus_paths.TRADING_CONFIG) or {}).get("mode") or "paper"
+    raw = docs.get(bus_paths.portfolio(mode)) if mode in modes else store.get_all(
+        [bus_paths.portfolio(mode)], fields=["net_liquidation"]).get(bus_paths.portfolio(mode))
     return float(raw["net_liquidation"]) if raw and raw.get("net_liquidation") is not None else None
 
 
@@ -189,7 +194,8 @@ class _Call:
 
 @dataclass
 class _Reads:
-    """The trader's documents as one decision read them (one ``get_all``).
+    """The trader's documents as one decision read them (one ``get_all``; the trading config only
+    matters without a book, :meth:`capital` reads it then).
 
     ``state`` is a fresh one when the trader has no state document yet (``no_state_doc``).
     ``docs`` are today's budget and breaker documents of the models that may be asked
@@ -199,7 +205,6 @@ class _Reads:
     book: Book | None
     state: TraderState
     no_state_doc: bool
-    trading: TradingConfig | None
     docs: dict[str, dict | None]
 
     def capital(self, call: "_Call") -> tuple[float, str] | None:
@@ -207,7 +212,7 @@ class _Reads:
         None when it has one."""
         if self.book:
             return None
-        return capital_estimate(call.config, call.spec, snapshot_nav(call.store, self.trading))
+        return capital_estimate(call.config, call.spec, snapshot_nav(call.store))
 
 
 @dataclass
@@ -276,29 +281,27 @@ def _decide(config: StrategyConfig, spec: TraderSpec, market: MarketView, store:
         state.invocations, state.last_invocation_as_of, state.updated_at = invocation, call.as_of, now
         targets, meta = _outcome(call, chain, view, state, decision_id, entry, source)
         lap("checks")
-        source.journal_ref = journal.write(store, entry, state, chain.writes)
+        source.journal_ref = journal.write(store, entry, state, chain.writes, chain.charges)
+        chain.charges = []  # written with the journal
     except BaseException:
-        chain.wait(raise_errors=False)
+        chain.write_charges(store)  # no journal commit carried them: the replies paid for are still counted
         raise
-    chain.wait()  # the budget charges that ran while the decision was journalled (ChainResult.wait)
     lap("journal_write")
     return _intent(base, entry, targets, meta, source)
 
 
 def _read_documents(call: _Call) -> _Reads:
-    """The trader's book and state, the trading config and today's budget and breaker documents of the
-    models with a key, in one ``get_all``."""
+    """The trader's book and state and today's budget and breaker documents of the models with a key,
+    in one ``get_all``."""
     sid, now = call.sid, call.now
     keyed = [m for m in call.spec.model_chain if os.environ.get(m.api_key_env) or call.spec.llm_mode == "replay"]
     extra = state_paths(keyed, now)
-    docs = call.store.get_all([bus_paths.book(sid), bus_paths.llm_state(sid), bus_paths.TRADING_CONFIG, *extra])
+    docs = call.store.get_all([bus_paths.book(sid), bus_paths.llm_state(sid), *extra])
     raw_book, raw_state = docs[bus_paths.book(sid)], docs[bus_paths.llm_state(sid)]
-    raw_trading = docs[bus_paths.TRADING_CONFIG]
     book = Book.model_validate(raw_book) if raw_book else None
     state = (TraderState.model_validate(raw_state) if raw_state
              else TraderState(strategy_id=sid, started_at=call.as_of, updated_at=now))
-    trading = TradingConfig.model_validate(raw_trading) if raw_trading else None
-    return _Reads(book, state, raw_state is None, trading, {p: docs.get(p) for p in extra})
+    return _Reads(book, state, raw_state is None, {p: docs.get(p) for p in extra})
 
 
 def _paused(state: TraderState) -> str | None:

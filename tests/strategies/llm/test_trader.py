@@ -132,9 +132,10 @@ def test_round_trips_per_decision(srv, store, provider, llm_env):
         llm_intent(cfg, provider.view(as_of), store)
         return {k: v - before.get(k, 0) for k, v in store.stats.items() if v - before.get(k, 0)}
 
-    # A new as-of: documents + budget in one get_all, trades listed alongside, the usage settled (one
-    # write of Increments; no reservation: the model has no limit), one batch.
-    assert trips(AS_OF + timedelta(hours=4)) == {"get_all": 1, "list": 1, "set": 1, "batch": 1}
+    # A new as-of: documents + budget in one get_all, trades listed alongside, one commit: the journal
+    # entry, the state, the cache entry and the usage charge (Increments; no reservation: the model
+    # has no limit), no other write.
+    assert trips(AS_OF + timedelta(hours=4)) == {"get_all": 1, "list": 1, "batch": 1}
     # A replay of that as-of also looks in the digest cache (and finds the reply: no budget write).
     assert trips(AS_OF + timedelta(hours=4)) == {"get_all": 2, "list": 1, "batch": 1}
     assert srv.calls("m-a") == 2
