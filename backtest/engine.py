@@ -34,10 +34,17 @@ realized + unrealized PnL − fees − funding from the paper account's own stat
 Perpetual funding per strategy is what the Commander charged its book
 (:mod:`commander.attribute`, ``Book.funding``); the engine does not split it again.
 
+Strategies ahead (``strategy_workers``, ``--strategy-workers``; default 1 with more than one CPU and
+120 days or more): a
+classic strategy's intent depends only on its configuration and the market as of the step, so one worker
+process (:mod:`backtest.strategy_worker`) computes them for the next steps while this process runs the
+current step's reconcile and Commander; the step writes them as the strategy step would (the same intents).
+LLM traders stay in the step. With 0, every strategy runs in its step, as in a live run.
+
 Stopping: :func:`run_backtest` checks ``stop`` (a :class:`threading.Event`)
 between steps, and a ``KeyboardInterrupt`` inside a step ends the loop; either
 way the result holds the completed steps and ``interrupted`` is set, so a
-partial report can be written.
+partial report can be written; the strategy worker is stopped and reaped either way.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ from threading import Event
 from typing import Any, Callable, Iterator, Literal
 
 from backtest.horizon import BacktestFile, HorizonHistory, funding_coverage
+from backtest.strategy_worker import StrategyWorker, default_workers, start_worker
 from brokers.config import SimAccount
 from brokers.sim import FillAt, SimBroker
 from bus import paths
@@ -63,9 +71,10 @@ from commander.attribute import EXTERNAL
 from market.funding import FundingHistory
 from market.history import BUNDLED_DIR
 from pipeline.leaderboard import leaderboard
-from pipeline.run import run_pipeline
+from pipeline.run import PipelineResult, run_pipeline
 from pipeline.settings import Settings, apply_settings
 from pipeline.wiring import as_of_on, make_broker
+from strategies.runner import run_strategies
 
 log = logging.getLogger(__name__)
 StoreKind = Literal["memory", "emulator"]
@@ -458,7 +467,7 @@ def run_backtest(settings: Settings, backtest: BacktestFile, start: date, end: d
                  data_dirs: list[Path] | None = None, store_kind: str = "memory",
                  on_step: Callable[[StepRecord, int, int], None] | None = None,
                  stop: Event | None = None, fill_at: FillAt | None = None,
-                 fill_sensitivity: bool | None = None) -> BacktestResult:
+                 fill_sensitivity: bool | None = None, strategy_workers: int | None = None) -> BacktestResult:
     """Step the daily pipeline from ``start`` to ``end`` on ``store`` (fresh and empty).
 
     Args:
@@ -472,6 +481,10 @@ def run_backtest(settings: Settings, backtest: BacktestFile, start: date, end: d
         fill_at: the paper broker's fill model (``next_open`` | ``close``); default the account's.
         fill_sensitivity: also run the other fill model (in memory) and fill
             :attr:`BacktestResult.fill_sensitivity`; default ``backtest.fill_sensitivity``.
+        strategy_workers: 1: compute the classic strategies ahead of the loop in a worker process
+            (:mod:`backtest.strategy_worker`; the same intents); 0: in this process, in each step;
+            default 1 when more than one CPU is available and there are at least
+            :data:`backtest.strategy_worker.MIN_STEPS` days.
 
     Returns:
         the :class:`BacktestResult`; ``interrupted`` when ``stop`` or Ctrl-C ended it early.
@@ -479,6 +492,7 @@ def run_backtest(settings: Settings, backtest: BacktestFile, start: date, end: d
     Raises:
         BacktestInputError: a non-sim account or bad dates.
         bus.store.StoreError: the store failed (nothing is traded on unrecorded state).
+        backtest.strategy_worker.StrategyWorkerError: the strategy worker process died (no step after it ran).
     """
     import time
 
@@ -493,36 +507,30 @@ def run_backtest(settings: Settings, backtest: BacktestFile, start: date, end: d
     days = backtest_days(start, end)
     chosen = strategies if strategies is not None else [s for s in settings.strategies if s.enabled]
     horizon = as_of_on(end, settings)
-    provider = HorizonHistory([BUNDLED_DIR, HOURLY_DIR, *(data_dirs or [])], horizon, backtest.price_aliases)
-    funding = FundingHistory([BUNDLED_DIR, *(data_dirs or [])])
-    run_settings = replace(settings, strategies=chosen)
-    apply_settings(store, run_settings)
-    broker = make_broker(store, run_settings, provider, funding)
-    assert isinstance(broker, SimBroker)
-    sids = [s.strategy_id for s in chosen]
-    result = BacktestResult(settings=run_settings, start=start, end=end, store_kind=store_kind, strategies=sids,
-                            notes=list(notes or []), starting_cash=float(acct.starting_cash),
-                            periods_per_year=backtest.periods_per_year,
-                            funding_coverage=funding_coverage(funding, horizon), data_dirs=list(data_dirs or []),
-                            fill_model=acct.fill_at, price_sources=provider.price_sources(horizon))
-    universe = {sym for s in chosen for sym in s.universe}
-    result.notes += [f"{sym} priced from {src}" for sym, src in result.price_sources.items() if sym in universe]
-    tracker = _Tracker(sids)
+    dirs = [BUNDLED_DIR, HOURLY_DIR, *(data_dirs or [])]
+    as_ofs = [as_of_on(day, settings) for day in days]
+    workers = default_workers(len(days)) if strategy_workers is None else strategy_workers
+    # started first: the child's imports and bar loads overlap the set-up below
+    worker = start_worker(chosen, as_ofs, dirs, horizon, backtest.price_aliases) if workers > 0 else None
     try:
-        for i, day in enumerate(days):
-            if stop is not None and stop.is_set():
-                result.interrupted = True
-                break
-            as_of = as_of_on(day, settings)
-            res = run_pipeline(store, provider, broker, chosen, as_of, trigger="backtest",
-                               execution_id=f"bt-{day:%Y%m%d}")
-            rec = _record(day, res, broker, store, sids, tracker)
-            result.steps.append(rec)
-            if on_step:
-                on_step(rec, i + 1, len(days))
-    except KeyboardInterrupt:
-        result.interrupted = True
-        result.notes.append("interrupted by Ctrl-C inside a step: that step is not in the report")
+        provider = HorizonHistory(dirs, horizon, backtest.price_aliases)
+        funding = FundingHistory([BUNDLED_DIR, *(data_dirs or [])])
+        run_settings = replace(settings, strategies=chosen)
+        apply_settings(store, run_settings)
+        broker = make_broker(store, run_settings, provider, funding)
+        assert isinstance(broker, SimBroker)
+        sids = [s.strategy_id for s in chosen]
+        result = BacktestResult(settings=run_settings, start=start, end=end, store_kind=store_kind, strategies=sids,
+                                notes=list(notes or []), starting_cash=float(acct.starting_cash),
+                                periods_per_year=backtest.periods_per_year,
+                                funding_coverage=funding_coverage(funding, horizon), data_dirs=list(data_dirs or []),
+                                fill_model=acct.fill_at, price_sources=provider.price_sources(horizon))
+        universe = {sym for s in chosen for sym in s.universe}
+        result.notes += [f"{sym} priced from {src}" for sym, src in result.price_sources.items() if sym in universe]
+        _run_days(result, days, as_ofs, StepRunner(store, provider, broker, chosen, worker), on_step, stop)
+    finally:
+        if worker is not None:
+            worker.close()
     if result.interrupted and result.steps:
         result.notes.append(f"interrupted after {result.days} of {len(days)} days (last {result.steps[-1].day}): "
                             "a partial report")
@@ -530,11 +538,60 @@ def run_backtest(settings: Settings, backtest: BacktestFile, start: date, end: d
     if (backtest.fill_sensitivity if fill_sensitivity is None else fill_sensitivity) and not result.interrupted:
         other: FillAt = "close" if result.fill_model == "next_open" else "next_open"
         alt = run_backtest(settings, backtest, start, end, MemoryStore(), strategies=chosen, data_dirs=data_dirs,
-                           stop=stop, fill_at=other, fill_sensitivity=False)
+                           stop=stop, fill_at=other, fill_sensitivity=False, strategy_workers=strategy_workers)
         if not alt.interrupted:
             result.fill_sensitivity = compare_fills(result, alt)
     result.wall_seconds = time.perf_counter() - t0
     return result
+
+
+@dataclass(frozen=True)
+class StepRunner:
+    """What every step runs on; ``worker``: the classic strategies' intents computed ahead (None: in the step).
+
+    :meth:`run` is one day: ``python main.py backtest``'s second Ctrl-C abandons the day while it is on the stack
+    (:class:`cli.commands.backtest.CtrlC`), also while the day waits for the worker."""
+
+    store: Store
+    provider: HorizonHistory
+    broker: SimBroker
+    chosen: list[StrategyConfig]
+    worker: StrategyWorker | None
+
+    def run(self, as_of: datetime, execution_id: str) -> PipelineResult:
+        """One day: :func:`pipeline.run.run_pipeline`; with a worker, the strategy step first takes the intents it
+        computed ahead (:func:`strategies.runner.run_strategies` writes them, and runs any strategy it does not
+        compute, or all of them while the worker is not ready yet), then the pipeline runs reconcile and the
+        Commander on them."""
+        if self.worker is None:
+            return run_pipeline(self.store, self.provider, self.broker, self.chosen, as_of, trigger="backtest",
+                                execution_id=execution_id)
+        enabled = [s for s in self.chosen if s.enabled]
+        intents = run_strategies(self.store, enabled, self.provider, as_of, computed=self.worker.take(as_of))
+        res = run_pipeline(self.store, self.provider, self.broker, [], as_of, trigger="backtest",
+                           execution_id=execution_id)
+        res.intents = intents
+        return res
+
+
+def _run_days(result: BacktestResult, days: list[date], as_ofs: list[datetime], step: StepRunner,
+              on_step: Callable[[StepRecord, int, int], None] | None, stop: Event | None) -> None:
+    """The loop of :func:`run_backtest`: each day's step and record into ``result``, until the end, ``stop`` or
+    a Ctrl-C (``result.interrupted``)."""
+    tracker = _Tracker(result.strategies)
+    try:
+        for i, day in enumerate(days):
+            if stop is not None and stop.is_set():
+                result.interrupted = True
+                break
+            res = step.run(as_ofs[i], f"bt-{day:%Y%m%d}")
+            rec = _record(day, res, step.broker, step.store, result.strategies, tracker)
+            result.steps.append(rec)
+            if on_step:
+                on_step(rec, i + 1, len(days))
+    except KeyboardInterrupt:
+        result.interrupted = True
+        result.notes.append("interrupted by Ctrl-C inside a step: that step is not in the report")
 
 
 def compare_fills(primary: BacktestResult, other: BacktestResult) -> dict[str, Any]:

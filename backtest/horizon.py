@@ -236,13 +236,21 @@ class HorizonView(MarketView):
         super().__init__(provider, as_of)
         self._as_of_ns = int(self.as_of.as_unit("ns").value)
         self._horizon_provider = provider
+        # (symbol, timeframe) -> bars visible, and -> close time of the newest one: a view is asked the same
+        # series many times per step (each strategy, the paper broker), and the provider's series never change
+        self._n: dict[tuple[str, str], int] = {}
+        self._last: dict[tuple[str, str], pd.Timestamp] = {}
 
     def _visible(self, symbol: str, timeframe: str) -> int:
         """How many bars of the series have closed by ``as_of`` (MarketDataError when none)."""
+        n = self._n.get((symbol, timeframe))
+        if n is not None:
+            return n
         times, _ = self._horizon_provider.arrays(symbol, timeframe)
         n = int(np.searchsorted(times, self._as_of_ns, side="right"))
         if n == 0:
             raise MarketDataError(f"no {timeframe} bar of {symbol} has closed by {self.as_of.isoformat()}")
+        self._n[(symbol, timeframe)] = n
         return n
 
     def window(self, symbol: str, timeframe: str = "1d", lookback: int | None = None) -> tuple[pd.DataFrame, int, int]:
@@ -261,8 +269,11 @@ class HorizonView(MarketView):
         Raises:
             StaleDataError: naming the symbol, the bar's close and the as-of time.
         """
-        n = self._visible(symbol, timeframe)
-        last = pd.Timestamp(int(self._horizon_provider.arrays(symbol, timeframe)[0][n - 1]), unit="ns", tz="UTC")
+        last = self._last.get((symbol, timeframe))
+        if last is None:
+            n = self._visible(symbol, timeframe)
+            last = pd.Timestamp(int(self._horizon_provider.arrays(symbol, timeframe)[0][n - 1]), unit="ns", tz="UTC")
+            self._last[(symbol, timeframe)] = last
         if self.as_of - last > max_age:
             raise StaleDataError(
                 f"{symbol} {timeframe} data is stale: newest bar closed {last.isoformat()}, "

@@ -118,6 +118,7 @@ from brokers.sim_costs import (
 from bus import paths
 from bus.accounting import apply_fill
 from bus.constants import LIMIT_EPS, MONEY_EPS, QTY_EPS
+from bus.lent import read, read_collection, write_owned
 from bus.models import (
     PROTECTIVE_ORDER_TYPES,
     Holding,
@@ -230,7 +231,7 @@ class SimBroker(Broker):
             BrokerError: the stored document does not load as a :class:`~bus.models.SimAccountState`.
         """
         path = paths.sim_account(self.account)
-        doc = self.store.get(path)
+        doc = read(self.store, path)  # lent (bus.lent): only validated into a new model
         if not doc:
             return self._new_state()
         try:
@@ -246,7 +247,7 @@ class SimBroker(Broker):
         """
         prefix = paths.sim_order(self.account, "x")[:-2]
         try:
-            return [SimOrder.model_validate(d) for _, d in self.store.list_docs(prefix)]
+            return [SimOrder.model_validate(d) for _, d in read_collection(self.store, prefix)]
         except ValidationError as exc:
             raise BrokerError(f"sim: an order of {self.account} is malformed: {exc}") from exc
 
@@ -257,7 +258,7 @@ class SimBroker(Broker):
             BrokerError: the stored document does not load as a :class:`~bus.models.SimOrder`.
         """
         path = paths.sim_order(self.account, client_order_id)
-        doc = self.store.get(path)
+        doc = read(self.store, path)
         if doc is None:
             return None
         try:
@@ -519,8 +520,8 @@ class SimBroker(Broker):
     def _save(self, st: SimAccountState, as_of: datetime, extra: Iterable[tuple[str, SimOrder]] = ()) -> None:
         st.updated_at = datetime.now(timezone.utc)
         st.last_as_of = as_of
-        self.store.write_batch([(paths.sim_account(self.account), st.to_store()),
-                                *((path, rec.to_store()) for path, rec in extra)])
+        write_owned(self.store, [(paths.sim_account(self.account), st.to_store()),  # fresh dumps (bus.lent)
+                                 *((path, rec.to_store()) for path, rec in extra)])
 
     # ------------------------------------------------------------------ Broker
     def catch_up(self, as_of: datetime) -> None:
@@ -640,7 +641,7 @@ class SimBroker(Broker):
         spec = self._spec(order.symbol)
         self._check_rules(order, spec)
         order_path = paths.sim_order(self.account, order.client_order_id)
-        if self.store.get(order_path) is not None:
+        if read(self.store, order_path) is not None:
             raise DuplicateOrder(f"sim: client order id {order.client_order_id} already used; order refused")
         if order.order_type in PROTECTIVE_ORDER_TYPES:
             return self._place_exit(order, spec, as_of, order_path)
@@ -722,8 +723,8 @@ class SimBroker(Broker):
         del st.open_orders[client_order_id]
         rec = rec.model_copy(update={"status": CANCELLED})
         st.updated_at = datetime.now(timezone.utc)
-        self.store.write_batch([(paths.sim_account(self.account), st.to_store()),
-                                (paths.sim_order(self.account, client_order_id), rec.to_store())])
+        write_owned(self.store, [(paths.sim_account(self.account), st.to_store()),
+                                 (paths.sim_order(self.account, client_order_id), rec.to_store())])
         return self._result(rec)
 
     def order_status(self, client_order_id: str) -> OrderResult:

@@ -19,6 +19,7 @@ import numpy as np
 from bus.constants import LIMIT_EPS, QTY_EPS
 from bus.models import DEFAULT_SPEC, InstrumentSpec, RiskAdjustment, StrategyConfig, TargetPosition, TradingConfig
 from commander.size import negative_capital
+from commander.targets import TargetColumns
 
 _SYMBOL = attrgetter("symbol")
 _WEIGHT = attrgetter("weight")
@@ -51,12 +52,13 @@ class Columns:
 
 @dataclass
 class Book:
-    """One strategy's input to :func:`size_books`: its targets and their symbols (in order), the capital it is
-    sized on (base currency) and its book (symbol -> units); ``weights``: the targets' weights (fractions, None
-    where not given), read from ``targets`` when not given."""
+    """One strategy's input to :func:`size_books`: its targets (objects, or :class:`commander.targets.TargetColumns`
+    whose columns are then read directly) and their symbols (in order), the capital it is sized on (base
+    currency) and its book (symbol -> units); ``weights``: the targets' weights (fractions, None where not
+    given), read from ``targets`` when not given."""
 
     strategy: StrategyConfig
-    targets: list[TargetPosition]
+    targets: Sequence[TargetPosition]
     symbols: list[str]
     capital: float
     book: dict[str, float]
@@ -133,7 +135,8 @@ def by_column(row: np.ndarray, col: np.ndarray, n_rows: int, n_cols: int) -> np.
 def _read(books: list[Book], cols: Columns
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(row, col, quantity, weight, notional) per target, NaN for a size not given, and per book whether it
-    lists the same symbols, in the same order, as the book before it (bool)."""
+    lists the same symbols, in the same order, as the book before it (bool). Books whose targets are
+    :class:`commander.targets.TargetColumns` are read from their columns, all at once."""
     counts = [len(b.targets) for b in books]
     total = sum(counts)
     row = np.repeat(np.arange(len(books)), counts)
@@ -147,6 +150,13 @@ def _read(books: list[Book], cols: Columns
     else:
         col = np.fromiter(map(cols.index.__getitem__, chain.from_iterable(b.symbols for b in books)), np.int64,
                           total)
+    tables = [b.targets for b in books if isinstance(b.targets, TargetColumns)]
+    if len(tables) == len(books) and books:  # columns already: no target is read one by one
+        weight = np.concatenate([t.weight for t in tables])
+        if np.isnan(weight).any():  # exactly one size per target: NaN in the others
+            return (row, col, np.concatenate([t.quantity for t in tables]), weight,
+                    np.concatenate([t.notional for t in tables]), np.array(repeated, dtype=bool))
+        return row, col, np.full(total, np.nan), weight, np.full(total, np.nan), np.array(repeated, dtype=bool)
     weights = (map(_WEIGHT, b.targets) if b.weights is None else b.weights for b in books)
     weight = np.fromiter(chain.from_iterable(weights), float, total)  # None: NaN
     qty, notional = np.full(total, np.nan), np.full(total, np.nan)

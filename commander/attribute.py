@@ -67,12 +67,51 @@ def _mult(specs: dict[str, InstrumentSpec], sym: str) -> float:
     return specs[sym].multiplier if sym in specs else 1.0
 
 
-def split_fill(fill_qty: float, wanted: dict[str, float]) -> dict[str, float]:
-    """Units of one fill per strategy, pro rata to its wanted change (empty when nobody wanted any)."""
-    total = sum(wanted.values())
-    if abs(total) < QTY_EPS or abs(fill_qty) < QTY_EPS:
+def split_fill(fill_qty: float, wanted: dict[str, float], lot: float = 0.0) -> dict[str, float]:
+    """Units of one fill per strategy (strategy id -> signed units), from each one's wanted change (units).
+
+    The strategies' wanted changes net to S = Σ Δs. Those on the side opposite to S are crossed
+    internally against the others, in full, at the fill's price; the side of S shares the crossed units
+    plus the market part of the fill, pro rata to its wanted changes. The market part is the fill F
+    clipped to [0, |S| + lot/2] in S's direction: a fill short of S (partial) leaves S's side short pro rata;
+    up to half a lot beyond S is lot rounding and goes to S's side; anything else (a fill against S, or
+    beyond it, e.g. the diff closing ``external`` units) is nobody's change and is not booked here, so it
+    lands in ``external``. No strategy is ever booked the opposite of its wanted change, nor more than it
+    wanted plus its share of half a lot. When S = 0 the changes cross in full and the fill is external's.
+
+    With F = S this is each Δs exactly; with no crossing (all Δs one sign) and F within S + lot/2 it is
+    F × Δs / S, the pro-rata rule of DESIGN.md step 9. (Before, every fill was split F × Δs / S, which
+    with opposite changes and a small S multiplied both sides: books of opposite strategies grew into
+    huge offsetting positions.)
+
+    Args:
+        fill_qty: signed units filled (buy > 0).
+        wanted: strategy id -> signed units it wanted to change (desired − book), or the shares an order
+            recorded when it was planned.
+        lot: the instrument's lot size (units); 0 allows no rounding beyond S.
+
+    Returns:
+        strategy id -> signed units booked; empty when the fill or every wanted change is zero.
+    """
+    wants = {sid: w for sid, w in wanted.items() if abs(w) > QTY_EPS}
+    if abs(fill_qty) < QTY_EPS or not wants:
         return {}
-    return {sid: fill_qty * w / total for sid, w in wanted.items() if abs(w) > QTY_EPS}
+    net = sum(wants.values())
+    if abs(net) < QTY_EPS:
+        return wants
+    sign = 1.0 if net > 0 else -1.0
+    same = sum(w for w in wants.values() if w * sign > 0)
+    crossed = net - same  # the opposite side's total (sign −S), 0 without crossing
+    market = min(max(fill_qty * sign, 0.0), abs(net) + lot / 2) * sign
+    if crossed == 0.0 and market == fill_qty:
+        return {sid: fill_qty * w / net for sid, w in wants.items()}  # the plain pro-rata rule, bit for bit
+    scale = (market - crossed) / same
+    return {sid: (w * scale if w * sign > 0 else w) for sid, w in wants.items()}
+
+
+def lot_of(specs: dict[str, InstrumentSpec], sym: str) -> float:
+    """The lot size of ``sym`` (units) for :func:`split_fill`; 0 without a spec (no rounding allowed)."""
+    return specs[sym].lot_size if sym in specs else 0.0
 
 
 def split_funding(books: dict[str, Book], funding: dict[str, float],
@@ -218,11 +257,11 @@ def update_books(books: dict[str, Book], desired: dict[str, dict[str, float]], f
             new[sid].funding += paid
     trades: list[Trade] = []
     for sym, f, shares in bookings:
-        _book_fill(new, sym, f, split_fill(f.quantity, shares), specs, as_of, execution_id, trades)
+        _book_fill(new, sym, f, split_fill(f.quantity, shares, lot_of(specs, sym)), specs, as_of, execution_id, trades)
     for sym, f in sorted(fills.items()):
         wanted = {sid: want.get(sym, 0.0) - (new[sid].positions[sym].quantity if sym in new[sid].positions else 0.0)
                   for sid, want in desired.items()}
-        _book_fill(new, sym, f, split_fill(f.quantity, wanted), specs, as_of, execution_id, trades)
+        _book_fill(new, sym, f, split_fill(f.quantity, wanted, lot_of(specs, sym)), specs, as_of, execution_id, trades)
     dust = snap_dust(new, desired, specs, prices, as_of, execution_id)
     points = []
     for b in new.values():

@@ -51,6 +51,7 @@ from commander.execute import order_records
 from commander.lifecycle import apply_state, state_reason, uses_intent
 from commander.risk import apply_global_risk, isolate, isolation
 from commander.size import SizingError, hold_small_changes, size_targets, unit_values, zero_lots
+from commander.targets import TargetColumns
 
 
 @dataclass
@@ -126,7 +127,11 @@ class Plan:
 def symbols_involved(intents: dict[str, Intent | None], books: dict[str, dict[str, float]],
                      snapshot: PortfolioSnapshot | None) -> list[str]:
     """Every symbol a decision may need a price or spec for: intents' targets, books, holdings, open orders."""
-    syms = {t.symbol for i in intents.values() if i and i.status == "success" for t in i.target_positions}
+    syms: set[str] = set()
+    for i in intents.values():
+        if i and i.status == "success":
+            tp: object = i.target_positions  # columns (commander.targets) name their symbols without objects
+            syms.update(tp.symbols if isinstance(tp, TargetColumns) else (t.symbol for t in i.target_positions))
     syms |= {s for b in books.values() for s in b}
     if snapshot:
         syms |= {h.symbol for h in snapshot.holdings} | {o.symbol for o in snapshot.open_orders}
@@ -295,11 +300,13 @@ def decide(inp: CommanderInputs, arrays: bool | None = None) -> Plan:
 
     Args:
         arrays: run on arrays (:mod:`commander.decide_arrays`, the plan's documents built on first read)
-            or on dictionaries; None: arrays from :data:`ARRAY_MIN_TARGETS` target positions on.
+            or on dictionaries; None: arrays from :data:`ARRAY_MIN_TARGETS` target positions on, or when an
+            intent holds its targets as columns (:class:`commander.targets.TargetColumns`).
     """
     usable = [i for i in inp.intents.values() if i is not None and i.status == "success"]
-    if arrays is None:
-        arrays = sum(len(i.target_positions) for i in usable) >= ARRAY_MIN_TARGETS
+    if arrays is None:  # targets read into columns (commander.targets) are read on arrays at any size
+        arrays = (sum(len(i.target_positions) for i in usable) >= ARRAY_MIN_TARGETS
+                  or any(isinstance(i.target_positions, TargetColumns) for i in usable))
     if arrays:
         from commander.decide_arrays import decide_arrays  # it builds on this module
         return decide_arrays(inp)

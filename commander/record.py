@@ -53,20 +53,11 @@ def build_execution(execution_id: str, as_of: datetime, trigger: str, dry_run: b
                     st: LoadedState,
                     plan: Plan | None, orders: list[OrderRecord], inputs: CommanderInputs | None = None,
                     reason: str | None = None, notes: tuple[str, ...] = (),
-                    cancelled: list[OrderRecord] | None = None, external: dict[str, float] | None = None) -> Execution:
-    """Assemble the audit record (no I/O). ``inputs`` are recorded for replay."""
-    snap = st.snapshot
-    ctx = ExecutionContext(
-        portfolio_snapshot_ref=paths.portfolio(snap.mode, snap.snapshot_id) if snap else None,
-        strategy_intents_refs={s: paths.intent(s, i.intent_id) for s, i in st.intents.items()
-                               if i and i.source.code_version != INVALID_INTENT},
-        config_used=st.config.to_store(),
-        strategy_configs={s: c.to_store() for s, c in st.strategies.items()},
-        code_version=CODE_VERSION)
-    if inputs:
-        ctx.books_used, ctx.drawdowns, ctx.sharpes = inputs.books, inputs.drawdowns, inputs.sharpes
-        ctx.book_capital = inputs.book_capital
-        ctx.prev_close_nav, ctx.prices, ctx.specs = inputs.prev_close_nav, inputs.prices, inputs.specs
+                    cancelled: list[OrderRecord] | None = None, external: dict[str, float] | None = None,
+                    context: ExecutionContext | None = None) -> Execution:
+    """Assemble the audit record (no I/O). ``inputs`` are recorded for replay; ``context``: the one
+    :func:`execution_context` built of the same ``st`` and ``inputs`` earlier in the run (reused as it is)."""
+    ctx = context if context is not None else execution_context(st, inputs)
     summary = _summary(dry_run, orders) if plan else (reason or "")
     if notes:
         summary = " ".join(notes) + ". " + summary
@@ -82,6 +73,24 @@ def build_execution(execution_id: str, as_of: datetime, trigger: str, dry_run: b
         ex.errored_strategies, ex.skipped_strategies = c.errored, c.skipped
         ex.unmanaged = plan.unmanaged
     return ex
+
+
+def execution_context(st: LoadedState, inputs: CommanderInputs | None) -> ExecutionContext:
+    """What a run read and decided on, as its execution records it (for replay): the snapshot and intents
+    it used, the configuration, and with ``inputs`` the books, prices and specs of the decision."""
+    snap = st.snapshot
+    ctx = ExecutionContext(
+        portfolio_snapshot_ref=paths.portfolio(snap.mode, snap.snapshot_id) if snap else None,
+        strategy_intents_refs={s: paths.intent(s, i.intent_id) for s, i in st.intents.items()
+                               if i and i.source.code_version != INVALID_INTENT},
+        config_used=st.config.to_store(),
+        strategy_configs={s: c.to_store() for s, c in st.strategies.items()},
+        code_version=CODE_VERSION)
+    if inputs:
+        ctx.books_used, ctx.drawdowns, ctx.sharpes = inputs.books, inputs.drawdowns, inputs.sharpes
+        ctx.book_capital = inputs.book_capital
+        ctx.prev_close_nav, ctx.prices, ctx.specs = inputs.prev_close_nav, inputs.prices, inputs.specs
+    return ctx
 
 
 # --------------------------------------------------------------------------- a record too large for one document
@@ -126,8 +135,44 @@ def _chunks(value: list | dict, limit: int) -> list[list | dict]:
     return list(out)
 
 
-def split_execution(doc: dict[str, Any], header_limit: int = HEADER_LIMIT, part_limit: int = PART_LIMIT
-                    ) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+class ExecutionDumps:
+    """A run's executions in their stored form (``Execution.to_store()``) with their encoded size
+    (:func:`encoded_size`), the dumps of ``context`` and ``decision`` made once while the executions hold
+    the same objects: a run writes its record ahead (``placing``) and again when it audits, with the same
+    context and decision, the bulk of the record. The documents returned share those dumps: they are
+    written and read, never changed (the stores replace a document, never change it in place).
+    """
+
+    #: The sub-documents whose dumps are reused.
+    REUSED = ("context", "decision")
+
+    def __init__(self) -> None:
+        self._kept: dict[str, tuple[Any, dict[str, Any], int]] = {}
+
+    def dump(self, ex: Execution) -> tuple[dict[str, Any], int]:
+        """(``ex.to_store()``, its encoded size in bytes): the same document, keys in the same order."""
+        kept = {}
+        for name in self.REUSED:
+            sub = getattr(ex, name)
+            hit = self._kept.get(name)
+            if hit is None or hit[0] is not sub:
+                doc = sub.to_store()
+                hit = self._kept[name] = (sub, doc, encoded_size(doc))
+            kept[name] = hit
+        rest = ex.model_dump(mode="python", by_alias=True, exclude=set(self.REUSED))
+        # compact JSON of a map: {"k":v,...}; each reused field adds its key, a colon, its value and a comma
+        size = encoded_size(rest) + sum(encoded_size(k) + hit[2] + 2 for k, hit in kept.items())
+        doc = {k: (kept[k][1] if k in kept else rest[k]) for k in _field_names(type(ex))}
+        return doc, size
+
+
+def _field_names(model: type[Execution]) -> list[str]:
+    """The keys of ``model``'s dump by alias, in order."""
+    return [f.serialization_alias or f.alias or name for name, f in model.model_fields.items()]
+
+
+def split_execution(doc: dict[str, Any], header_limit: int = HEADER_LIMIT, part_limit: int = PART_LIMIT,
+                    size: int | None = None) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
     """The stored form of an execution (``Execution.to_store()``): (header, part writes).
 
     A record of at most ``header_limit`` encoded bytes is returned whole, with no parts. A larger
@@ -138,8 +183,11 @@ def split_execution(doc: dict[str, Any], header_limit: int = HEADER_LIMIT, part_
     ``detail_parts[field]`` set to its number of chunks. ``revision`` (``detail_revision``) is a
     digest of the whole record, so rewriting a record (``placing``, then ``completed``) writes new
     parts and a header that was not rewritten still reads the complete set it was written with.
-    :func:`join_execution` puts it back together. ``doc`` is not modified.
+    :func:`join_execution` puts it back together. ``doc`` is not modified. ``size``: ``encoded_size(doc)``
+    when the caller knows it already (:meth:`ExecutionDumps.dump`).
     """
+    if size is not None and size <= header_limit:
+        return doc, []
     whole = _encoded(doc)
     if len(whole) <= header_limit:
         return doc, []

@@ -35,8 +35,10 @@ from bus import paths
 from bus.constants import NOISE_EPS, QTY_EPS
 from bus.faults import fault_point
 from bus.ids import new_id
+from bus.lent import read_all, write_owned, write_owned_batches
 from bus.models import (
     Execution,
+    ExecutionContext,
     ExecutionStatus,
     InstrumentSpec,
     LateFillRecord,
@@ -47,7 +49,7 @@ from bus.models import (
 )
 from bus.orders import NEVER_SENT_STATUS, OrderLifecycle
 from bus.store import FIRESTORE_BATCH_LIMIT, Store
-from commander.attribute import Booking, BookUpdate, Fill, split_fill, update_books
+from commander.attribute import Booking, BookUpdate, Fill, lot_of, split_fill, update_books
 from commander.decide import CommanderInputs, Plan, decide, symbols_involved
 from commander.execute import place
 from commander.exits import execute_exits, exit_inputs, unsettled_symbols
@@ -55,7 +57,7 @@ from commander.gate import GateResult, gate
 from commander.lifecycle import retired_flat
 from commander.orders import LateFill, blocked_symbols, mark_booked, planned_orders, sells_first, unbooked_fills
 from commander.protect import exits_summary, plan_exits
-from commander.record import PARTS_PER_BATCH, build_execution, split_execution
+from commander.record import PARTS_PER_BATCH, ExecutionDumps, build_execution, execution_context, split_execution
 from commander.state import LoadedState, inputs_from_state, late_cash, load_state, next_account_state
 
 log = logging.getLogger(__name__)
@@ -124,6 +126,15 @@ class CommanderRun:
     blocked: dict[str, str] = field(default_factory=dict)
     placed: list[OrderRecord] = field(default_factory=list)
     symbols: list[str] = field(default_factory=list)
+    dumps: ExecutionDumps = field(default_factory=ExecutionDumps)
+    _context: tuple[CommanderInputs | None, ExecutionContext] | None = None
+
+    def context(self) -> ExecutionContext:
+        """The execution context of :attr:`st` and :attr:`inputs`, built once while :attr:`inputs` is the same
+        (the write-ahead and the audit record the same one)."""
+        if self._context is None or self._context[0] is not self.inputs:
+            self._context = (self.inputs, execution_context(self.st, self.inputs))
+        return self._context[1]
 
     @property
     def lock(self) -> str:
@@ -190,9 +201,10 @@ def _execution_write(run: CommanderRun, ex: Execution) -> tuple[str, dict]:
     """The write of ``executions/{id}``. A record too large for one document first has its detail
     written under ``executions/{id}/parts`` (batches of :data:`commander.record.PARTS_PER_BATCH`),
     and the write returned is its header (:func:`commander.record.split_execution`)."""
-    header, parts = split_execution(ex.to_store())
+    doc, size = run.dumps.dump(ex)
+    header, parts = split_execution(doc, size=size)
     if parts:
-        run.store.write_batches(parts, size=PARTS_PER_BATCH)
+        write_owned_batches(run.store, parts, size=PARTS_PER_BATCH)
     return paths.execution(run.execution_id), header
 
 
@@ -228,11 +240,11 @@ def _gate(run: CommanderRun) -> GateResult:
     return gate(st.config, st.snapshot, run.as_of, run.dry_run, st.must_snapshot_after)
 
 
-def _late_units(late: list[LateFill]) -> dict[str, dict[str, float]]:
+def _late_units(late: list[LateFill], specs: dict[str, InstrumentSpec]) -> dict[str, dict[str, float]]:
     """Strategy id -> symbol -> signed units the late fills will book."""
     out: dict[str, dict[str, float]] = {}
     for f in late:
-        for sid, q in split_fill(f.quantity, f.order.shares).items():
+        for sid, q in split_fill(f.quantity, f.order.shares, lot_of(specs, f.order.symbol)).items():
             per = out.setdefault(sid, {})
             per[f.order.symbol] = per.get(f.order.symbol, 0.0) + q
     return out
@@ -247,8 +259,8 @@ def _plan(run: CommanderRun) -> Plan:
     book_units = {s: b.quantities() for s, b in st.books.items()}
     run.symbols = symbols_involved(st.intents, book_units, st.snapshot)
     specs, prices = market_inputs(run.broker, run.symbols, run.as_of)
-    run.inputs = inputs = inputs_from_state(st, run.execution_id, run.as_of, prices, specs, _late_units(run.late),
-                                            late_cash(run.late, specs))
+    run.inputs = inputs = inputs_from_state(st, run.execution_id, run.as_of, prices, specs,
+                                            _late_units(run.late, specs), late_cash(run.late, specs))
     return decide(inputs)
 
 
@@ -283,7 +295,7 @@ def _already_written(run: CommanderRun, orders: list[OrderRecord]) -> dict[str, 
     An id the venue was asked about and never saw (closed as never sent) may be used again."""
     if not orders:
         return {}
-    existing = run.store.get_all([paths.order(o.client_order_id) for o in orders])
+    existing = read_all(run.store, [paths.order(o.client_order_id) for o in orders])  # only looked at (bus.lent)
     out = {}
     for o in orders:
         doc = existing.get(paths.order(o.client_order_id))
@@ -347,7 +359,7 @@ def _write_ahead(run: CommanderRun, plan: Plan, orders: list[OrderRecord], docs:
     st = run.st
     assert st.snapshot is not None
     ex = build_execution(run.execution_id, run.as_of, run.trigger, False, "placing", st, plan, orders,
-                         run.inputs)
+                         run.inputs, context=run.context())
     ex.summary = (f"Placing {len(orders)} orders (written ahead; a run that ends here left them to be resolved): "
                   + ", ".join(f"{o.action} {o.totalQuantity:g} {o.symbol}" for o in orders) + ".")
     acct = next_account_state(st.account, st.config.mode, run.as_of, st.snapshot.net_liquidation)
@@ -355,7 +367,7 @@ def _write_ahead(run: CommanderRun, plan: Plan, orders: list[OrderRecord], docs:
     writes = [_execution_write(run, ex)]
     writes += [(paths.order(d.client_order_id), d.to_store()) for d in docs]
     writes.append((paths.account_state(st.config.mode), acct.to_store()))
-    run.store.write_batches(writes)
+    write_owned_batches(run.store, writes)  # fresh dumps, handed over (bus.lent)
 
 
 def _bookings(fills: list[LateFill]) -> list[Booking]:
@@ -363,10 +375,11 @@ def _bookings(fills: list[LateFill]) -> list[Booking]:
     return [(f.order.symbol, Fill(f.quantity, f.price, f.commission), f.order.shares) for f in fills]
 
 
-def _late_records(fills: list[LateFill]) -> list[LateFillRecord]:
+def _late_records(fills: list[LateFill], specs: dict[str, InstrumentSpec]) -> list[LateFillRecord]:
     return [LateFillRecord(client_order_id=f.order.client_order_id, execution_id=f.order.execution_id,
                            symbol=f.order.symbol, quantity=f.quantity, price=f.price, commission=f.commission,
-                           booked=split_fill(f.quantity, f.order.shares)) for f in fills]
+                           booked=split_fill(f.quantity, f.order.shares, lot_of(specs, f.order.symbol)))
+            for f in fills]
 
 
 def _audit(run: CommanderRun, plan: Plan, outcome: Outcome, g: GateResult, blocked: dict[str, str]) -> Execution:
@@ -387,20 +400,20 @@ def _audit(run: CommanderRun, plan: Plan, outcome: Outcome, g: GateResult, block
                        run.inputs.prices, run.inputs.specs,
                        plan.decision.allocations, as_of, run.execution_id, funding, bookings=_bookings(fills),
                        moves=plan.decision.capital_moves, isolation=plan.decision.isolation,
-                       late_units=_late_units(late))
+                       late_units=_late_units(late, run.inputs.specs))
     status: ExecutionStatus = "partial_success" if outcome.refused else "completed"
     notes = g.notes + ((f"no order on {', '.join(sorted(blocked))}: an earlier order is not resolved",)
                        if blocked else ())
     ex = build_execution(run.execution_id, as_of, run.trigger, g.dry_run, status, st, plan, outcome.orders,
                          run.inputs, notes=notes, cancelled=outcome.cancelled,
-                         external=upd.external)
-    ex.blocked, ex.late_fills = blocked, _late_records(late)
+                         external=upd.external, context=run.context())
+    ex.blocked, ex.late_fills = blocked, _late_records(late, run.inputs.specs)
     ex.fill_model = run.broker.fill_model
     ex.protective_exits = outcome.exits
     ex.dust = upd.dust
     ex.summary += exits_summary(outcome.exits)
     if g.dry_run:
-        run.store.write_batches([_execution_write(run, ex)])
+        write_owned_batches(run.store, [_execution_write(run, ex)])
         return ex
     booked = {d.client_order_id: d for d in outcome.lifecycle}
     booked.update({d.client_order_id: d for d in mark_booked(fills)})
@@ -409,10 +422,10 @@ def _audit(run: CommanderRun, plan: Plan, outcome: Outcome, g: GateResult, block
     writes.append(_account_write(st, as_of, bool(own), planned_at=bool(outcome.lifecycle)))
     writes.append(_execution_write(run, ex))
     fault_point("commander.books_write")
-    if len(writes) <= FIRESTORE_BATCH_LIMIT:
-        run.store.write_batch(writes)
+    if len(writes) <= FIRESTORE_BATCH_LIMIT:  # fresh dumps, handed over (bus.lent)
+        write_owned(run.store, writes)
     else:
-        run.store.write_batches(writes)
+        write_owned_batches(run.store, writes)
     return ex
 
 

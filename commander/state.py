@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from bus import paths
 from bus.constants import QTY_EPS
+from bus.lent import read, read_all, read_collection, read_where
 from bus.metrics import curve_sharpe
 from bus.models import (
     AccountState,
@@ -25,24 +26,28 @@ from bus.models import (
 )
 from bus.orders import OrderLifecycle
 from bus.store import Store
-from commander.attribute import EXTERNAL, split_fill
+from commander.attribute import EXTERNAL, lot_of, split_fill
 from commander.decide import CommanderInputs
 from commander.orders import LateFill
+from commander.targets import parse_intent_columns
 
 #: Documents per ``get_all`` when loading the state: 1,000 intents in one stream can outlast the client's deadline.
 READS_PER_GET_ALL = 200
 
 
-def get_all_chunked(store: Store, wanted: list[str], per_call: int = READS_PER_GET_ALL
+def get_all_chunked(store: Store, wanted: list[str], per_call: int = READS_PER_GET_ALL, *, lent: bool = False
                     ) -> dict[str, dict[str, Any] | None]:
     """``store.get_all(wanted)`` in round trips of at most ``per_call`` documents (path -> document or None).
+    ``lent``: the documents are only read, never changed (:func:`bus.lent.read_all`: in memory the stored
+    documents themselves, no copies).
 
     Raises:
         bus.store.StoreError: the store is unreachable.
     """
     docs: dict[str, dict[str, Any] | None] = {}
     for start in range(0, len(wanted), per_call):
-        docs.update(store.get_all(wanted[start:start + per_call]))
+        chunk = wanted[start:start + per_call]
+        docs.update(read_all(store, chunk) if lent else store.get_all(chunk))
     return docs
 
 
@@ -115,12 +120,12 @@ def load_state(store: Store, execution_id: str | None = None) -> LoadedState:
     Raises:
         RuntimeError: ``config/trading`` is missing.
     """
-    raw_cfg = store.get(paths.TRADING_CONFIG)
+    raw_cfg = read(store, paths.TRADING_CONFIG)  # lent documents (bus.lent): validated at once, never changed
     if raw_cfg is None:
         raise RuntimeError("config/trading is missing: apply the configuration first")
     config = TradingConfig.model_validate(raw_cfg)
     strategies = {}
-    for sid, data in store.list_docs("strategies"):
+    for sid, data in read_collection(store, "strategies"):
         cfg = StrategyConfig.model_validate(data)
         if cfg.enabled:
             strategies[sid] = cfg
@@ -128,13 +133,14 @@ def load_state(store: Store, execution_id: str | None = None) -> LoadedState:
     want += [paths.portfolio(config.mode), paths.account_state(config.mode)]
     if execution_id:
         want.append(paths.execution(execution_id))
-    docs = get_all_chunked(store, want)
-    intents = {s: parse_intent(s, docs[paths.intent(s)]) for s in strategies}
+    docs = get_all_chunked(store, want, lent=True)
+    # Targets kept as columns (commander.targets): 2,000,000 targets as objects alone would take 1.6 GiB.
+    intents = {s: parse_intent_columns(s, docs[paths.intent(s)]) for s in strategies}
     books = {s: Book.model_validate(docs[paths.book(s)]) for s in [*strategies, EXTERNAL] if docs[paths.book(s)]}
     snap_doc = docs[paths.portfolio(config.mode)]
     acct_doc = docs[paths.account_state(config.mode)]
     done = docs.get(paths.execution(execution_id)) if execution_id else None
-    orders = [OrderLifecycle.model_validate(d) for _, d in store.list_where(paths.ORDERS, "open", True)]
+    orders = [OrderLifecycle.model_validate(d) for _, d in read_where(store, paths.ORDERS, "open", True)]
     return LoadedState(config, strategies, intents, books,
                        PortfolioSnapshot.model_validate(snap_doc) if snap_doc else None,
                        AccountState.model_validate(acct_doc) if acct_doc else None,
@@ -169,7 +175,7 @@ def late_cash(late: Sequence[LateFill], specs: dict[str, InstrumentSpec]) -> dic
     books them (pro rata to the order's recorded shares, commission by |units|)."""
     out: dict[str, float] = {}
     for f in late:
-        shares = split_fill(f.quantity, f.order.shares)
+        shares = split_fill(f.quantity, f.order.shares, lot_of(specs, f.order.symbol))
         booked = sum(abs(q) for q in shares.values())
         mult = specs[f.order.symbol].multiplier if f.order.symbol in specs else 1.0
         for sid, q in shares.items():

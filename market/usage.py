@@ -71,7 +71,10 @@ class RecordingView(MarketView):
     """
 
     def __init__(self, base: MarketView) -> None:
-        super().__init__(base._provider, base.as_of.to_pydatetime())
+        # base's provider and as-of, as MarketView.__init__ would set them (base.as_of is already an aware UTC
+        # Timestamp: converting it again costs more than the rest of a bar read)
+        self._provider = base._provider
+        self.as_of = base.as_of
         self._base = base
         self._windowed = type(base).bars is MarketView.bars
         self._reads: dict[tuple[str, str], pd.DataFrame | _Window] = {}

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 from brokers.base import Broker
 from brokers.config import SimAccount
 from brokers.factory import build_broker
-from brokers.sim import OpenSource
+from brokers.sim import FundingSource, OpenSource
 from bus import paths
 from bus.emulator import EmulatorError, FirestoreEmulator
 from bus.store import FirestoreStore, MemoryStore, Store
@@ -153,6 +153,10 @@ def market_data(settings: Settings, cache: BarCache | None, *, fetch: bool = Tru
     return MarketData(settings.market, cache, bundled, fetchers, clock)
 
 
+#: (symbol, as-of) prices a paper broker on bars from files keeps (:func:`make_broker`).
+PRICES_KEPT = 4096
+
+
 def make_broker(store: Store, settings: Settings, provider: HistoryProvider | MarketData,
                 funding: FundingHistory | None = None) -> Broker:
     """The broker of the configured account (:func:`brokers.factory.build_broker`).
@@ -179,14 +183,29 @@ def make_broker(store: Store, settings: Settings, provider: HistoryProvider | Ma
                 continue
         raise MarketDataError(f"no {'/'.join(timeframes)} bars for {symbol!r}")
 
+    # Bars on files (a backtest's horizon, the bundled history) give one price per (symbol, as-of): the paper
+    # account asks for the same ones many times a step (quotes, snapshots, fills, margin checks), so they are
+    # kept (the newest PRICES_KEPT). Live market data (MarketData) may refresh between calls: always asked.
+    kept: dict[tuple[str, datetime], float] | None = {} if isinstance(provider, HistoryProvider) else None
+
     def price(symbol: str, as_of: datetime) -> float:
+        if kept is not None and (hit := kept.get((symbol, as_of))) is not None:
+            return hit
         view = provider.view(as_of)
+        px: float | None = None
         for tf in timeframes[:-1]:
             try:
-                return view.last_price(symbol, tf)
+                px = view.last_price(symbol, tf)
+                break
             except MarketDataError:
                 continue
-        return view.last_price(symbol, timeframes[-1])
+        if px is None:
+            px = view.last_price(symbol, timeframes[-1])
+        if kept is not None:
+            if len(kept) >= PRICES_KEPT:
+                kept.clear()
+            kept[(symbol, as_of)] = px
+        return px
 
     def bars(symbol: str, start: datetime, end: datetime) -> list[tuple]:
         df = frame_of(symbol)
@@ -199,6 +218,23 @@ def make_broker(store: Store, settings: Settings, provider: HistoryProvider | Ma
         FundingFeed(provider.config, FundingHistory(), provider.cache, provider.fetchers, provider.clock)
         if isinstance(provider, MarketData) else FundingHistory())
 
+    funding_between = _funding_source(history)
+
+    return build_broker(acct, settings.trading.mode, instruments=settings.instruments, store=store, prices=price,
+                        funding=funding_between, bars=bars, base_currency=settings.trading.base_currency,
+                        opens=next_open_source(provider, {**settings.instruments, **getattr(acct, "instruments", {})}))
+
+
+def _funding_source(history: FundingHistory | FundingFeed) -> FundingSource:
+    """The paper broker's funding source on ``history``: settlements of a perpetual in ``(start, end]`` as
+    ``(time UTC, rate)``.
+
+    Raises (the source, when called):
+        MarketDataError: no funding history for the symbol, or it ends before ``end``.
+    """
+    # a bundled history's series, as (series, UTC ns, settlement times, rates): read per step by a backtest
+    settled: dict[str, tuple[pd.Series, Any, list[datetime], list[float]]] = {}
+
     def funding_between(symbol: str, start: datetime, end: datetime) -> list[tuple]:
         base = symbol.removesuffix("-PERP")
         # MarketDataError (a LookupError) naming the symbol when absent; a feed refreshes first when ``end`` is now
@@ -206,12 +242,17 @@ def make_broker(store: Store, settings: Settings, provider: HistoryProvider | Ma
         if end > series.index[-1] + timedelta(hours=8, minutes=5):
             raise MarketDataError(f"funding history of {base} ends {series.index[-1].isoformat()}, "
                                   f"before {end.isoformat()}")
-        s = history.between(base, start, end)
-        return list(zip(s.index.to_pydatetime(), s.values.tolist(), strict=True))
+        if isinstance(history, FundingFeed):
+            s = history.between(base, start, end)
+            return list(zip(s.index.to_pydatetime(), s.values.tolist(), strict=True))
+        hit = settled.get(base)
+        if hit is None or hit[0] is not series:  # the same settlements as FundingHistory.between, without pandas
+            hit = settled[base] = (series, series.index.as_unit("ns").asi8, list(series.index.to_pydatetime()),
+                                   series.values.tolist())
+        lo, hi = (int(hit[1].searchsorted(_ns(t), side="right")) for t in (start, end))
+        return list(zip(hit[2][lo:hi], hit[3][lo:hi], strict=True))
 
-    return build_broker(acct, settings.trading.mode, instruments=settings.instruments, store=store, prices=price,
-                        funding=funding_between, bars=bars, base_currency=settings.trading.base_currency,
-                        opens=next_open_source(provider, {**settings.instruments, **getattr(acct, "instruments", {})}))
+    return funding_between
 
 
 #: Bar timeframes a market order may fill in, finest first (the earliest open after the order wins).
@@ -234,10 +275,25 @@ def next_open_source(provider: HistoryProvider | MarketData,
     from market.calendar import equity_daily_open_times
 
     cache: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+    # bars on files (a backtest's horizon, the bundled history) do not change: their arrays, and the timeframes
+    # a symbol has no bars at, are kept without asking the provider again (a backtest asks at every step)
+    static = isinstance(provider, HistoryProvider)
+    absent: dict[tuple[str, str], str] = {}
 
     def arrays(symbol: str, tf: str) -> tuple[Any, Any]:
-        df = provider.frame(symbol, tf)
         hit = cache.get((symbol, tf))
+        if static:
+            if hit is not None:
+                return hit[1], hit[2]
+            if (symbol, tf) in absent:
+                raise MarketDataError(absent[(symbol, tf)])
+            try:
+                df = provider.frame(symbol, tf)
+            except MarketDataError as exc:
+                absent[(symbol, tf)] = str(exc)
+                raise
+        else:
+            df = provider.frame(symbol, tf)
         if hit is not None and hit[0] is df:
             return hit[1], hit[2]
         idx = pd_index_utc(df.index)
@@ -269,7 +325,14 @@ def _is_stock(instruments: dict[str, Any], symbol: str) -> bool:
     return getattr(spec, "secType", None) == "STK"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def _ns(t: datetime) -> int:
+    """Nanoseconds since the epoch of an aware ``t`` (exact integer arithmetic; a naive ``t`` goes through
+    pandas, which refuses it as before; so does a pandas ``Timestamp``, which may hold nanoseconds)."""
+    if type(t) is datetime and t.tzinfo is not None:
+        return (t - _EPOCH) // timedelta(microseconds=1) * 1000
     import pandas as pd
 
     return int(pd.Timestamp(t).tz_convert("UTC").as_unit("ns").value)

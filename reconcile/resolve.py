@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from brokers.base import Broker, BrokerError, OrderNotFound
 from bus import paths
 from bus.constants import QTY_EPS
+from bus.lent import read_where, write_owned_batches
 from bus.orders import NEVER_SENT_STATUS, OrderLifecycle, lifecycle_status
 from bus.store import Store
 
@@ -40,7 +41,7 @@ class Resolution:
 
 def open_orders(store: Store, mode: str) -> list[OrderLifecycle]:
     """Every ``orders/*`` document of account ``mode`` that still needs the venue or the books."""
-    docs = store.list_where(paths.ORDERS, "open", True)
+    docs = read_where(store, paths.ORDERS, "open", True)  # lent (bus.lent): only validated
     out = [OrderLifecycle.model_validate(d) for _, d in docs]
     return [o for o in out if o.mode == mode]
 
@@ -80,5 +81,5 @@ def resolve_orders(store: Store, broker: Broker, mode: str, now: datetime | None
                                    + (f" at {r.fill_price:g}" if r.fill_price else ""))
         res.changed.append(nxt)
     if res.changed:
-        store.write_batches([(paths.order(o.client_order_id), o.to_store()) for o in res.changed])
+        write_owned_batches(store, [(paths.order(o.client_order_id), o.to_store()) for o in res.changed])
     return res

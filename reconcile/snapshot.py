@@ -8,6 +8,7 @@ from brokers.base import Broker
 from bus import paths
 from bus.faults import fault_point
 from bus.ids import new_id
+from bus.lent import write_owned
 from bus.models import PortfolioSnapshot
 from bus.orders import OrderLifecycle
 from bus.store import Store
@@ -50,5 +51,5 @@ def reconcile(store: Store, broker: Broker, as_of: datetime, resolve: bool = Tru
     raw = broker.portfolio(as_of)
     snap = raw.model_copy(update={"snapshot_id": new_id(as_of), "updated_at": taken_at})
     snap = _order_times(snap, resolution.seen)
-    store.write_batch(snapshot_writes(snap))
+    write_owned(store, snapshot_writes(snap))  # a fresh dump, handed over (bus.lent)
     return snap

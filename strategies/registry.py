@@ -35,6 +35,12 @@ def known() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def implementation(strategy_id: str) -> type[Strategy] | None:
+    """The class registered as ``strategy_id`` (built-in modules loaded first), or None when there is none."""
+    _load_builtin()
+    return _REGISTRY.get(strategy_id)
+
+
 def create(strategy_id: str) -> Strategy:
     """A new instance of the strategy registered as ``strategy_id``.
 

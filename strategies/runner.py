@@ -11,6 +11,7 @@ import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from typing import Mapping
 
 from bus import paths
 from bus.ids import new_id
@@ -129,7 +130,7 @@ def write_intents(store: Store, intents: list[Intent], per_batch: int = INTENTS_
 
 
 def run_strategies(store: Store, configs: list[StrategyConfig], provider: MarketSource, as_of: datetime,
-                   max_workers: int = 32) -> dict[str, Intent]:
+                   max_workers: int = 32, computed: Mapping[str, Intent] | None = None) -> dict[str, Intent]:
     """Run ``configs`` as of ``as_of``, write each intent, return them by strategy id.
 
     In parallel on threads when an LLM trader is among them (it spends its time waiting for its
@@ -137,18 +138,29 @@ def run_strategies(store: Store, configs: list[StrategyConfig], provider: Market
     without an LLM trader they run one after the other on this thread (no pool is built: a
     backtest calls this once per day). The intents are then written in batches (:func:`write_intents`):
     the store's round trips grow by two per :data:`INTENTS_PER_BATCH` strategies, not two per strategy.
+
+    Args:
+        computed: strategy id -> its intent as of ``as_of``, already computed by :func:`compute_intent`
+            elsewhere (a backtest computes its classic strategies ahead in a worker process,
+            :mod:`backtest.strategy_worker`): not run again, written with the others in ``configs``' order.
     """
-    market = provider.view(as_of)
-
-    def one(cfg: StrategyConfig) -> Intent:
-        return compute_intent(cfg, market, store=store)
-
+    done = computed or {}
+    todo = [c for c in configs if c.strategy_id not in done]
     if not configs:
         return {}
-    if len(configs) == 1 or all(c.kind != "llm" for c in configs):
-        intents = list(map(one, configs))
-    else:
-        with ThreadPoolExecutor(max_workers=min(max_workers, len(configs))) as pool:
-            intents = list(pool.map(one, configs))
+    fresh: list[Intent] = []
+    if todo:
+        market = provider.view(as_of)
+
+        def one(cfg: StrategyConfig) -> Intent:
+            return compute_intent(cfg, market, store=store)
+
+        if len(todo) == 1 or all(c.kind != "llm" for c in todo):
+            fresh = list(map(one, todo))
+        else:
+            with ThreadPoolExecutor(max_workers=min(max_workers, len(todo))) as pool:
+                fresh = list(pool.map(one, todo))
+    rest = iter(fresh)
+    intents = [done[c.strategy_id] if c.strategy_id in done else next(rest) for c in configs]
     write_intents(store, intents)
     return {i.strategy_id: i for i in intents}

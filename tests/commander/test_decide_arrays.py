@@ -21,6 +21,7 @@ from bus.models import BookCapital, InstrumentSpec, StrategyConfig, TargetPositi
 from commander.arrays import Book, Columns, row_sums, size_books
 from commander.decide import CommanderInputs, Plan, decide
 from commander.size import SizingError, hold_small_changes, size_targets, unit_values, zero_lots
+from commander.targets import with_columns
 from tests.commander.test_properties import PRICES, SPECS, scenario
 
 T = datetime(2024, 6, 3, 21, 30, tzinfo=timezone.utc)
@@ -82,6 +83,23 @@ def test_the_array_path_decides_exactly_as_the_dictionary_path(inp):
     _same(decide(copy.deepcopy(inp), arrays=False), decide(copy.deepcopy(inp), arrays=True))
 
 
+def _columnar(inp: CommanderInputs) -> CommanderInputs:
+    """A copy of ``inp`` whose intents hold their targets as columns (as the store edge reads them)."""
+    out = copy.deepcopy(inp)
+    out.intents = {sid: None if i is None else with_columns(i) for sid, i in out.intents.items()}
+    return out
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(inputs())
+def test_intents_read_into_columns_decide_exactly_as_the_objects_do(inp):
+    """Targets held as columns (commander.targets): the array path reads the columns, the dictionary path the
+    objects rebuilt from them; both give the documents of the objects, to the bit."""
+    expected = decide(copy.deepcopy(inp), arrays=False)
+    _same(expected, decide(_columnar(inp), arrays=True))
+    _same(expected, decide(_columnar(inp), arrays=False))
+
+
 VALUES = st.one_of(st.just(0.0), st.just(-0.0), st.floats(-1e16, 1e16), st.floats(-1.0, 1.0))
 
 
@@ -121,6 +139,14 @@ def test_the_bench_inputs_decide_the_same_on_both_paths(n_strat, n_sym, k):
     inp.books = {sid: {f"S{i:04d}": float(i % 7 - 3) for i in range(0, n_sym, 3)} for sid in list(inp.strategies)[::2]}
     inp.snapshot.open_orders[0].created_at = T - timedelta(days=1)  # expired: cancelled
     _same(decide(copy.deepcopy(inp), arrays=False), decide(copy.deepcopy(inp), arrays=True))
+    _same(decide(copy.deepcopy(inp), arrays=False), decide(_columnar(inp), arrays=True))
+
+
+def test_the_bench_reads_its_intent_documents_into_the_same_decision():
+    """bench/commander_compute.py's inputs made as documents and read into columns decide as its objects do."""
+    from bench.commander_compute import make_inputs
+
+    _same(decide(make_inputs(30, 60, 7), arrays=True), decide(make_inputs(30, 60, 7, columns=True)))
 
 
 SYMS = sorted(PRICES)

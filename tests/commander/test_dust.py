@@ -1,9 +1,10 @@
 """Dust (issue 14): a book that closed a symbol another strategy nets keeps no residual below a lot.
 
-Two strategies hold BTC; one closes while the other adds a little. The net order is rounded to the
-lot, so the closer's pro-rata share of the fill misses its position by a fraction of a lot. That
-residual is snapped to zero and moved to ``external``, recorded in both books and the update, and the
-books plus ``external`` still equal the account.
+Two strategies hold BTC; one closes while the other adds a little. The adder's buy is crossed
+against the closer's sale in full (``split_fill``); the net order is rounded to the lot, so the closer's
+share of the market fill misses its position by a fraction of a lot. That residual is snapped to zero and
+moved to ``external``, recorded in both books and the update, and the books plus ``external`` still equal
+the account.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def test_the_closers_residual_below_a_lot_moves_to_external_and_is_recorded():
     upd = _run(SPECS)
     closer, adder, ext = upd.books["closer"], upd.books["adder"], upd.books[EXTERNAL]
     assert BTC not in closer.positions  # exactly zero
-    residual = 0.05 - 0.049 * 0.05 / 0.0496
+    residual = 0.05 - (0.049 + 0.0004)  # the closer sells the market's 0.049 plus the adder's crossed 0.0004
+    assert adder.positions[BTC].quantity == pytest.approx(0.0304)  # the adder got its change in full
     [snap] = upd.dust
     assert (snap.strategy_id, snap.symbol, snap.execution_id) == ("closer", BTC, "ex-1")
     assert snap.quantity == pytest.approx(residual) and 0 < snap.quantity < 0.001
@@ -63,4 +65,4 @@ def test_the_closers_residual_below_a_lot_moves_to_external_and_is_recorded():
 
 def test_without_an_instrument_spec_the_lot_is_unknown_and_nothing_is_snapped():
     upd = _run({})
-    assert upd.dust == [] and upd.books["closer"].positions[BTC].quantity == pytest.approx(0.05 - 0.049 * 0.05 / 0.0496)
+    assert upd.dust == [] and upd.books["closer"].positions[BTC].quantity == pytest.approx(0.05 - 0.0494)

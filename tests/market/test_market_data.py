@@ -121,7 +121,8 @@ def test_bundled_bars_fill_in_before_the_first_cached_bar(binance, tmp_path):
     md = market(config(binance=binance.base_url), FileBarCache(tmp_path))
     bars = md.view(NOW).bars("BTC-USDT", "1d")
     cached = md.cached("BTC-USDT", "1d")
-    assert len(cached) == 200 and len(bars) > 200
+    served = len(crypto_rows("BTC-USDT", NOW))
+    assert len(cached) == served and len(bars) > served
     assert bars.index[0] == HistoryProvider().frame("BTC-USDT").index[0]
     assert md.origin("BTC-USDT", "1d", bars) == "bundled+usdm"
     assert md.origin("BTC-USDT", "1d", bars.iloc[-50:]) == "usdm"
@@ -259,7 +260,7 @@ def test_store_cache_one_document_per_series_month(binance, yahoo):
 def test_store_cache_on_the_emulator_round_trips(store, binance):
     cache = StoreBarCache(store)
     md = market(config(binance=binance.base_url), cache)
-    bars = md.view(NOW).bars("BTC-USDT", "1d").iloc[-200:]
+    bars = md.view(NOW).bars("BTC-USDT", "1d").iloc[-len(crypto_rows("BTC-USDT", NOW)):]
     again = StoreBarCache(store).read("usdm", "BTC-USDT", "1d")
     assert bars_digest(again) == bars_digest(bars)
     assert StoreBarCache(store).last_open("usdm", "BTC-USDT", "1d") == bars.index[-1]

@@ -27,13 +27,22 @@ def last_boundary(now: datetime, timeframe: str) -> datetime:
     return datetime.fromtimestamp(int(now.timestamp()) // step * step, timezone.utc)
 
 
-def crypto_rows(symbol: str, now: datetime, n: int = 200, timeframe: str = "1d",
+def crypto_rows(symbol: str, now: datetime, n: int | None = None, timeframe: str = "1d",
                 end_close: datetime | None = None) -> list[tuple]:
     """``(open_ms, o, h, l, c, v)`` rows: the last ``n`` bundled bars of ``symbol`` relabelled so the newest
-    closes at ``end_close`` (default the last boundary at or before ``now``)."""
-    df = _BUNDLED.frame(symbol, timeframe).iloc[-n:]
+    closes at ``end_close`` (default the last boundary at or before ``now``).
+
+    ``n`` defaults to 200 bars, or more when needed to reach back past the bundled series' last bar: a
+    live read merges the bundled history with the fetched bars, and a fake that started after the bundled
+    end would leave a calendar gap at the junction (the bar validation rightly refuses it) once enough
+    time has passed since the bundle was made."""
+    full = _BUNDLED.frame(symbol, timeframe)
     step = TIMEFRAMES[timeframe].duration
     end_open = (end_close or last_boundary(now, timeframe)) - step
+    if n is None:
+        behind = (pd.Timestamp(end_open) - full.index[-1]) // pd.Timedelta(step)
+        n = min(len(full), max(200, int(behind) + 30))
+    df = full.iloc[-n:]
     first = end_open - (len(df) - 1) * step
     return [(int((first + i * step).timestamp() * 1000), r.open, r.high, r.low, r.close, r.volume)
             for i, r in enumerate(df.itertuples())]
