@@ -53,6 +53,11 @@ for it in all). Later, on a quiet machine (load 1.1) with the Commander-side cut
 ``--strategy-workers 0``: 16.2 s wall, 16.3 s CPU; ``--strategy-workers 1``: 10.4 s wall, 10.4 s CPU here + 6.2 s
 in the worker (waited 0.25 s for it; it computed 2,162 of the 2,192 steps). ``report.json`` identical in every
 run. The worker's share is below the main loop's, so the wall time is about the main loop's CPU time.
+The machine's speed varies from day to day: on 2026-12-03 (load 0.6-1.0) ``--strategy-workers 1`` took
+19.0-21.1 s wall, ``0`` 29.1-29.8 s, and the code before these cuts (5a14210), run in the same hour, 36.6 s;
+the worker alone took 10.9-12.0 s CPU where it had taken 6.2 s. Intents are read into objects below
+``commander.decide.ARRAY_MIN_TARGETS`` targets (the per-book path): reading the backtest's ~40 targets into
+columns for the array path cost 21.1 s against 18.0 s in back-to-back runs.
 Cheap cuts on the strategies' path, floats unchanged: a backtest view keeps each series' visible-bar count and
 newest close time (:class:`backtest.horizon.HorizonView`; the paper broker asks the same view for the same
 prices), and a :class:`market.usage.RecordingView` takes its base's as-of time instead of converting it again.

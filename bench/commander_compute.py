@@ -18,8 +18,9 @@ target lines with their contributions, conflicts, adjustments, zero lots; and
 pays). ``path`` says which path ran.
 
 Inputs: the intents are made as the store returns them (a dict per target) and read
-as the run reads them, validated, into columns (``commander.targets``), one intent at a
-time; ``edge s`` is that reading (CPU seconds, not part of ``decide``). ``--objects``:
+as the run reads them (``commander.state.load_state``): from ``ARRAY_MIN_TARGETS`` targets on,
+validated into columns (``commander.targets``), one intent at a time, below it into objects;
+``edge s`` is that reading (CPU seconds, not part of ``decide``). ``--objects``:
 intents holding 2 M validated ``TargetPosition`` objects instead (the old bench,
 1.6 GiB of inputs for the dense 1,000 × 2,000). Peak RSS (MiB, of the process, so
 each stage's figure includes the ones before): after the inputs, after the ``decide``
@@ -59,7 +60,7 @@ from bus.models import (
     TargetPosition,
     TradingConfig,
 )
-from commander.decide import CommanderInputs, decide
+from commander.decide import ARRAY_MIN_TARGETS, CommanderInputs, decide
 from commander.targets import parse_intent_columns
 
 T = datetime(2024, 6, 3, 21, 30, tzinfo=timezone.utc)
@@ -195,7 +196,8 @@ CASES = {"dense-10": ("dense", 10, 20, None, 2), "dense-200": ("dense", 200, 500
 def run_case(kind: str, s: int, n: int, k: int | None, target: float, args: argparse.Namespace) -> None:
     """Build one case's inputs, time them and print its line."""
     c0 = time.process_time()
-    inp = make_inputs(s, n, k, columns=not args.objects)
+    # As commander.state.load_state reads them: columns from ARRAY_MIN_TARGETS targets on, else objects.
+    inp = make_inputs(s, n, k, columns=not args.objects and s * (k or n) >= ARRAY_MIN_TARGETS)
     edge = time.process_time() - c0
     rss_inputs = peak_rss_mib()
     if s * n <= 10_000:  # milliseconds: one call to warm up, then enough runs for a steady median
@@ -222,7 +224,7 @@ def main() -> None:
     ap.add_argument("--record", action="store_true", help="also time the audit record's writes (to_store + split)")
     ap.add_argument("--no-store", action="store_true", help="skip the round-trip count")
     args = ap.parse_args()
-    print(f"inputs: {'TargetPosition objects' if args.objects else 'intent documents read into columns'}; "
+    print(f"inputs: {'TargetPosition objects' if args.objects else 'intent documents read as the run reads them'}; "
           "ok: CPU <= 85 % of the target; MiB: peak RSS of the process after inputs / decide / docs / record")
     print(f"{'case':>6} {'S x N':>11} {'targets':>8} {'path':>6} {'edge s':>7} {'wall ms':>8} {'cpu ms':>8} "
           f"{'target':>6} {'':>4} {'docs ms':>8} {'docs cpu':>8} {'inputs':>7} {'decide':>7} {'docs':>7} "

@@ -27,7 +27,7 @@ from bus.models import (
 from bus.orders import OrderLifecycle
 from bus.store import Store
 from commander.attribute import EXTERNAL, lot_of, split_fill
-from commander.decide import CommanderInputs
+from commander.decide import ARRAY_MIN_TARGETS, CommanderInputs
 from commander.orders import LateFill
 from commander.targets import parse_intent_columns
 
@@ -134,8 +134,13 @@ def load_state(store: Store, execution_id: str | None = None) -> LoadedState:
     if execution_id:
         want.append(paths.execution(execution_id))
     docs = get_all_chunked(store, want, lent=True)
-    # Targets kept as columns (commander.targets): 2,000,000 targets as objects alone would take 1.6 GiB.
-    intents = {s: parse_intent_columns(s, docs[paths.intent(s)]) for s in strategies}
+    # From ARRAY_MIN_TARGETS targets on, kept as columns (commander.targets) for the array path: 2,000,000
+    # targets as objects alone would take 1.6 GiB. Below it, objects: the per-book path (bit-identical, see
+    # tests/commander/test_decide_arrays.py) is faster at a few dozen targets (the backtest: ~1.4 ms a step).
+    raw = [docs[paths.intent(s)] for s in strategies]
+    n_targets = sum(len(d.get("target_positions") or ()) for d in raw if isinstance(d, dict))
+    parse = parse_intent_columns if n_targets >= ARRAY_MIN_TARGETS else parse_intent
+    intents = {s: parse(s, docs[paths.intent(s)]) for s in strategies}
     books = {s: Book.model_validate(docs[paths.book(s)]) for s in [*strategies, EXTERNAL] if docs[paths.book(s)]}
     snap_doc = docs[paths.portfolio(config.mode)]
     acct_doc = docs[paths.account_state(config.mode)]
