@@ -236,22 +236,25 @@ class HorizonView(MarketView):
         super().__init__(provider, as_of)
         self._as_of_ns = int(self.as_of.as_unit("ns").value)
         self._horizon_provider = provider
-        # (symbol, timeframe) -> bars visible, and -> close time of the newest one: a view is asked the same
-        # series many times per step (each strategy, the paper broker), and the provider's series never change
-        self._n: dict[tuple[str, str], int] = {}
-        self._last: dict[tuple[str, str], pd.Timestamp] = {}
+        # (symbol, timeframe) -> (bars visible, close time of the newest one): a view is asked the same series
+        # many times per step (each strategy, the paper broker), and the provider's series never change
+        self._seen: dict[tuple[str, str], tuple[int, pd.Timestamp]] = {}
+
+    def _newest(self, symbol: str, timeframe: str) -> tuple[int, pd.Timestamp]:
+        """(how many bars of the series have closed by ``as_of``, the newest one's close time); MarketDataError
+        when none has."""
+        hit = self._seen.get((symbol, timeframe))
+        if hit is None:
+            times, _ = self._horizon_provider.arrays(symbol, timeframe)
+            n = int(np.searchsorted(times, self._as_of_ns, side="right"))
+            if n == 0:
+                raise MarketDataError(f"no {timeframe} bar of {symbol} has closed by {self.as_of.isoformat()}")
+            hit = self._seen[(symbol, timeframe)] = (n, pd.Timestamp(int(times[n - 1]), unit="ns", tz="UTC"))
+        return hit
 
     def _visible(self, symbol: str, timeframe: str) -> int:
         """How many bars of the series have closed by ``as_of`` (MarketDataError when none)."""
-        n = self._n.get((symbol, timeframe))
-        if n is not None:
-            return n
-        times, _ = self._horizon_provider.arrays(symbol, timeframe)
-        n = int(np.searchsorted(times, self._as_of_ns, side="right"))
-        if n == 0:
-            raise MarketDataError(f"no {timeframe} bar of {symbol} has closed by {self.as_of.isoformat()}")
-        self._n[(symbol, timeframe)] = n
-        return n
+        return self._newest(symbol, timeframe)[0]
 
     def window(self, symbol: str, timeframe: str = "1d", lookback: int | None = None) -> tuple[pd.DataFrame, int, int]:
         """``(frame, start, stop)``: the bars closed by ``as_of`` are ``frame.iloc[start:stop]`` (the last
@@ -269,11 +272,7 @@ class HorizonView(MarketView):
         Raises:
             StaleDataError: naming the symbol, the bar's close and the as-of time.
         """
-        last = self._last.get((symbol, timeframe))
-        if last is None:
-            n = self._visible(symbol, timeframe)
-            last = pd.Timestamp(int(self._horizon_provider.arrays(symbol, timeframe)[0][n - 1]), unit="ns", tz="UTC")
-            self._last[(symbol, timeframe)] = last
+        last = self._newest(symbol, timeframe)[1]
         if self.as_of - last > max_age:
             raise StaleDataError(
                 f"{symbol} {timeframe} data is stale: newest bar closed {last.isoformat()}, "

@@ -10,7 +10,7 @@ anything else (GeoPoint, references, vectors, BSON maps) goes through the client
 own helpers, so nothing changes meaning.
 
 Used by :meth:`bus.store.FirestoreStore.commit` (the LLM trader's decision write) and
-:meth:`bus.store.FirestoreStore.get_all_fast`.
+:meth:`bus.store.FirestoreStore.get_all`.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, TypeGuard
 
-from bus.store import BATCH_WRITES, FIRESTORE_BATCH_LIMIT, MemoryStore, Store
+from bus.store import MemoryStore, Store, batches
 
 Doc = dict[str, Any]
 
@@ -80,8 +80,5 @@ def write_owned_batches(store: Store, writes: list[tuple[str, Doc]], size: int |
     if not _lends(store, "write_batch") or type(store).write_batches is not MemoryStore.write_batches:
         store.write_batches(writes, size=size)
         return
-    size = BATCH_WRITES if size is None else size
-    if not 1 <= size <= FIRESTORE_BATCH_LIMIT:
-        raise ValueError(f"batch size must be within 1..{FIRESTORE_BATCH_LIMIT}, got {size}")
-    for start in range(0, len(writes), size):
-        store.adopt_batch(writes[start:start + size])
+    for chunk in batches(writes, size):
+        store.adopt_batch(chunk)

@@ -61,6 +61,22 @@ class StoreError(RuntimeError):
     """The store could not be reached or refused an operation."""
 
 
+Writes = list[tuple[str, dict[str, Any]]]
+
+
+def batches(writes: Writes, size: int | None = None) -> list[Writes]:
+    """``writes`` in consecutive chunks of at most ``size`` (default :data:`BATCH_WRITES`), in order: the
+    batches of :meth:`Store.write_batches`.
+
+    Raises:
+        ValueError: ``size`` is not within 1..:data:`FIRESTORE_BATCH_LIMIT`.
+    """
+    size = BATCH_WRITES if size is None else size
+    if not 1 <= size <= FIRESTORE_BATCH_LIMIT:
+        raise ValueError(f"batch size must be within 1..{FIRESTORE_BATCH_LIMIT}, got {size}")
+    return [writes[start:start + size] for start in range(0, len(writes), size)]
+
+
 class Store(ABC):
     """A document store. Paths have an even number of segments.
 
@@ -115,11 +131,8 @@ class Store(ABC):
             ValueError: ``size`` is not within 1..:data:`FIRESTORE_BATCH_LIMIT`.
             StoreError: a chunk could not be written.
         """
-        size = BATCH_WRITES if size is None else size
-        if not 1 <= size <= FIRESTORE_BATCH_LIMIT:
-            raise ValueError(f"batch size must be within 1..{FIRESTORE_BATCH_LIMIT}, got {size}")
-        for start in range(0, len(writes), size):
-            self.write_batch(writes[start:start + size])
+        for chunk in batches(writes, size):
+            self.write_batch(chunk)
 
     @abstractmethod
     def list_docs(self, collection: str) -> list[tuple[str, dict[str, Any]]]:
@@ -768,7 +781,7 @@ class FirestoreStore(Store):
             if upd is None:
                 return False, current
             increments, fields = upd
-            tx.set(ref, {**fields, **{k: fs.Increment(v) for k, v in increments.items()}}, merge=True)
+            tx.set(ref, self._counter_data(increments, fields), merge=True)
             return True, _applied(current, increments, fields)
 
         try:
@@ -785,15 +798,28 @@ class FirestoreStore(Store):
         transforms sorted by field path and the server returns their results in that order."""
         self._check_up()
         self._count("set")
+        try:
+            result = self.client.document(path).set(self._counter_data(deltas, fields, appends), merge=True,
+                                                    **self._call)
+        except Exception as exc:
+            raise self._wrap(f"increment {path}", exc) from exc
+        self._committed([path])
+        return self._counter_values(result, deltas, appends)
+
+    def _counter_data(self, deltas: dict[str, float], fields: dict[str, Any] | None = None,
+                      appends: dict[str, list[Any]] | None = None) -> dict[str, Any]:
+        """The merged ``set`` of a counter update: ``fields`` as they are, ``appends`` as ``ArrayUnion`` and
+        ``deltas`` as ``Increment`` transforms."""
         fs = self._fs
         data: dict[str, Any] = dict(fields or {})
         data.update({k: fs.ArrayUnion(list(v)) for k, v in (appends or {}).items()})
         data.update({k: fs.Increment(v) for k, v in deltas.items()})
-        try:
-            result = self.client.document(path).set(data, merge=True, **self._call)
-        except Exception as exc:
-            raise self._wrap(f"increment {path}", exc) from exc
-        self._committed([path])
+        return data
+
+    def _counter_values(self, result: Any, deltas: dict[str, float],
+                        appends: dict[str, list[Any]] | None = None) -> dict[str, float]:
+        """The incremented fields' values from a write result of :meth:`_counter_data`: the client sends the
+        transforms sorted by field path and the server returns their results in that order."""
         from google.cloud.firestore_v1 import _helpers
 
         names = sorted([*deltas, *(appends or {})])
@@ -810,12 +836,11 @@ class FirestoreStore(Store):
         if not writes and not increments:
             return []
         self._count("batch")
-        from google.cloud.firestore_v1 import _helpers
         from google.cloud.firestore_v1.types import write as write_types
 
         from bus import firestore_codec
 
-        fs, batch = self._fs, self.client.batch()
+        batch = self.client.batch()
         for path, data in writes:
             ref = self.client.document(path)
             try:
@@ -825,19 +850,15 @@ class FirestoreStore(Store):
                 continue
             batch._add_write_pbs([write_types.Write.wrap(pb)])
         for path, deltas, fields in increments:
-            batch.set(self.client.document(path), {**fields, **{k: fs.Increment(v) for k, v in deltas.items()}},
-                      merge=True)
+            batch.set(self.client.document(path), self._counter_data(deltas, fields), merge=True)
         try:
             results = batch.commit(**self._call)
         except Exception as exc:
             raise self._wrap(f"commit of {[p for p, _ in writes]} and increments of "
                              f"{[p for p, _, _ in increments]}", exc) from exc
         self._committed([p for p, _ in writes] + [p for p, _, _ in increments])
-        out = []
-        for (_, deltas, _), result in zip(increments, results[len(writes):], strict=True):
-            values = [_helpers.decode_value(v, self.client) for v in result.transform_results]
-            out.append({k: v for k, v in zip(sorted(deltas), values, strict=True) if isinstance(v, (int, float))})
-        return out
+        return [self._counter_values(result, deltas)
+                for (_, deltas, _), result in zip(increments, results[len(writes):], strict=True)]
 
     def release_lease(self, path: str, holder: str) -> None:
         """Delete the lease if ``holder`` holds it (conditional on the document read)."""

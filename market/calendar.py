@@ -8,6 +8,7 @@ session date and close at the NYSE session close in America/New_York (16:00,
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
 import pandas as pd
@@ -15,6 +16,19 @@ import pandas as pd
 from market.timeframes import timeframe as _timeframe
 
 NEW_YORK = "America/New_York"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def utc_ns(t: datetime) -> int:
+    """Nanoseconds since the epoch (UTC) of an aware ``t``, as ``pd.Timestamp(t).value``: exact integer
+    arithmetic for a plain ``datetime``; a pandas ``Timestamp`` (it may hold nanoseconds) goes through pandas.
+
+    Raises:
+        TypeError: ``t`` is naive (pandas refuses to convert it to UTC).
+    """
+    if type(t) is datetime and t.tzinfo is not None:
+        return (t - _EPOCH) // timedelta(microseconds=1) * 1000
+    return int(pd.Timestamp(t).tz_convert("UTC").as_unit("ns").value)
 
 
 @lru_cache(maxsize=1)

@@ -11,9 +11,11 @@ import re
 import threading
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from market.calendar import utc_ns
 from market.history import BUNDLED_DIR, MarketDataError
 
 _NAME = re.compile(r"^binanceusdm_(?P<base>[A-Z0-9]+)-(?P<quote>[A-Z0-9]+)-PERP_funding\.csv$")
@@ -33,6 +35,7 @@ class FundingHistory:
                 if m:
                     self._files[f"{m['base']}-{m['quote']}"] = p
         self._cache: dict[str, pd.Series] = {}
+        self._plain: dict[str, tuple[Any, list[datetime], list[float]]] = {}
         self._lock = threading.Lock()
 
     def symbols(self) -> list[str]:
@@ -70,3 +73,20 @@ class FundingHistory:
         lo = int(s.index.searchsorted(pd.Timestamp(start), side="right"))
         hi = int(s.index.searchsorted(pd.Timestamp(end), side="right"))
         return s.iloc[lo:hi]
+
+    def settlements(self, symbol: str, start: datetime, end: datetime) -> list[tuple[datetime, float]]:
+        """:meth:`between` as ``(UTC settlement time, rate)`` pairs, without pandas per call (the paper
+        broker asks at every step of a backtest): the series' times and rates are kept as plain lists.
+
+        Raises:
+            MarketDataError: naming the symbol when there is no funding file for it.
+        """
+        plain = self._plain.get(symbol)
+        if plain is None:
+            s = self.series(symbol)
+            plain = (s.index.as_unit("ns").asi8, list(s.index.to_pydatetime()), s.values.tolist())
+            with self._lock:
+                self._plain[symbol] = plain
+        ns, times, rates = plain
+        lo, hi = (int(ns.searchsorted(utc_ns(t), side="right")) for t in (start, end))
+        return list(zip(times[lo:hi], rates[lo:hi], strict=True))

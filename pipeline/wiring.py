@@ -29,6 +29,7 @@ from bus import paths
 from bus.emulator import EmulatorError, FirestoreEmulator
 from bus.store import FirestoreStore, MemoryStore, Store
 from market.cache import BarCache, FileBarCache
+from market.calendar import utc_ns
 from market.funding import FundingHistory
 from market.funding_feed import FundingFeed
 from market.history import BUNDLED_DIR, HistoryProvider, MarketDataError
@@ -232,9 +233,6 @@ def _funding_source(history: FundingHistory | FundingFeed) -> FundingSource:
     Raises (the source, when called):
         MarketDataError: no funding history for the symbol, or it ends before ``end``.
     """
-    # a bundled history's series, as (series, UTC ns, settlement times, rates): read per step by a backtest
-    settled: dict[str, tuple[pd.Series, Any, list[datetime], list[float]]] = {}
-
     def funding_between(symbol: str, start: datetime, end: datetime) -> list[tuple]:
         base = symbol.removesuffix("-PERP")
         # MarketDataError (a LookupError) naming the symbol when absent; a feed refreshes first when ``end`` is now
@@ -245,12 +243,7 @@ def _funding_source(history: FundingHistory | FundingFeed) -> FundingSource:
         if isinstance(history, FundingFeed):
             s = history.between(base, start, end)
             return list(zip(s.index.to_pydatetime(), s.values.tolist(), strict=True))
-        hit = settled.get(base)
-        if hit is None or hit[0] is not series:  # the same settlements as FundingHistory.between, without pandas
-            hit = settled[base] = (series, series.index.as_unit("ns").asi8, list(series.index.to_pydatetime()),
-                                   series.values.tolist())
-        lo, hi = (int(hit[1].searchsorted(_ns(t), side="right")) for t in (start, end))
-        return list(zip(hit[2][lo:hi], hit[3][lo:hi], strict=True))
+        return history.settlements(base, start, end)  # files: no pandas per call (a backtest asks every step)
 
     return funding_between
 
@@ -303,7 +296,7 @@ def next_open_source(provider: HistoryProvider | MarketData,
         return out
 
     def next_open(symbol: str, after: datetime, until: datetime) -> tuple[datetime, float] | None:
-        a, u = _ns(after), _ns(until)
+        a, u = utc_ns(after), utc_ns(until)
         best: tuple[int, float] | None = None
         for tf in ("1d",) if _is_stock(instruments, symbol) else FILL_TIMEFRAMES:
             try:
@@ -325,17 +318,6 @@ def _is_stock(instruments: dict[str, Any], symbol: str) -> bool:
     return getattr(spec, "secType", None) == "STK"
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-def _ns(t: datetime) -> int:
-    """Nanoseconds since the epoch of an aware ``t`` (exact integer arithmetic; a naive ``t`` goes through
-    pandas, which refuses it as before; so does a pandas ``Timestamp``, which may hold nanoseconds)."""
-    if type(t) is datetime and t.tzinfo is not None:
-        return (t - _EPOCH) // timedelta(microseconds=1) * 1000
-    import pandas as pd
-
-    return int(pd.Timestamp(t).tz_convert("UTC").as_unit("ns").value)
 
 
 def pd_index_utc(index: Any) -> Any:

@@ -110,18 +110,16 @@ def capital_estimate(config: StrategyConfig, spec: TraderSpec, nav: float | None
 def snapshot_nav(store: Store) -> float | None:
     """The net liquidation (base currency) of the account's latest portfolio snapshot
     (``positions/{mode}/portfolio/latest``, the mode of ``config/trading``, ``paper`` without one),
-    or None without one. One ``get_all`` of the trading config and both modes' snapshots, projected
-    on ``mode`` and ``net_liquidation``.
+    or None without one. One ``get_all`` of the trading config and both modes' snapshots (``mode`` is
+    ``paper`` or ``live``, :class:`~bus.models.TradingConfig`), projected on ``mode`` and ``net_liquidation``.
 
     Raises:
         bus.store.StoreError: the store is unreachable.
     """
-    modes = ("paper", "live")
-    docs = store.get_all([bus_paths.TRADING_CONFIG, *(bus_paths.portfolio(m) for m in modes)],
+    docs = store.get_all([bus_paths.TRADING_CONFIG, *(bus_paths.portfolio(m) for m in ("paper", "live"))],
                          fields=["mode", "net_liquidation"])
     mode = (docs.get(bus_paths.TRADING_CONFIG) or {}).get("mode") or "paper"
-    raw = docs.get(bus_paths.portfolio(mode)) if mode in modes else store.get_all(
-        [bus_paths.portfolio(mode)], fields=["net_liquidation"]).get(bus_paths.portfolio(mode))
+    raw = docs.get(bus_paths.portfolio(mode))
     return float(raw["net_liquidation"]) if raw and raw.get("net_liquidation") is not None else None
 
 

@@ -1,5 +1,6 @@
 """The paper broker's sources from pipeline.wiring on bundled bars: funding settlements as
-``FundingHistory.between`` gives them, and prices as a fresh view gives them (kept per symbol and as-of)."""
+``FundingHistory.between`` gives them (read through ``FundingHistory.settlements``), and prices as a
+fresh view gives them (kept per symbol and as-of)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import pytest
 
 from brokers.sim import SimBroker
 from bus.store import MemoryStore
+from market.calendar import utc_ns
 from market.funding import FundingHistory
 from market.history import BUNDLED_DIR, HistoryProvider
 from pipeline.settings import load_settings
-from pipeline.wiring import _ns, make_broker
+from pipeline.wiring import make_broker
 
 CONFIG = BUNDLED_DIR.parent.parent / "config" / "backtest"
 
@@ -52,9 +54,9 @@ def test_ns_is_pandas_exact():
     for _ in range(2000):
         t = datetime(2015, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=rng.randrange(0, 10 ** 15))
         t = t.astimezone(timezone(timedelta(hours=rng.randrange(-12, 13))))
-        assert _ns(t) == int(pd.Timestamp(t).tz_convert("UTC").as_unit("ns").value)
+        assert utc_ns(t) == int(pd.Timestamp(t).tz_convert("UTC").as_unit("ns").value)
     stamp = pd.Timestamp("2024-01-02 03:04:05.123456789", tz="UTC")
-    assert _ns(stamp) == stamp.value  # a pandas Timestamp keeps its nanoseconds
+    assert utc_ns(stamp) == stamp.value  # a pandas Timestamp keeps its nanoseconds
 
 
 def test_prices_are_those_of_a_fresh_view_and_errors_are_not_kept(broker: SimBroker):
